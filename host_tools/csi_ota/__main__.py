@@ -1,0 +1,3 @@
+from csi_ota.cli import run
+
+run()

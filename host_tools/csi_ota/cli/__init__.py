@@ -1,0 +1,77 @@
+"""The `csi-ota` command line: thin click commands over csi_ota's library functions.
+
+Each module in this package owns one command group and exposes ``COMMANDS``,
+a list of click commands or groups. Library code raises
+:class:`csi_ota.errors.CsiOtaError`; it is caught here, once, and printed
+without a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+from rich.console import Console
+
+from csi_ota import __version__
+from csi_ota.errors import CsiOtaError
+
+# (module, what it holds) — one module per command group.
+COMMAND_MODULES = (
+    "csi_ota.cli.partitions_cli",  # csi-ota partitions
+    "csi_ota.cli.image_cli",  # csi-ota image info / image build, csi-ota budget
+    "csi_ota.cli.doctor_cli",  # csi-ota doctor
+    "csi_ota.cli.release_cli",  # csi-ota keys, csi-ota release
+    "csi_ota.cli.provision_cli",  # csi-ota provision
+    "csi_ota.cli.corrupt_cli",  # csi-ota corrupt
+    "csi_ota.cli.sim_cli",  # csi-ota sim (virtual ESP32-S3 flash files)
+    "csi_ota.cli.controller_cli",  # csi-ota serve, certs, devices, releases, ...
+    "csi_ota.cli.rollout_cli",  # csi-ota rollout, csi-ota fleet
+    "csi_ota.cli.demo_cli",  # csi-ota demo
+)
+
+err_console = Console(stderr=True, highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="csi-ota")
+def cli() -> None:
+    """OTA updates for ESP32-S3 CSI sensor fleets."""
+
+
+def _register() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # group not written yet on this branch
+                continue
+            raise
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the process exit code."""
+    try:
+        cli.main(args=argv, prog_name="csi-ota", standalone_mode=False)
+    except CsiOtaError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}")
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code  # 2 for usage errors
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    return 0
+
+
+def run() -> None:  # pragma: no cover - used by `python -m csi_ota`
+    sys.exit(main())
