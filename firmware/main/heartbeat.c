@@ -1,0 +1,105 @@
+/*
+ * heartbeat.c — {"device_id","version","uptime_s","rssi","csi_frames","free_heap","ota_state"}
+ * to csi/<id>/heartbeat or POST /api/devices/<id>/heartbeat.
+ */
+#include "heartbeat.h"
+
+#include "csi_capture.h"
+#include "esp_app_desc.h"
+#include "esp_log.h"
+#include "esp_system.h"
+#include "esp_timer.h"
+#include "freertos/FreeRTOS.h"
+#include "freertos/semphr.h"
+#include "freertos/task.h"
+#include "ota_json.h"
+#include "ota_task.h"
+#include "publish.h"
+#include "wifi_station.h"
+
+static const char *TAG = "heartbeat";
+
+#define HEARTBEAT_JSON_BYTES 320
+#define HEARTBEAT_STATS_EVERY 5u
+#define HEARTBEAT_ACK_TIMEOUT_MS 5000u
+#define HEARTBEAT_TASK_STACK_BYTES 4096
+
+static const char *s_device_id;
+static uint32_t s_interval_sec;
+static SemaphoreHandle_t s_lock;
+static char s_json[HEARTBEAT_JSON_BYTES];
+
+static uint32_t heartbeat_uptime_s(void) {
+    return (uint32_t)(esp_timer_get_time() / 1000000);
+}
+
+static bool heartbeat_send_locked(uint32_t timeout_ms) {
+    ota_json_t json;
+    ota_json_begin(&json, s_json, sizeof(s_json));
+    ota_json_string(&json, "device_id", s_device_id);
+    ota_json_string(&json, "version", esp_app_get_description()->version);
+    ota_json_u64(&json, "uptime_s", heartbeat_uptime_s());
+    ota_json_i64(&json, "rssi", wifi_station_rssi());
+    ota_json_u64(&json, "csi_frames", csi_capture_frames_total());
+    ota_json_u64(&json, "free_heap", esp_get_free_heap_size());
+    ota_json_string(&json, "ota_state", ota_task_running_state_name());
+    if (ota_json_end(&json) >= sizeof(s_json)) {
+        ESP_LOGE(TAG, "heartbeat JSON truncated");
+        return false;
+    }
+    return publish_heartbeat(s_json, timeout_ms);
+}
+
+static void heartbeat_send_stats_locked(void) {
+    ota_json_t json;
+    ota_json_begin(&json, s_json, sizeof(s_json));
+    ota_json_string(&json, "device_id", s_device_id);
+    ota_json_u64(&json, "uptime_s", heartbeat_uptime_s());
+    ota_json_u64(&json, "csi_frames", csi_capture_frames_total());
+    ota_json_u64(&json, "csi_dropped", csi_capture_frames_dropped());
+    ota_json_u64(&json, "published", publish_sent_count());
+    ota_json_u64(&json, "publish_errors", publish_error_count());
+    ota_json_u64(&json, "min_free_heap", esp_get_minimum_free_heap_size());
+    if (ota_json_end(&json) < sizeof(s_json)) {
+        publish_stats(s_json);
+    }
+}
+
+bool heartbeat_send_now(uint32_t timeout_ms) {
+    if (s_lock == NULL) {
+        return false;
+    }
+    xSemaphoreTake(s_lock, portMAX_DELAY);
+    bool acked = heartbeat_send_locked(timeout_ms);
+    xSemaphoreGive(s_lock);
+    return acked;
+}
+
+static void heartbeat_task(void *arg) {
+    (void)arg;
+    for (uint32_t tick = 0;; tick++) {
+        xSemaphoreTake(s_lock, portMAX_DELAY);
+        if (!heartbeat_send_locked(HEARTBEAT_ACK_TIMEOUT_MS)) {
+            ESP_LOGW(TAG, "heartbeat not acknowledged");
+        }
+        if (tick % HEARTBEAT_STATS_EVERY == 0) {
+            heartbeat_send_stats_locked();
+        }
+        xSemaphoreGive(s_lock);
+        vTaskDelay(pdMS_TO_TICKS(s_interval_sec * 1000u));
+    }
+}
+
+esp_err_t heartbeat_start(const char *device_id, uint32_t interval_sec) {
+    s_device_id = device_id;
+    s_interval_sec = interval_sec;
+    s_lock = xSemaphoreCreateMutex();
+    if (s_lock == NULL) {
+        return ESP_ERR_NO_MEM;
+    }
+    if (xTaskCreate(heartbeat_task, "heartbeat", HEARTBEAT_TASK_STACK_BYTES, NULL, 3, NULL) !=
+        pdPASS) {
+        return ESP_ERR_NO_MEM;
+    }
+    return ESP_OK;
+}

@@ -1,0 +1,307 @@
+/*
+ * ota_task.c — owner of the OTA client; self-test hooks for the core.
+ */
+#include "sdkconfig.h"
+#if CONFIG_CSI_OTA_TEST_HOOKS
+#ifndef OTA_CLIENT_TEST_HOOKS
+#define OTA_CLIENT_TEST_HOOKS 1
+#endif
+#endif
+
+#include "ota_task.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "csi_capture.h"
+#include "esp_app_desc.h"
+#include "esp_log.h"
+#include "freertos/FreeRTOS.h"
+#include "freertos/queue.h"
+#include "freertos/semphr.h"
+#include "freertos/task.h"
+#include "heartbeat.h"
+#include "ota_client.h"
+#include "ota_port.h"
+#include "ota_url.h"
+#include "trusted_keys.h"
+#include "wifi_station.h"
+
+static const char *TAG = "ota_task";
+
+#define OTA_TASK_STACK_BYTES 8192
+#define OTA_TASK_PRIORITY 4
+#define OTA_TASK_QUEUE_DEPTH 4
+#define OTA_TASK_MAX_WAIT_MS 60000u
+#define OTA_TASK_STATUS_BYTES 1536 /* version_check_url (255) + last_report (511) + fields */
+#define OTA_TASK_STATUS_LOCK_MS 200u
+#define OTA_TASK_PROJECT_NAME "csi_sensor"
+
+typedef enum {
+    OTA_TASK_CMD_CHECK,
+    OTA_TASK_CMD_SET_URL,
+    OTA_TASK_CMD_FAIL_NEXT_SELFTEST,
+} ota_task_cmd_kind_t;
+
+typedef struct {
+    ota_task_cmd_kind_t kind;
+    char url[256];
+} ota_task_cmd_t;
+
+static ota_client_t s_client;
+static QueueHandle_t s_commands;
+static SemaphoreHandle_t s_client_lock;
+static char s_status_snapshot[OTA_TASK_STATUS_BYTES] = "{}";
+
+/* ------------------------------------------------------------ self-tests -- */
+
+static ota_status_t selftest_wifi_up(void *ctx, uint32_t timeout_ms) {
+    (void)ctx;
+    return wifi_station_wait_connected(timeout_ms) ? OTA_OK : OTA_ERR_TIMEOUT;
+}
+
+/* The version-check URL with device_id, version and state=pending_verify (percent-encoded). */
+static bool selftest_probe_url(char *out, size_t cap) {
+    const ota_deployment_config_t *d = ota_client_deployment(&s_client);
+    int n = snprintf(out, cap, "%s", d->version_check_url);
+    return n > 0 && (size_t)n < cap && ota_url_append_query(out, cap, "device_id", d->device_id) &&
+           ota_url_append_query(out, cap, "version", esp_app_get_description()->version) &&
+           ota_url_append_query(out, cap, "state", "pending_verify");
+}
+
+/* The controller answers an authenticated version check (200 or 204). */
+static ota_status_t selftest_controller_reachable(void *ctx, uint32_t timeout_ms) {
+    (void)ctx;
+    char url[512];
+    if (!selftest_probe_url(url, sizeof(url))) {
+        return OTA_ERR_CONFIG;
+    }
+    ota_port_http_request_t request = {
+        .method = "GET",
+        .url = url,
+        .bearer_token = ota_client_deployment(&s_client)->auth_token,
+        .range_start = -1,
+        .timeout_ms = timeout_ms,
+    };
+    ota_port_http_t *http = NULL;
+    ota_port_http_response_t response;
+    ota_status_t status = ota_port_http_open(&request, &http, &response);
+    if (status != OTA_OK) {
+        return status;
+    }
+    uint8_t sink[256];
+    size_t n = 0;
+    do {
+        status = ota_port_http_read(http, sink, sizeof(sink), &n);
+    } while (status == OTA_OK && n > 0);
+    ota_port_http_close(http);
+    if (response.status == 401 || response.status == 403) {
+        return OTA_ERR_HTTP_AUTH;
+    }
+    return response.status == 200 || response.status == 204 ? OTA_OK : OTA_ERR_HTTP_STATUS;
+}
+
+static ota_status_t selftest_csi_frames(void *ctx, uint32_t timeout_ms) {
+    (void)ctx;
+    return csi_capture_wait_new_frame(timeout_ms) ? OTA_OK : OTA_ERR_TIMEOUT;
+}
+
+static ota_status_t selftest_heartbeat_acked(void *ctx, uint32_t timeout_ms) {
+    (void)ctx;
+    return heartbeat_send_now(timeout_ms) ? OTA_OK : OTA_ERR_TIMEOUT;
+}
+
+#if CONFIG_CSI_OTA_TEST_FAIL_SELFTEST
+/* Hardware-test image "v2_fail_selftest": this build must never confirm itself. */
+static ota_status_t selftest_forced_failure(void *ctx, uint32_t timeout_ms) {
+    (void)ctx;
+    (void)timeout_ms;
+    ESP_LOGW(TAG, "test build: self-test fails (CONFIG_CSI_OTA_TEST_FAIL_SELFTEST)");
+    return OTA_ERR_SELFTEST;
+}
+#endif
+
+static void ota_task_add_selftest(ota_client_config_t *config, const char *name,
+                                  ota_status_t (*run)(void *, uint32_t)) {
+    if (config->selftest_count < OTA_CLIENT_MAX_SELFTESTS) {
+        ota_selftest_hook_t *hook = &config->selftests[config->selftest_count++];
+        hook->name = name;
+        hook->run = run;
+        hook->timeout_ms = (uint32_t)CONFIG_CSI_OTA_SELFTEST_TIMEOUT_MS;
+    }
+}
+
+/* ------------------------------------------------------------- the task -- */
+
+static void ota_task_snapshot(void) {
+    ota_client_status_json(&s_client, s_status_snapshot, sizeof(s_status_snapshot));
+}
+
+static void ota_task_apply(const ota_task_cmd_t *cmd) {
+    ota_status_t status = OTA_OK;
+    switch (cmd->kind) {
+    case OTA_TASK_CMD_CHECK:
+        ota_client_request_check(&s_client);
+        return;
+    case OTA_TASK_CMD_SET_URL:
+        status = ota_client_set_manifest_url(&s_client, cmd->url);
+        break;
+    case OTA_TASK_CMD_FAIL_NEXT_SELFTEST:
+#if CONFIG_CSI_OTA_TEST_HOOKS
+        status = ota_client_fail_next_selftest(&s_client);
+#else
+        status = OTA_ERR_NOT_SUPPORTED;
+#endif
+        break;
+    }
+    if (status != OTA_OK) {
+        ESP_LOGE(TAG, "console command failed: %s", ota_status_to_str(status));
+    }
+}
+
+static void ota_task_main(void *arg) {
+    (void)arg;
+    xSemaphoreTake(s_client_lock, portMAX_DELAY);
+    /* May run the self-tests and reboot (rollback) — does not return then. */
+    ota_status_t status = ota_client_on_boot(&s_client);
+    if (status != OTA_OK) {
+        ESP_LOGW(TAG, "boot confirmation: %s", ota_status_to_str(status));
+    }
+    ota_task_snapshot();
+    xSemaphoreGive(s_client_lock);
+
+    for (;;) {
+        const uint64_t now_ms = ota_port_monotonic_ms();
+        const uint64_t next_ms = ota_client_next_check_ms(&s_client);
+        uint64_t wait_ms = next_ms > now_ms ? next_ms - now_ms : 0;
+        if (wait_ms > OTA_TASK_MAX_WAIT_MS) {
+            wait_ms = OTA_TASK_MAX_WAIT_MS;
+        }
+        ota_task_cmd_t cmd;
+        bool have_cmd = xQueueReceive(s_commands, &cmd, pdMS_TO_TICKS((uint32_t)wait_ms)) == pdTRUE;
+        xSemaphoreTake(s_client_lock, portMAX_DELAY);
+        while (have_cmd) {
+            ota_task_apply(&cmd);
+            have_cmd = xQueueReceive(s_commands, &cmd, 0) == pdTRUE;
+        }
+        status = ota_client_poll(&s_client, ota_port_monotonic_ms());
+        if (status != OTA_OK) {
+            ESP_LOGW(TAG, "check: %s", ota_status_to_str(status));
+        }
+        ota_task_snapshot();
+        xSemaphoreGive(s_client_lock);
+    }
+}
+
+esp_err_t ota_task_start(const provisioning_t *config) {
+    ota_client_config_t client_config;
+    ota_client_config_defaults(&client_config);
+    client_config.deployment = config->deployment;
+    snprintf(client_config.project_name, sizeof(client_config.project_name), "%s",
+             OTA_TASK_PROJECT_NAME);
+    client_config.trusted_key_count = trusted_keys_parse(
+        CONFIG_CSI_OTA_TRUSTED_KEYS, client_config.trusted_keys, OTA_CLIENT_MAX_TRUSTED_KEYS);
+    ota_task_add_selftest(&client_config, "wifi_up", selftest_wifi_up);
+    ota_task_add_selftest(&client_config, "controller_reachable", selftest_controller_reachable);
+    ota_task_add_selftest(&client_config, "csi_frames", selftest_csi_frames);
+    ota_task_add_selftest(&client_config, "heartbeat_acked", selftest_heartbeat_acked);
+#if CONFIG_CSI_OTA_TEST_FAIL_SELFTEST
+    ota_task_add_selftest(&client_config, "test_forced_failure", selftest_forced_failure);
+#endif
+    ota_status_t status = ota_client_init(&s_client, &client_config);
+    if (status != OTA_OK) {
+        ESP_LOGE(TAG, "ota_client_init: %s", ota_status_to_str(status));
+        return ESP_ERR_INVALID_ARG;
+    }
+    /* `ota status` answers with a real snapshot even while the boot self-test runs. */
+    ota_task_snapshot();
+    s_commands = xQueueCreate(OTA_TASK_QUEUE_DEPTH, sizeof(ota_task_cmd_t));
+    s_client_lock = xSemaphoreCreateMutex();
+    if (s_commands == NULL || s_client_lock == NULL) {
+        return ESP_ERR_NO_MEM;
+    }
+    if (xTaskCreate(ota_task_main, "ota", OTA_TASK_STACK_BYTES, NULL, OTA_TASK_PRIORITY, NULL) !=
+        pdPASS) {
+        return ESP_ERR_NO_MEM;
+    }
+    return ESP_OK;
+}
+
+static esp_err_t ota_task_send(const ota_task_cmd_t *cmd) {
+    if (s_commands == NULL) {
+        return ESP_ERR_INVALID_STATE;
+    }
+    return xQueueSend(s_commands, cmd, 0) == pdTRUE ? ESP_OK : ESP_ERR_TIMEOUT;
+}
+
+esp_err_t ota_task_request_check(void) {
+    ota_task_cmd_t cmd = {.kind = OTA_TASK_CMD_CHECK};
+    return ota_task_send(&cmd);
+}
+
+esp_err_t ota_task_set_manifest_url(const char *url) {
+    ota_task_cmd_t cmd = {.kind = OTA_TASK_CMD_SET_URL};
+    if (url == NULL || strlen(url) >= sizeof(cmd.url)) {
+        return ESP_ERR_INVALID_ARG;
+    }
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+        return ESP_ERR_INVALID_ARG;
+    }
+    memcpy(cmd.url, url, strlen(url) + 1);
+    return ota_task_send(&cmd);
+}
+
+esp_err_t ota_task_fail_next_selftest(void) {
+#if CONFIG_CSI_OTA_TEST_HOOKS
+    ota_task_cmd_t cmd = {.kind = OTA_TASK_CMD_FAIL_NEXT_SELFTEST};
+    return ota_task_send(&cmd);
+#else
+    return ESP_ERR_NOT_SUPPORTED;
+#endif
+}
+
+void ota_task_status_json(char *buf, size_t cap) {
+    if (s_client_lock != NULL &&
+        xSemaphoreTake(s_client_lock, pdMS_TO_TICKS(OTA_TASK_STATUS_LOCK_MS)) == pdTRUE) {
+        ota_task_snapshot();
+        xSemaphoreGive(s_client_lock);
+        snprintf(buf, cap, "%s", s_status_snapshot);
+        return;
+    }
+    /* A check or download is running: last snapshot, marked busy. */
+    size_t len = strlen(s_status_snapshot);
+    if (len >= 2 && s_status_snapshot[len - 1] == '}') {
+        snprintf(buf, cap, "%.*s%s\"busy\":true}", (int)(len - 1), s_status_snapshot,
+                 len > 2 ? "," : "");
+    } else {
+        snprintf(buf, cap, "{\"busy\":true}");
+    }
+}
+
+const char *ota_task_running_state_name(void) {
+    ota_img_state_t state;
+    int slot = ota_port_running_slot();
+    if (slot == OTA_SLOT_NONE) {
+        return "factory";
+    }
+    if (ota_port_slot_state(slot, &state) != OTA_OK) {
+        return "undefined";
+    }
+    switch (state) {
+    case OTA_IMG_NEW:
+        return "new";
+    case OTA_IMG_PENDING_VERIFY:
+        return "pending_verify";
+    case OTA_IMG_VALID:
+        return "valid";
+    case OTA_IMG_INVALID:
+        return "invalid";
+    case OTA_IMG_ABORTED:
+        return "aborted";
+    case OTA_IMG_UNDEFINED:
+    default:
+        return "undefined";
+    }
+}

@@ -1,0 +1,31 @@
+/*
+ * ota_task.h — the FreeRTOS task that owns the OTA client (ota_client.h): it confirms
+ * or rolls back a fresh update at boot, then runs ota_client_poll() for periodic and
+ * requested checks. Other tasks (console) talk to it through these functions.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "esp_err.h"
+#include "provisioning.h"
+
+/* Starts the task. `config` must outlive it. */
+esp_err_t ota_task_start(const provisioning_t *config);
+
+/* Console `ota check`: a version check at the next opportunity. */
+esp_err_t ota_task_request_check(void);
+
+/* Console `ota url <manifest-url>`: set and persist version_check_url. */
+esp_err_t ota_task_set_manifest_url(const char *url);
+
+/* Console `selftest fail-next` (test builds only): the next self-test fails. */
+esp_err_t ota_task_fail_next_selftest(void);
+
+/* Console `ota status`: the client's status JSON (waits up to 200 ms for a running
+ * check; otherwise the snapshot taken after the last one, with "busy":true). */
+void ota_task_status_json(char *buf, size_t cap);
+
+/* Otadata state of the running app: "valid", "pending_verify", "undefined", … */
+const char *ota_task_running_state_name(void);

@@ -1,0 +1,192 @@
+/* sim_config.c — parses the virtual device's key=value configuration file. */
+#include "sim_config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ota_manifest.h"
+#include "ota_port.h"
+
+#define SIM_CONFIG_LINE_MAX 2048
+#define SIM_CONFIG_DEFAULT_SELFTEST_TIMEOUT_MS 3000u
+
+static bool sim_config_copy(char *dst, size_t cap, const char *value)
+{
+    size_t len = strlen(value);
+    if (len >= cap) {
+        return false;
+    }
+    memcpy(dst, value, len + 1);
+    return true;
+}
+
+static bool sim_config_u32(const char *value, uint32_t min, uint32_t max, uint32_t *out)
+{
+    if (value[0] < '0' || value[0] > '9') {
+        return false;
+    }
+    errno = 0;
+    char *end = NULL;
+    unsigned long long n = strtoull(value, &end, 10);
+    if (errno != 0 || *end != '\0' || n < min || n > max) {
+        return false;
+    }
+    *out = (uint32_t)n;
+    return true;
+}
+
+static bool sim_config_key_id_matches(const uint8_t raw[65], const uint8_t key_id[8])
+{
+    ota_port_sha256_t *sha = NULL;
+    uint8_t digest[32];
+    if (ota_port_sha256_begin(&sha) != OTA_OK) {
+        return false;
+    }
+    if (ota_port_sha256_update(sha, raw, 65) != OTA_OK) {
+        ota_port_sha256_discard(sha);
+        return false;
+    }
+    return ota_port_sha256_finish(sha, digest) == OTA_OK && memcmp(digest, key_id, 8) == 0;
+}
+
+bool sim_config_parse_trusted_keys(const char *text, ota_client_config_t *client, char *why,
+                                   size_t why_len)
+{
+    client->trusted_key_count = 0;
+    const char *p = text;
+    while (*p != '\0') {
+        size_t item_len = strcspn(p, ",");
+        const char *colon = memchr(p, ':', item_len);
+        if (client->trusted_key_count == OTA_CLIENT_MAX_TRUSTED_KEYS) {
+            snprintf(why, why_len, "trusted_keys: at most %d keys", OTA_CLIENT_MAX_TRUSTED_KEYS);
+            return false;
+        }
+        ota_trusted_key_t *key = &client->trusted_keys[client->trusted_key_count];
+        if (colon == NULL ||
+            !ota_manifest_hex_decode(p, (size_t)(colon - p), key->key_id, sizeof(key->key_id)) ||
+            !ota_manifest_hex_decode(colon + 1, item_len - (size_t)(colon - p) - 1, key->raw,
+                                     sizeof(key->raw)) ||
+            key->raw[0] != 0x04) {
+            snprintf(why, why_len,
+                     "trusted_keys: expected <16 hex key id>:<130 hex public key 04||X||Y>");
+            return false;
+        }
+        if (!sim_config_key_id_matches(key->raw, key->key_id)) {
+            snprintf(why, why_len, "trusted_keys: key id %.16s is not SHA-256(key)[:8]", p);
+            return false;
+        }
+        client->trusted_key_count++;
+        p += item_len;
+        if (*p == ',') {
+            p++;
+        }
+    }
+    return true;
+}
+
+static bool sim_config_set(sim_config_t *cfg, const char *key, const char *value, char *why,
+                           size_t why_len)
+{
+    ota_client_config_t *c = &cfg->client;
+    ota_deployment_config_t *d = &c->deployment;
+    bool ok = true;
+    if (strcmp(key, "update_url") == 0) {
+        ok = sim_config_copy(d->update_url, sizeof(d->update_url), value);
+    } else if (strcmp(key, "version_check_url") == 0) {
+        ok = sim_config_copy(d->version_check_url, sizeof(d->version_check_url), value);
+    } else if (strcmp(key, "check_interval_sec") == 0) {
+        ok = sim_config_u32(value, 1, 604800, &d->check_interval_sec);
+    } else if (strcmp(key, "auto_update_enabled") == 0) {
+        ok = strcmp(value, "0") == 0 || strcmp(value, "1") == 0;
+        d->auto_update_enabled = strcmp(value, "1") == 0;
+    } else if (strcmp(key, "device_id") == 0) {
+        ok = value[0] != '\0' && sim_config_copy(d->device_id, sizeof(d->device_id), value);
+    } else if (strcmp(key, "auth_token") == 0) {
+        ok = sim_config_copy(d->auth_token, sizeof(d->auth_token), value);
+    } else if (strcmp(key, "trusted_keys") == 0) {
+        return sim_config_parse_trusted_keys(value, c, why, why_len);
+    } else if (strcmp(key, "ca_cert") == 0) {
+        ok = sim_config_copy(cfg->ca_cert, sizeof(cfg->ca_cert), value);
+    } else if (strcmp(key, "project") == 0) {
+        ok = value[0] != '\0' && sim_config_copy(c->project_name, sizeof(c->project_name), value);
+    } else if (strcmp(key, "retry_count") == 0) {
+        ok = sim_config_u32(value, 0, 100, &c->retry_count);
+    } else if (strcmp(key, "http_timeout_ms") == 0) {
+        ok = sim_config_u32(value, 1, 600000, &c->http_timeout_ms);
+    } else if (strcmp(key, "backoff_initial_ms") == 0) {
+        ok = sim_config_u32(value, 1, 3600000, &c->backoff_initial_ms);
+    } else if (strcmp(key, "backoff_max_ms") == 0) {
+        ok = sim_config_u32(value, 1, 86400000, &c->backoff_max_ms);
+    } else if (strcmp(key, "chunk_size_bytes") == 0) {
+        ok = sim_config_u32(value, 64, 1048576, &c->chunk_size_bytes);
+    } else if (strcmp(key, "persist_interval_bytes") == 0) {
+        ok = sim_config_u32(value, 1, UINT32_MAX, &c->persist_interval_bytes);
+    } else if (strcmp(key, "selftest_timeout_ms") == 0) {
+        ok = sim_config_u32(value, 1, 600000, &cfg->selftest_timeout_ms);
+    } else {
+        snprintf(why, why_len, "unknown key '%s'", key);
+        return false;
+    }
+    if (!ok) {
+        snprintf(why, why_len, "invalid value for %s: '%s'", key, value);
+    }
+    return ok;
+}
+
+bool sim_config_load(const char *path, sim_config_t *out, char *why, size_t why_len)
+{
+    memset(out, 0, sizeof(*out));
+    ota_client_config_defaults(&out->client);
+    out->selftest_timeout_ms = SIM_CONFIG_DEFAULT_SELFTEST_TIMEOUT_MS;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));
+        return false;
+    }
+    char line[SIM_CONFIG_LINE_MAX];
+    unsigned line_no = 0;
+    bool ok = true;
+    while (ok && fgets(line, sizeof(line), f) != NULL) {
+        line_no++;
+        size_t len = strlen(line);
+        if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+            snprintf(why, why_len, "%s:%u: line too long", path, line_no);
+            ok = false;
+            break;
+        }
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ')) {
+            line[--len] = '\0';
+        }
+        const char *start = line;
+        while (*start == ' ' || *start == '\t') {
+            start++;
+        }
+        if (*start == '\0' || *start == '#') {
+            continue;
+        }
+        char *eq = strchr(line, '=');
+        if (eq == NULL) {
+            snprintf(why, why_len, "%s:%u: expected key=value", path, line_no);
+            ok = false;
+            break;
+        }
+        *eq = '\0';
+        char reason[200];
+        if (!sim_config_set(out, start, eq + 1, reason, sizeof(reason))) {
+            snprintf(why, why_len, "%s:%u: %s", path, line_no, reason);
+            ok = false;
+        }
+    }
+    fclose(f);
+    if (ok && out->client.deployment.device_id[0] == '\0') {
+        snprintf(why, why_len, "%s: device_id is required", path);
+        ok = false;
+    }
+    if (ok && out->client.backoff_max_ms < out->client.backoff_initial_ms) {
+        snprintf(why, why_len, "%s: backoff_max_ms is below backoff_initial_ms", path);
+        ok = false;
+    }
+    return ok;
+}

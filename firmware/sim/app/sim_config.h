@@ -1,0 +1,28 @@
+/*
+ * sim_config.h — the virtual device's configuration file (`--config FILE`).
+ *
+ * key=value lines ('#' comments, blank lines ignored). On the real device the
+ * same values come from the NVS provisioning image (Kconfig defaults
+ * otherwise); the sim reads a file instead. Keys: docs/architecture.md.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ota_client.h"
+
+#define SIM_CONFIG_PATH_MAX 512
+
+typedef struct {
+    ota_client_config_t client;
+    char ca_cert[SIM_CONFIG_PATH_MAX];
+    uint32_t selftest_timeout_ms;
+} sim_config_t;
+
+/* Reads path; on error returns false with a one-line reason in why. */
+bool sim_config_load(const char *path, sim_config_t *out, char *why, size_t why_len);
+
+/* Parses "<keyid>:<hex>,…" into the client's trusted keys (key id = SHA-256(raw)[:8] checked). */
+bool sim_config_parse_trusted_keys(const char *text, ota_client_config_t *client, char *why,
+                                   size_t why_len);

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Writes the binary fixtures of the sim_flash C tests into OUT_DIR.
+
+    python3 firmware/sim/flash/tests/make_fixtures.py OUT_DIR
+
+Run by CMake at build time (tests/CMakeLists.txt). Everything is made with the
+project's own host tools: the partition table with csi_ota.partitions
+(the shipped "4MB" layout), the app images with csi_ota.imagegen (real
+ESP32-S3 images, deterministic bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+from csi_ota.imagegen import ImageSpec, build_app_image
+from csi_ota.partitions import load_layout
+
+IMAGE_SIZE_BYTES = 70_000
+
+# file name -> image spec
+IMAGES = {
+    "app_v1.bin": ImageSpec("1.0.0", target_size_bytes=IMAGE_SIZE_BYTES),
+    "app_v2.bin": ImageSpec("2.0.0", target_size_bytes=IMAGE_SIZE_BYTES),
+    "app_v3.bin": ImageSpec("3.0.0", target_size_bytes=IMAGE_SIZE_BYTES),
+    "app_v2_crash.bin": ImageSpec("2.0.0", behaviour="crash_at_boot", target_size_bytes=IMAGE_SIZE_BYTES),
+    "app_v2_selftest.bin": ImageSpec("2.0.0", behaviour="fail_selftest", target_size_bytes=IMAGE_SIZE_BYTES),
+    "app_chip5.bin": ImageSpec("2.0.0", target_size_bytes=IMAGE_SIZE_BYTES),  # chip id patched below
+    "app_minrev100.bin": ImageSpec("2.0.0", min_rev_full=100, target_size_bytes=IMAGE_SIZE_BYTES),
+}
+
+
+CHIP_ID_OFFSET = 12  # esp_image_header_t.chip_id (u16 little-endian)
+DIGEST_SIZE_BYTES = 32
+
+
+def with_chip_id(image: bytes, chip_id: int) -> bytes:
+    """The image with another header chip id and a recomputed appended SHA-256.
+
+    (esptool's image class writes its own chip id, so ImageSpec.chip_id cannot make this.)
+    """
+    body = bytearray(image[:-DIGEST_SIZE_BYTES])
+    body[CHIP_ID_OFFSET : CHIP_ID_OFFSET + 2] = chip_id.to_bytes(2, "little")
+    return bytes(body) + hashlib.sha256(body).digest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    out = Path(argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "partitions_4MB.bin", load_layout("4MB").to_binary())
+    for name, spec in IMAGES.items():
+        image = build_app_image(spec)
+        if name == "app_chip5.bin":
+            image = with_chip_id(image, 5)
+        write_atomic(out / name, image)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,8 @@
+"""The OTA controller service (`csi-ota serve`): device API, management API, MQTT bridge.
+
+Modules: ``models`` (tables), ``db`` (engine, sessions, migrations), ``settings``
+(environment), ``tokens`` and ``admin`` (authentication), ``registry`` (devices,
+status reports, health), ``releases`` and ``store`` (verified firmware),
+``device_api`` / ``management_api`` (the two FastAPI apps), ``mqtt_bridge``,
+``csi_sink``, ``mqtt_acl``, ``metrics``, ``server`` (both ports in one process).
+"""

@@ -1,0 +1,139 @@
+"""The MQTT side (the seed's current architecture): csi/+/data, csi/+/stats, csi/+/heartbeat.
+
+A paho-mqtt 2 client in its own thread (``loop_start``) that reconnects by
+itself (1 s doubling to 30 s) and re-subscribes on every connect. Heartbeats go
+through :func:`registry.record_heartbeat` — the same update as the HTTP
+heartbeat; stats replace the device's stats; CSI data goes to the CSI sink.
+Messages from unknown or decommissioned devices, with bad ids or bad JSON are
+dropped and counted (``dropped``). The broker's ACL (``csi-ota mqtt-acl``) is
+what stops a device publishing under another device's id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import Counter as Tally
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
+
+from csi_ota.controller import registry
+from csi_ota.controller.context import ControllerContext
+from csi_ota.controller.device_api import HeartbeatIn
+from csi_ota.controller.models import Device
+
+SUBSCRIPTIONS = [("csi/+/data", 0), ("csi/+/stats", 1), ("csi/+/heartbeat", 1)]
+RECONNECT_MIN_DELAY_S = 1
+RECONNECT_MAX_DELAY_S = 30
+KEEPALIVE_S = 30
+MAX_STATS_BYTES = 16 * 1024
+
+log = logging.getLogger("csi_ota.mqtt")
+
+
+class MqttBridge:
+    def __init__(
+        self,
+        ctx: ControllerContext,
+        host: str,
+        port: int,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.host = host
+        self.port = port
+        self.counts: Tally[str] = Tally()
+        self.connected = threading.Event()
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"csi-ota-controller-{os.getpid()}",
+            clean_session=True,
+        )
+        if username:
+            self._client.username_pw_set(username, password)
+        self._client.reconnect_delay_set(RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    def start(self) -> None:
+        self._client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("MQTT connect to %s:%s refused: %s", self.host, self.port, reason_code)
+            return
+        client.subscribe(SUBSCRIPTIONS)
+        self.connected.set()
+        log.info("MQTT connected to %s:%s", self.host, self.port)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        log.info("MQTT disconnected (%s); reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, message) -> None:
+        try:
+            self.handle(message.topic, message.payload)
+        except Exception:  # one bad message must not stop the bridge
+            self.counts["error"] += 1
+            log.exception("MQTT message on %s failed", message.topic)
+
+    def handle(self, topic: str, payload: bytes) -> str:
+        """Processes one message; returns what happened (for counts and tests)."""
+        outcome = self._handle(topic, payload)
+        self.counts[outcome] += 1
+        return outcome
+
+    def _handle(self, topic: str, payload: bytes) -> str:
+        parts = topic.split("/")
+        if len(parts) != 3 or parts[0] != "csi" or not registry.DEVICE_ID_PATTERN.match(parts[1]):
+            return "dropped"
+        device_id, kind = parts[1], parts[2]
+        ctx = self.ctx
+        if kind == "data":
+            with ctx.session() as session:
+                device = session.get(Device, device_id)
+                if device is None or device.decommissioned:
+                    return "dropped"
+            ctx.csi_sink.write(device_id, payload)
+            ctx.csi_counters.add(device_id, len(payload))
+            ctx.metrics.csi_messages.labels(transport="mqtt").inc()
+            return "data"
+        if kind not in ("heartbeat", "stats"):
+            return "dropped"
+        if len(payload) > MAX_STATS_BYTES:
+            return "dropped"
+        try:
+            data = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            return "dropped"
+        if not isinstance(data, dict):
+            return "dropped"
+        with ctx.session() as session:
+            device = session.get(Device, device_id)
+            if device is None or device.decommissioned:
+                return "dropped"
+            if kind == "heartbeat":
+                try:
+                    beat = HeartbeatIn.model_validate(data)
+                except ValidationError:
+                    return "dropped"
+                if beat.device_id is not None and beat.device_id != device_id:
+                    return "dropped"
+                registry.record_heartbeat(session, device, beat.model_dump(), ctx.now())
+                ctx.metrics.heartbeats.labels(transport="mqtt").inc()
+                return "heartbeat"
+            registry.record_stats(session, device, data, ctx.now())
+            return "stats"

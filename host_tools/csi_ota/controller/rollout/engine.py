@@ -1,0 +1,577 @@
+"""The rollout engine: one tick = one transaction that judges devices, applies gates and makes offers.
+
+The engine keeps nothing in memory between ticks. Each tick takes (or renews)
+the database lease; without it the tick does nothing, so with several
+controller processes on one database exactly one engine decides. A tick:
+
+1. judges every in-flight device (offered the release, or the rollback) from
+   status reports, heartbeats and the version check (csi_ota.controller.rollout.judge);
+2. halts the rollout when the failure threshold is crossed (alert, and the
+   signed rollback when the policy says so);
+3. moves the stage gate: a stage whose devices are all decided soaks, and
+   after the soak opens the next stage if the success threshold holds;
+4. offers the release to pending devices of open stages, at most
+   ``batch_size`` in flight, only inside the update window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections import Counter as Tally
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from csi_ota.controller.db import session_scope
+from csi_ota.controller.models import Device, Release, StatusReport, utcnow
+from csi_ota.controller.rollout import alerts, lease
+from csi_ota.controller.rollout.clock import VirtualClock
+from csi_ota.controller.rollout.judge import (
+    UNHEALTHY_HEALTH_VALUES,
+    judge_rollback,
+    judge_succeeded,
+    judge_update,
+)
+from csi_ota.controller.rollout.models import (
+    DEVICE_STATES,
+    OPEN_ROLLOUT_STATES,
+    Rollout,
+    RolloutDevice,
+    RolloutEvent,
+    RolloutMembership,
+    RolloutStage,
+)
+from csi_ota.controller.rollout.policy import RolloutPolicy
+from csi_ota.controller.rollout.rollback import create_rollback_release
+
+log = logging.getLogger("csi_ota.rollout")
+
+DEFAULT_TICK_INTERVAL_S = 1.0
+DEFAULT_LEASE_TTL_S = 10.0
+MAX_OFFER_ROUNDS = 10
+OFFER_LOOKAHEAD = 50
+
+
+def add_event(
+    session: Session, rollout: Rollout, kind: str, message: str, now_vt: dt.datetime, **details
+) -> RolloutEvent:
+    event = RolloutEvent(
+        rollout_id=rollout.id, at_real=utcnow(), at_vt=now_vt, kind=kind, message=message, details=details
+    )
+    session.add(event)
+    log.info("rollout %d %s: %s", rollout.id, kind, message)
+    return event
+
+
+def release_memberships(session: Session, rollout_id: int, device_ids: list[str] | None = None) -> None:
+    statement = delete(RolloutMembership).where(RolloutMembership.rollout_id == rollout_id)
+    if device_ids is not None:
+        statement = statement.where(RolloutMembership.device_id.in_(device_ids))
+    session.execute(statement.execution_options(synchronize_session=False))
+
+
+def unassign(rd: RolloutDevice, device: Device, release_id: int) -> None:
+    """Stops offering ``release_id`` to the device; restores what it was assigned before the rollout."""
+    if device.assigned_release_id == release_id:
+        device.assigned_release_id = rd.prior_assigned_release_id
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds % 3600 == 0 and seconds:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0 and seconds:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
+@dataclass
+class RolloutStep:
+    """One tick's work on one rollout (all in the caller's transaction).
+
+    Work is proportional to the devices in flight, not to the fleet: counts
+    come from GROUP BY queries and only in-flight devices (at most the batch
+    size), succeeded devices that look unhealthy, and the next candidates are
+    loaded.
+    """
+
+    session: Session
+    rollout: Rollout
+    clock: VirtualClock
+    now_vt: dt.datetime
+    now_real: dt.datetime
+    signing_key: Path | None
+    policy: RolloutPolicy = field(init=False)
+    release: Release = field(init=False)
+    stages: list[RolloutStage] = field(init=False)
+    tally: Tally = field(init=False)  # (stage, state) -> devices
+
+    def __post_init__(self) -> None:
+        s, rollout = self.session, self.rollout
+        self.policy = RolloutPolicy.from_dict(rollout.policy, environ={})
+        self.release = s.get(Release, rollout.release_id)
+        self.stages = list(
+            s.scalars(
+                select(RolloutStage).where(RolloutStage.rollout_id == rollout.id).order_by(RolloutStage.index)
+            )
+        )
+        self.tally = Tally()
+        for stage, state, count in s.execute(
+            select(RolloutDevice.stage, RolloutDevice.state, func.count())
+            .where(RolloutDevice.rollout_id == rollout.id)
+            .group_by(RolloutDevice.stage, RolloutDevice.state)
+        ):
+            self.tally[(stage, state)] = count
+
+    # ------------------------------------------------------------------ helpers
+
+    def event(self, kind: str, message: str, **details) -> None:
+        add_event(self.session, self.rollout, kind, message, self.now_vt, **details)
+
+    def counts(self, max_stage: int | None = None) -> Tally:
+        result = Tally()
+        for (stage, state), count in self.tally.items():
+            if max_stage is None or stage <= max_stage:
+                result[state] += count
+        return +result
+
+    def move(self, rd: RolloutDevice, state: str) -> None:
+        self.tally[(rd.stage, rd.state)] -= 1
+        self.tally[(rd.stage, state)] += 1
+        rd.state = state
+
+    def decide(self, rd: RolloutDevice, state: str, reason: str) -> None:
+        self.move(rd, state)
+        rd.reason = reason[:64]
+        rd.decided_vt = self.now_vt
+        rd.decided_real = self.now_real
+
+    def _with_devices(self, statement) -> list[tuple[RolloutDevice, Device]]:
+        return [
+            (rd, device)
+            for rd, device in self.session.execute(
+                statement.join(Device, Device.id == RolloutDevice.device_id).add_columns(Device)
+            ).tuples()
+        ]
+
+    def _rds(self, *conditions, order=None, limit: int | None = None) -> list[tuple[RolloutDevice, Device]]:
+        statement = select(RolloutDevice).where(RolloutDevice.rollout_id == self.rollout.id, *conditions)
+        if order is not None:
+            statement = statement.order_by(*order)
+        if limit is not None:
+            statement = statement.limit(limit)
+        return self._with_devices(statement)
+
+    # ------------------------------------------------------------------ the tick
+
+    def run(self) -> None:
+        state = self.rollout.state
+        if state in ("active", "paused"):
+            self.judge_offered()
+            self.watch_succeeded()
+            if self.failure_threshold_crossed():
+                self.publish_metrics()
+                return
+            if state == "active":
+                self.move_gate()
+                if self.rollout.state == "active":
+                    self.make_offers()
+        elif state == "rolling_back":
+            self.sweep_rollback()
+        self.publish_metrics()
+
+    def _reports_for(self, pairs: list[tuple[RolloutDevice, Device]]) -> dict[str, list[StatusReport]]:
+        if not pairs:
+            return {}
+        since = min(rd.offered_real for rd, _ in pairs if rd.offered_real is not None)
+        by_device: dict[str, list[StatusReport]] = defaultdict(list)
+        ids = [rd.device_id for rd, _ in pairs]
+        for start in range(0, len(ids), 500):
+            statement = (
+                select(StatusReport)
+                .where(StatusReport.device_id.in_(ids[start : start + 500]), StatusReport.received_at > since)
+                .order_by(StatusReport.id)
+            )
+            for report in self.session.scalars(statement):
+                by_device[report.device_id].append(report)
+        return by_device
+
+    def judge_offered(self) -> None:
+        offered = self._rds(RolloutDevice.state == "offered")
+        reports = self._reports_for(offered)
+        for rd, device in offered:
+            verdict = judge_update(
+                rd,
+                device,
+                reports.get(rd.device_id, ()),
+                target_version=self.release.version,
+                target_sha256=self.release.sha256,
+                health_timeout_s=self.policy.health_timeout_s,
+                now_vt=self.now_vt,
+                now_real=self.now_real,
+            )
+            if verdict is None:
+                continue
+            if verdict.outcome == "succeeded":
+                self.decide(rd, "succeeded", verdict.reason)
+                continue
+            rd.attempts += 1
+            rd.reason = verdict.reason[:64]
+            if rd.attempts > self.policy.max_retries:
+                self.decide(rd, "failed", verdict.reason)
+                unassign(rd, device, self.release.id)
+            else:  # retry: the device keeps the assignment and tries again at its next check
+                rd.offered_vt = self.now_vt
+                rd.offered_real = verdict.at_real or self.now_real
+                rd.downloaded_real = None
+                rd.installed_real = None
+
+    def watch_succeeded(self) -> None:
+        """Succeeded devices that moved off the release, turned unhealthy or went silent fail."""
+        cutoff_real = self.clock.to_real(self.now_vt - dt.timedelta(seconds=self.policy.health_timeout_s))
+        suspicious = or_(
+            Device.version != self.release.version,
+            Device.health.in_(UNHEALTHY_HEALTH_VALUES),
+            and_(
+                or_(Device.last_seen.is_(None), Device.last_seen < cutoff_real),
+                or_(Device.last_heartbeat.is_(None), Device.last_heartbeat < cutoff_real),
+            ),
+        )
+        candidates = self._rds(
+            RolloutDevice.state == "succeeded", RolloutDevice.reason != "already_current", suspicious
+        )
+        for rd, device in candidates:
+            verdict = judge_succeeded(
+                rd,
+                device,
+                target_version=self.release.version,
+                health_timeout_s=self.policy.health_timeout_s,
+                clock=self.clock,
+                now_vt=self.now_vt,
+            )
+            if verdict is not None:
+                self.decide(rd, "failed", verdict.reason)
+
+    def failure_threshold_crossed(self) -> bool:
+        counts = self.counts()
+        failed, succeeded = counts["failed"], counts["succeeded"]
+        decided = failed + succeeded
+        p = self.policy
+        if failed >= p.failure_min_count and failed * 100 >= p.failure_percent * decided:
+            reasons = Tally(
+                reason.split(":")[0]
+                for reason in self.session.scalars(
+                    select(RolloutDevice.reason).where(
+                        RolloutDevice.rollout_id == self.rollout.id, RolloutDevice.state == "failed"
+                    )
+                )
+            )
+            self.halt(
+                f"failure threshold crossed in stage {self.rollout.current_stage + 1}: "
+                f"{failed} of {decided} decided devices failed (limit {p.failure_percent:g} % and "
+                f"at least {p.failure_min_count})",
+                failed=failed,
+                succeeded=succeeded,
+                reasons=dict(reasons),
+            )
+            return True
+        return False
+
+    def move_gate(self) -> None:
+        index = self.rollout.current_stage
+        stage = self.stages[index]
+        counts = self.counts(index)
+        members = sum(n for state, n in counts.items() if state != "excluded")
+        succeeded, failed = counts["succeeded"], counts["failed"]
+        label = f"stage {index + 1} ({stage.percent} %)"
+        if stage.state == "open" and succeeded + failed == members:
+            stage.state = "soaking"
+            stage.soak_started_vt = self.now_vt
+            self.event(
+                "soak",
+                f"{label}: all {members} devices decided ({succeeded} succeeded, {failed} failed); "
+                f"soaking {format_duration(stage.soak_s)}",
+                stage=index,
+                succeeded=succeeded,
+                failed=failed,
+            )
+            return
+        if stage.state != "soaking" or stage.soak_started_vt is None:
+            return
+        if (self.now_vt - stage.soak_started_vt).total_seconds() < stage.soak_s:
+            return
+        p = self.policy
+        needed = min(p.success_min_count, members)
+        if members and (succeeded * 100 < p.success_percent * members or succeeded < needed):
+            self.halt(
+                f"{label}: {succeeded} of {members} devices succeeded after the soak, below the success "
+                f"threshold ({p.success_percent:g} %, at least {needed})",
+                succeeded=succeeded,
+                failed=failed,
+            )
+            return
+        stage.state = "passed"
+        stage.passed_vt = self.now_vt
+        if index + 1 < len(self.stages):
+            nxt = self.stages[index + 1]
+            nxt.state = "open"
+            nxt.opened_vt = self.now_vt
+            self.rollout.current_stage = index + 1
+            self.rollout.updated = self.now_real
+            self.event(
+                "gate",
+                f"gate passed: {label} {succeeded}/{members} succeeded after "
+                f"{format_duration(stage.soak_s)} soak; opening stage {index + 2} ({nxt.percent} %)",
+                stage=index,
+                succeeded=succeeded,
+                failed=failed,
+            )
+        else:
+            self.complete(succeeded, failed, members)
+
+    def make_offers(self) -> None:
+        if not self.policy.window.contains(self.now_vt):
+            return
+        slots = self.policy.batch_size - self.counts()["offered"]
+        index = self.rollout.current_stage
+        for _ in range(MAX_OFFER_ROUNDS):
+            if slots <= 0:
+                return
+            candidates = self._rds(
+                RolloutDevice.state == "pending",
+                RolloutDevice.stage <= index,
+                order=(RolloutDevice.stage, RolloutDevice.bucket),
+                limit=slots + OFFER_LOOKAHEAD,
+            )
+            if not candidates:
+                return
+            for rd, device in candidates:
+                if slots <= 0:
+                    return
+                if device.decommissioned or device.token_hash is None:
+                    self.decide(
+                        rd, "excluded", "decommissioned" if device.decommissioned else "token_revoked"
+                    )
+                    continue
+                if (
+                    device.version == self.release.version
+                    and device.ota_state == "valid"
+                    and rd.first_offered_vt is None
+                ):
+                    self.decide(rd, "succeeded", "already_current")
+                    continue
+                if rd.first_offered_vt is None:
+                    rd.prior_assigned_release_id = device.assigned_release_id
+                    rd.first_offered_vt = self.now_vt
+                    rd.from_version = device.version
+                device.assigned_release_id = self.release.id
+                self.move(rd, "offered")
+                rd.offered_vt = self.now_vt
+                rd.offered_real = self.now_real
+                rd.downloaded_real = None
+                rd.installed_real = None
+                slots -= 1
+            self.session.flush()
+
+    # ------------------------------------------------------------------ terminal transitions
+
+    def complete(self, succeeded: int, failed: int, members: int) -> None:
+        self.rollout.state = "completed"
+        self.rollout.finished = self.now_real
+        self.rollout.updated = self.now_real
+        release_memberships(self.session, self.rollout.id)
+        self.event(
+            "completed",
+            f"rollout completed: {succeeded}/{members} devices run {self.release.version} ({failed} failed)",
+            succeeded=succeeded,
+            failed=failed,
+        )
+
+    def cancel_offers(self) -> int:
+        cancelled = 0
+        for rd, device in self._rds(RolloutDevice.state == "offered"):
+            unassign(rd, device, self.release.id)
+            self.move(rd, "pending")
+            rd.offered_vt = rd.offered_real = None
+            cancelled += 1
+        return cancelled
+
+    def halt(self, reason: str, **details) -> None:
+        rollout = self.rollout
+        rollout.state = "halted"
+        rollout.halt_reason = reason
+        rollout.updated = self.now_real
+        self.stages[rollout.current_stage].state = "halted"
+        cancelled = self.cancel_offers()
+        self.event("halt", f"halted: {reason}", cancelled_offers=cancelled, **details)
+        alerts.ROLLOUT_HALTS.labels(str(rollout.id)).inc()
+        payload = {
+            "event": "rollout_halted",
+            "rollout_id": rollout.id,
+            "rollout": rollout.name,
+            "release": self.release.version,
+            "stage": rollout.current_stage + 1,
+            "reason": reason,
+            "message": f"rollout {rollout.id} ({rollout.name}) halted: {reason}",
+            "counts": dict(self.counts()),
+            "rollback": self.policy.rollback,
+            "at": self.now_real.isoformat().replace("+00:00", "Z"),
+            "virtual_time": self.now_vt.isoformat().replace("+00:00", "Z"),
+            **details,
+        }
+        alerts.queue_alert(self.session, rollout.id, self.policy.alert_webhook, payload)
+        if self.policy.rollback == "auto":
+            self.start_rollback()
+
+    def start_rollback(self) -> None:
+        rollout = self.rollout
+        previous = (
+            self.session.get(Release, rollout.previous_release_id) if rollout.previous_release_id else None
+        )
+        if previous is None:
+            self.event(
+                "rollback_skipped",
+                "no previous release is known for this rollout; devices stay where they are",
+            )
+            return
+        if self.signing_key is None:
+            self.event(
+                "rollback_skipped", "ROLLBACK_SIGNING_KEY is not configured; cannot sign a rollback manifest"
+            )
+            return
+        rollback_release = create_rollback_release(
+            self.session,
+            previous,
+            self.signing_key,
+            notes=f"rollback of rollout {rollout.id} ({self.release.version} -> {previous.version})",
+        )
+        rollout.rollback_release_id = rollback_release.id
+        rollout.state = "rolling_back"
+        self.event(
+            "rollback_started",
+            f"rolling devices on {self.release.version} back to {previous.version} with signed rollback "
+            f"release (sequence {rollback_release.sequence})",
+            rollback_release_id=rollback_release.id,
+            sequence=rollback_release.sequence,
+        )
+        self.sweep_rollback()
+
+    def sweep_rollback(self) -> None:
+        rollout = self.rollout
+        rollback_release = self.session.get(Release, rollout.rollback_release_id)
+        previous = self.session.get(Release, rollout.previous_release_id)
+        previous_version = previous.version.split("+", 1)[0]
+        for rd, device in self._rds(RolloutDevice.state == "rolling_back"):
+            verdict = judge_rollback(
+                rd,
+                device,
+                previous_version=previous_version,
+                health_timeout_s=self.policy.health_timeout_s,
+                now_vt=self.now_vt,
+            )
+            if verdict is not None:
+                outcome = "rolled_back" if verdict.outcome == "succeeded" else "rollback_failed"
+                self.decide(rd, outcome, verdict.reason)
+        # Every device running the halted release (including late installers) gets the signed rollback.
+        for rd, device in self._rds(
+            RolloutDevice.state.not_in(("rolling_back", "rolled_back", "rollback_failed", "excluded")),
+            RolloutDevice.reason != "already_current",
+            Device.version == self.release.version,
+        ):
+            device.assigned_release_id = rollback_release.id
+            self.move(rd, "rolling_back")
+            rd.offered_vt = self.now_vt
+            rd.offered_real = self.now_real
+        counts = self.counts()
+        if counts["rolling_back"] == 0:
+            rollout.state = "rolled_back"
+            rollout.finished = self.now_real
+            rollout.updated = self.now_real
+            release_memberships(self.session, rollout.id)
+            self.event(
+                "rolled_back",
+                f"rollback finished: {counts['rolled_back']} devices back on {previous_version}, "
+                f"{counts['rollback_failed']} did not come back",
+                rolled_back=counts["rolled_back"],
+                rollback_failed=counts["rollback_failed"],
+            )
+
+    def publish_metrics(self) -> None:
+        counts = self.counts()
+        label = str(self.rollout.id)
+        for state in DEVICE_STATES:
+            alerts.ROLLOUT_DEVICES.labels(label, state).set(counts.get(state, 0))
+        alerts.ROLLOUT_STAGE.labels(label).set(self.rollout.current_stage)
+
+
+class RolloutEngine:
+    """Runs ticks while holding the lease; safe to run in every controller process."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        clock: VirtualClock | None = None,
+        holder: str | None = None,
+        lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
+        tick_interval_s: float = DEFAULT_TICK_INTERVAL_S,
+        signing_key: Path | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.clock = clock or VirtualClock()
+        self.holder = holder or lease.new_holder_id()
+        self.lease_ttl_s = lease_ttl_s
+        self.tick_interval_s = tick_interval_s
+        self.signing_key = signing_key
+        self.active = False
+        self.ticks = 0
+
+    def tick(self, now_real: dt.datetime | None = None) -> bool:
+        """One engine pass; returns True when this process held the lease and did the work."""
+        now_real = now_real or utcnow()
+        now_vt = self.clock.to_virtual(now_real)
+        with session_scope(self.sessions) as session:
+            held = lease.try_acquire(session, self.holder, self.lease_ttl_s, now_real)
+            if held and not self.active:
+                log.info("rollout engine %s took the lease", self.holder)
+            self.active = held
+            alerts.ENGINE_ACTIVE.set(1 if held else 0)
+            if not held:
+                return False
+            rollouts = session.scalars(
+                select(Rollout)
+                .where(Rollout.state.in_(OPEN_ROLLOUT_STATES))
+                .order_by(Rollout.id)
+                .with_for_update()
+            ).all()
+            for rollout in rollouts:
+                RolloutStep(session, rollout, self.clock, now_vt, now_real, self.signing_key).run()
+        self.ticks += 1
+        return True
+
+    def give_up_lease(self) -> None:
+        with session_scope(self.sessions) as session:
+            lease.release(session, self.holder, utcnow())
+        self.active = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Ticks every ``tick_interval_s`` until ``stop`` is set; delivers alerts in between."""
+        with httpx.Client() as client:
+            while not stop.is_set():
+                try:
+                    held = await asyncio.to_thread(self.tick)
+                    if held:
+                        await asyncio.to_thread(alerts.deliver_pending, self.sessions, client)
+                except Exception:  # a bad tick must not kill the engine; the next one retries
+                    log.exception("rollout engine tick failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.tick_interval_s)
+        if self.active:
+            await asyncio.to_thread(self.give_up_lease)

@@ -1,0 +1,176 @@
+"""`csi-ota serve`: both ports in one process — two uvicorn servers on one asyncio loop.
+
+Start-up order: validate settings (exit 2 on a bad variable), migrate the
+registry (``alembic upgrade heads``), remove half-written uploads, build the
+apps (the management app gets the rollout engine via
+``csi_ota.controller.rollout.attach`` when that module exists), start the MQTT
+bridge and the CSI counter flusher, then listen. SIGTERM/SIGINT stop both
+servers gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from csi_ota.controller.context import ControllerContext, build_context
+from csi_ota.controller.db import safe_url, upgrade_database
+from csi_ota.controller.device_api import create_device_app
+from csi_ota.controller.management_api import create_management_app
+from csi_ota.controller.settings import ControllerSettings
+from csi_ota.errors import CsiOtaError
+
+CSI_FLUSH_INTERVAL_S = 1.0
+KEEP_ALIVE_TIMEOUT_S = 30
+log = logging.getLogger("csi_ota.serve")
+
+
+@dataclass(frozen=True)
+class ListenOptions:
+    host: str = "127.0.0.1"
+    device_port: int = 8080
+    management_port: int = 8081
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    insecure_http: bool = False
+    log_level: str = "warning"
+
+
+@dataclass(frozen=True)
+class MqttOptions:
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+
+
+def attach_rollout(app: FastAPI) -> bool:
+    """Calls csi_ota.controller.rollout.attach(app) if the rollout engine is installed."""
+    try:
+        module = importlib.import_module("csi_ota.controller.rollout")
+    except ModuleNotFoundError as exc:
+        if exc.name == "csi_ota.controller.rollout":
+            return False
+        raise
+    attach = getattr(module, "attach", None)
+    if attach is None:
+        return False
+    attach(app)
+    return True
+
+
+def create_apps(ctx: ControllerContext) -> tuple[FastAPI, FastAPI]:
+    device_app = create_device_app(ctx)
+    management_app = create_management_app(ctx)
+    attach_rollout(management_app)
+    return device_app, management_app
+
+
+def check_listen_options(options: ListenOptions) -> None:
+    if options.device_port == options.management_port:
+        raise CsiOtaError("the device and management ports must differ")
+    if options.insecure_http and (options.tls_cert or options.tls_key):
+        raise CsiOtaError("--insecure-http and --tls-cert/--tls-key exclude each other")
+    if not options.insecure_http:
+        if not (options.tls_cert and options.tls_key):
+            raise CsiOtaError(
+                "the device port needs --tls-cert and --tls-key (from `csi-ota certs`), "
+                "or --insecure-http to serve plain HTTP"
+            )
+        for path in (options.tls_cert, options.tls_key):
+            if not Path(path).is_file():
+                raise CsiOtaError(f"{path}: no such file")
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to run_servers (two servers share one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _flush_loop(ctx: ControllerContext, stop: threading.Event) -> None:
+    while not stop.wait(CSI_FLUSH_INTERVAL_S):
+        try:
+            ctx.flush_csi_counters()
+        except Exception:
+            log.exception("flushing CSI counters failed")
+
+
+async def _run_servers(servers: list[uvicorn.Server]) -> None:
+    loop = asyncio.get_running_loop()
+
+    def request_exit() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, request_exit)
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    request_exit()  # one server stopped (e.g. its port was taken): stop the other too
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if task.exception() is not None:
+            raise task.exception()
+    if not all(server.started for server in servers):
+        raise CsiOtaError("a port could not be opened (already in use?)", exit_code=1)
+
+
+def serve(settings: ControllerSettings, listen: ListenOptions, mqtt: MqttOptions | None = None) -> None:
+    """Runs the controller until SIGTERM/SIGINT."""
+    check_listen_options(listen)
+    logging.basicConfig(level=getattr(logging, listen.log_level.upper(), logging.WARNING))
+    upgrade_database(settings.database_url)
+    ctx = build_context(settings)
+    removed = ctx.store.clean_incoming()
+    if removed:
+        log.warning("removed %d half-written upload(s) from %s", removed, ctx.store.incoming)
+    device_app, management_app = create_apps(ctx)
+    common = {"log_level": listen.log_level, "access_log": False, "timeout_keep_alive": KEEP_ALIVE_TIMEOUT_S}
+    device_config = uvicorn.Config(
+        device_app,
+        host=listen.host,
+        port=listen.device_port,
+        ssl_certfile=None if listen.insecure_http else str(listen.tls_cert),
+        ssl_keyfile=None if listen.insecure_http else str(listen.tls_key),
+        **common,
+    )
+    management_config = uvicorn.Config(
+        management_app, host=listen.host, port=listen.management_port, **common
+    )
+    servers = [_Server(device_config), _Server(management_config)]
+    bridge = None
+    if mqtt is not None:
+        from csi_ota.controller.mqtt_bridge import MqttBridge
+
+        bridge = MqttBridge(ctx, mqtt.host, mqtt.port, username=mqtt.username, password=mqtt.password)
+        bridge.start()
+    stop_flusher = threading.Event()
+    flusher = threading.Thread(target=_flush_loop, args=(ctx, stop_flusher), name="csi-flush", daemon=True)
+    flusher.start()
+    print(
+        f"csi-ota serve: devices on {'http' if listen.insecure_http else 'https'}://{listen.host}:{listen.device_port}, "
+        f"management on http://{listen.host}:{listen.management_port}, registry {safe_url(settings.database_url)}",
+        flush=True,
+    )
+    try:
+        asyncio.run(_run_servers(servers))
+    finally:
+        stop_flusher.set()
+        flusher.join(timeout=5)
+        if bridge is not None:
+            bridge.stop()
+        ctx.close()

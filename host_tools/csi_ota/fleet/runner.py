@@ -1,0 +1,275 @@
+"""Runs a simulated fleet against a real controller and returns a JSON-ready summary.
+
+All devices live in one asyncio loop and share one HTTP connection pool.
+Timing is virtual: ``check_interval_s`` and ``heartbeat_interval_s`` are the
+devices' configured intervals, divided by ``time_scale`` to get wall-clock
+seconds — run the controller with the same scale (ROLLOUT_TIME_SCALE) and a
+24 h soak passes in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from csi_ota.errors import CsiOtaError
+from csi_ota.fleet.behaviours import BehaviourMix
+from csi_ota.fleet.device import FleetContext, FleetStats, FleetTiming, SimulatedDevice
+
+TERMINAL_ROLLOUT_STATES = ("completed", "aborted", "rolled_back")
+ROLLOUT_POLL_INTERVAL_S = 0.5
+REGISTER_CONCURRENCY = 8
+STOP_GRACE_S = 10.0
+MAX_DEVICES = 100_000
+
+
+@dataclass
+class FleetConfig:
+    device_urls: list[str]
+    credentials: list[tuple[str, str]]  # (device id, token)
+    trusted_keys: list[Any]
+    behaviours: BehaviourMix = field(default_factory=lambda: BehaviourMix.parse("healthy"))
+    initial_version: str = "1.0.0"
+    initial_sequence: int = 0
+    check_interval_s: float = 3600.0  # virtual seconds (the seed's hourly check)
+    heartbeat_interval_s: float = 300.0  # virtual seconds (HEALTH_CHECK_INTERVAL_SEC)
+    time_scale: float = 1.0
+    duration_s: float = 60.0  # wall-clock bound on the whole run
+    rollout_id: int | None = None  # stop when this rollout ends
+    settle_s: float = 0.0  # keep running this long after the rollout ended
+    management_url: str | None = None
+    admin_token: str | None = None
+    seed: int = 0
+    max_connections: int = 64
+    verify: Any = False
+    boot_s: float = 0.05
+    slow_link_bytes_per_s: float = 64 * 1024
+    mqtt_publish: Callable[[str, str, dict], bool] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.device_urls:
+            raise CsiOtaError("give at least one controller URL")
+        if not (0 < len(self.credentials) <= MAX_DEVICES):
+            raise CsiOtaError(f"a fleet has 1 to {MAX_DEVICES} devices")
+        if self.time_scale <= 0 or self.check_interval_s <= 0 or self.heartbeat_interval_s <= 0:
+            raise CsiOtaError("time scale and intervals must be positive")
+        if self.duration_s <= 0:
+            raise CsiOtaError("duration must be positive")
+
+    def timing(self) -> FleetTiming:
+        return FleetTiming(
+            check_interval_s=self.check_interval_s / self.time_scale,
+            heartbeat_interval_s=self.heartbeat_interval_s / self.time_scale,
+            time_scale=self.time_scale,
+            boot_s=self.boot_s,
+            slow_link_bytes_per_s=self.slow_link_bytes_per_s,
+        )
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+async def register_devices_async(
+    management_url: str, admin_token: str, device_ids: list[str], *, tags: list[str] = ()
+) -> list[tuple[str, str]]:
+    """Registers devices through the management API; returns (id, token) in order."""
+    semaphore = asyncio.Semaphore(REGISTER_CONCURRENCY)
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    async with httpx.AsyncClient(base_url=management_url, headers=headers, timeout=30) as client:
+
+        async def one(device_id: str) -> tuple[str, str]:
+            async with semaphore:
+                response = await client.post(
+                    "/api/devices", json={"device_id": device_id, "tags": list(tags)}
+                )
+            if response.status_code != 201:
+                raise CsiOtaError(
+                    f"registering {device_id}: HTTP {response.status_code} {response.text[:200]}"
+                )
+            return device_id, response.json()["token"]
+
+        return list(await asyncio.gather(*(one(d) for d in device_ids)))
+
+
+def save_credentials(path: Path, credentials: list[tuple[str, str]]) -> Path:
+    """Writes the tokens (mode 0600, atomically): they are secrets."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump([{"device_id": d, "token": t} for d, t in credentials], f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load_credentials(path: Path) -> list[tuple[str, str]]:
+    try:
+        data = json.loads(Path(path).read_text())
+        return [(str(entry["device_id"]), str(entry["token"])) for entry in data]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CsiOtaError(f"{path}: not a fleet credentials file ({exc})") from exc
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def _fetch_rollout(client: httpx.AsyncClient, rollout_id: int) -> dict[str, Any] | None:
+    try:
+        response = await client.get(f"/api/rollouts/{rollout_id}")
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+class Fleet:
+    """A running fleet; ``devices`` and ``stats`` can be inspected while and after it runs."""
+
+    def __init__(self, config: FleetConfig) -> None:
+        self.config = config
+        self.stats = FleetStats()
+        self.stop = asyncio.Event()
+        self.devices: list[SimulatedDevice] = []
+        self.rollout: dict[str, Any] | None = None
+        self.started = 0.0
+        self.ended_by = ""
+
+    async def run(self, on_update: Callable[[Fleet], None] | None = None) -> dict[str, Any]:
+        config = self.config
+        behaviours = config.behaviours.assign(len(config.credentials), seed=str(config.seed))
+        limits = httpx.Limits(
+            max_connections=config.max_connections, max_keepalive_connections=config.max_connections
+        )
+        self.started = time.monotonic()
+        async with httpx.AsyncClient(limits=limits, verify=config.verify, http2=False) as client:
+            ctx = FleetContext(
+                client=client,
+                device_urls=list(config.device_urls),
+                trusted_keys=list(config.trusted_keys),
+                timing=config.timing(),
+                stats=self.stats,
+                stop=self.stop,
+                mqtt_publish=config.mqtt_publish,
+            )
+            self.devices = [
+                SimulatedDevice(
+                    device_id,
+                    token,
+                    behaviour,
+                    ctx,
+                    version=config.initial_version,
+                    highest_sequence=config.initial_sequence,
+                    seed=config.seed,
+                )
+                for (device_id, token), behaviour in zip(config.credentials, behaviours, strict=True)
+            ]
+            tasks = [asyncio.create_task(d.run()) for d in self.devices]
+            try:
+                await self._watch(on_update)
+            finally:
+                self.stop.set()
+                done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+                for task in pending:
+                    task.cancel()
+                for task in done:
+                    if not task.cancelled() and task.exception() is not None:
+                        self.stats.errors[f"device_task:{type(task.exception()).__name__}"] += 1
+        return self.summary()
+
+    async def _watch(self, on_update: Callable[[Fleet], None] | None) -> None:
+        config = self.config
+        deadline = self.started + config.duration_s
+        management = None
+        if config.rollout_id is not None and config.management_url:
+            headers = {"Authorization": f"Bearer {config.admin_token}"} if config.admin_token else {}
+            management = httpx.AsyncClient(base_url=config.management_url, headers=headers, timeout=10)
+        ended_at = None
+        try:
+            while time.monotonic() < deadline:
+                if management is not None:
+                    detail = await _fetch_rollout(management, config.rollout_id)
+                    if detail is not None:
+                        self.rollout = detail
+                        if detail["state"] in TERMINAL_ROLLOUT_STATES and ended_at is None:
+                            ended_at = time.monotonic()
+                if on_update is not None:
+                    on_update(self)
+                if ended_at is not None and time.monotonic() - ended_at >= config.settle_s:
+                    self.ended_by = f"rollout {self.rollout['state']}"
+                    return
+                await asyncio.sleep(ROLLOUT_POLL_INTERVAL_S)
+            self.ended_by = "duration"
+        finally:
+            if management is not None:
+                await management.aclose()
+
+    def summary(self) -> dict[str, Any]:
+        stats = self.stats
+        by_behaviour: dict[str, Counter] = {}
+        for device in self.devices:
+            by_behaviour.setdefault(device.behaviour, Counter())[device.version] += 1
+        latencies = stats.version_check_latencies_s
+        summary = {
+            "devices": len(self.devices),
+            "duration_s": round(time.monotonic() - self.started, 3),
+            "ended_by": self.ended_by,
+            "time_scale": self.config.time_scale,
+            "behaviours": {b: sum(c.values()) for b, c in by_behaviour.items()},
+            "versions": dict(Counter(d.version for d in self.devices)),
+            "versions_by_behaviour": {b: dict(c) for b, c in by_behaviour.items()},
+            "silent_devices": sum(1 for d in self.devices if d.silent),
+            "requests": dict(stats.requests),
+            "errors": dict(stats.errors),
+            "rejected": dict(stats.rejected),
+            "outcomes": dict(stats.outcomes),
+            "max_concurrent_downloads": stats.max_downloads_in_flight,
+            "bytes_downloaded": stats.bytes_downloaded,
+            "link_drops": stats.link_drops,
+            "range_resumes": stats.range_resumes,
+            "power_cuts": stats.power_cuts,
+            "version_check_latency_ms": {
+                "count": len(latencies),
+                "p50": None if not latencies else round(statistics.median(latencies) * 1000, 2),
+                "p99": None if not latencies else round(_percentile(latencies, 0.99) * 1000, 2),
+            },
+        }
+        if self.rollout is not None:
+            summary["rollout"] = {
+                key: self.rollout.get(key)
+                for key in ("id", "name", "release", "state", "current_stage", "halt_reason", "counts")
+            }
+            summary["rollout"]["stages"] = [
+                {k: s.get(k) for k in ("stage", "percent", "state", "members", "counts")}
+                for s in self.rollout.get("stages", [])
+            ]
+            summary["rollout"]["gate_decisions"] = [
+                e["message"] for e in self.rollout.get("events", []) if e["kind"] not in ("operator",)
+            ]
+        return summary
+
+
+def run_fleet(
+    config: FleetConfig, on_update: Callable[[Fleet], None] | None = None
+) -> tuple[Fleet, dict[str, Any]]:
+    """Runs the fleet to the end (rollout finished or duration over); returns it and its summary."""
+    fleet = Fleet(config)
+    summary = asyncio.run(fleet.run(on_update))
+    return fleet, summary

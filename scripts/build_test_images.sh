@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds the four ESP32-S3 images the hardware-in-the-loop suite (tests_hw) needs, from firmware/:
+#
+#   v1                 firmware/version.txt's version, test hooks on       -> firmware/build_v1
+#   v2                 next major version, test hooks on                   -> firmware/build_v2
+#   v2_fail_selftest   next major version, fails its post-update self-test -> firmware/build_v2_fail_selftest
+#   v2_crash_at_boot   next major version, crashes before marking valid    -> firmware/build_v2_crash_at_boot
+#
+# Each variant gets its own build directory AND its own sdkconfig (-D SDKCONFIG=…): without
+# that, ESP-IDF keeps one firmware/sdkconfig for every build, and SDKCONFIG_DEFAULTS only seeds
+# options that file does not already have — the variants would silently share one config.
+# SDKCONFIG_DEFAULTS lists sdkconfig.defaults explicitly (a custom list replaces the default
+# file) and resolves relative names against the project directory (firmware/); ESP-IDF also
+# loads each listed file's ".esp32s3" variant when it exists. The version is passed as
+# PROJECT_VER, which ESP-IDF prefers over version.txt when it is defined.
+#
+# Usage: scripts/build_test_images.sh [--dry-run] [VARIANT ...]
+#   --dry-run   print the idf.py command lines, run nothing (no ESP-IDF needed)
+#   VARIANT     any of: v1 v2 v2_fail_selftest v2_crash_at_boot (default: all four)
+# Environment: CSI_OTA_V2_VERSION overrides the v2 version (default: MAJOR+1.0.0 of version.txt).
+# Needs an ESP-IDF v6 environment (. $IDF_PATH/export.sh) unless --dry-run.
+set -euo pipefail
+cd "$(dirname "$0")/../firmware"
+
+ALL_VARIANTS=(v1 v2 v2_fail_selftest v2_crash_at_boot)
+dry_run=0
+variants=()
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) dry_run=1 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    v1|v2|v2_fail_selftest|v2_crash_at_boot) variants+=("$arg") ;;
+    *) echo "build_test_images.sh: unknown argument '$arg' (variants: ${ALL_VARIANTS[*]})" >&2; exit 2 ;;
+  esac
+done
+[ ${#variants[@]} -gt 0 ] || variants=("${ALL_VARIANTS[@]}")
+
+if [ ! -f version.txt ]; then
+  echo "build_test_images.sh: firmware/version.txt is missing" >&2
+  exit 2
+fi
+v1_version=$(head -n 1 version.txt | tr -d '[:space:]')
+if ! [[ "$v1_version" =~ ^([0-9]+)\.[0-9]+\.[0-9]+$ ]]; then
+  echo "build_test_images.sh: firmware/version.txt must hold MAJOR.MINOR.PATCH, got '$v1_version'" >&2
+  exit 2
+fi
+v2_version=${CSI_OTA_V2_VERSION:-$((BASH_REMATCH[1] + 1)).0.0}
+
+if [ "$dry_run" -eq 0 ] && ! command -v idf.py >/dev/null; then
+  echo "build_test_images.sh: idf.py not found; source ESP-IDF's export.sh first (or use --dry-run)" >&2
+  exit 2
+fi
+
+for variant in "${variants[@]}"; do
+  if [ ! -f "sdkconfig.ci.$variant" ]; then
+    echo "build_test_images.sh: firmware/sdkconfig.ci.$variant is missing" >&2
+    exit 2
+  fi
+  version=$v2_version
+  [ "$variant" = v1 ] && version=$v1_version
+  cmd=(idf.py -B "build_$variant"
+       -D "IDF_TARGET=esp32s3"
+       -D "SDKCONFIG=build_$variant/sdkconfig"
+       -D "SDKCONFIG_DEFAULTS=sdkconfig.defaults;sdkconfig.ci.$variant"
+       -D "PROJECT_VER=$version"
+       build)
+  echo "(cd firmware && ${cmd[*]})"
+  if [ "$dry_run" -eq 0 ]; then
+    "${cmd[@]}"
+  fi
+done

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every csi-ota test on a fresh Debian/Ubuntu machine:
+#   1. installs apt + pip packages (scripts/setup.sh),
+#   2. builds the virtual ESP32-S3 and runs its C unit tests (CTest),
+#   3. runs the host test suite (pytest tests/), which starts real PostgreSQL,
+#      Mosquitto, nginx and uvicorn processes on loopback by itself,
+#   4. runs the hardware-in-the-loop suite against the virtual ESP32-S3
+#      (pytest tests_hw --target sim), junit XML in out/.
+# Extra arguments are passed to the host pytest run (e.g. -k budget).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p out
+
+./scripts/setup.sh
+
+echo "== lint =="
+ruff check host_tools tests tests_hw benchmarks
+
+echo "== virtual ESP32-S3: build + C unit tests =="
+./scripts/build_sim.sh
+ctest --test-dir firmware/sim/build --output-on-failure -j2
+
+echo "== host tests =="
+python3 -m pytest tests --junitxml=out/tests.junit.xml "$@"
+
+if [ -x scripts/test_hw_sim.sh ]; then
+  echo "== tests_hw on the virtual ESP32-S3 =="
+  ./scripts/test_hw_sim.sh
+fi

@@ -1,0 +1,393 @@
+"""End to end on the virtual ESP32-S3: the real OTA core, port and bootloader model
+against a local HTTP server (tests/sim_support.py), with real signed releases.
+
+Every scenario starts from a 4 MB flash file with v1.0.0 in ota_0, runs
+`ota check` on the device console, and asserts both what the device logs
+(docs/log-lines.md) and what reached the server (status reports, requests).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from csi_ota.sim.runner import SimConfig, SimProcess, build_sim
+from sim_support import OtaTestServer, ReleaseSigner, app_image, write_flash
+
+pytestmark = [pytest.mark.sim]
+
+IMAGE_BYTES = 150_000
+CHUNK_BYTES = 4096
+V1_BOOT = r"app: running partition ota_0, version 1\.0\.0"
+V2_BOOT = r"app: running partition ota_1, version 2\.0\.0"
+
+
+@pytest.fixture(scope="session")
+def sim_binary() -> Path:
+    return build_sim()
+
+
+@dataclass
+class Bench:
+    server: OtaTestServer
+    signer: ReleaseSigner
+    flash: Path
+    config: Path
+    binary: Path
+
+    def start(self, **kwargs: object) -> SimProcess:
+        return SimProcess(self.flash, self.config, binary=self.binary, **kwargs).start()  # type: ignore[arg-type]
+
+    def publish(self, version: str, behaviour: str = "normal") -> bytes:
+        image = app_image(version, behaviour, IMAGE_BYTES)
+        self.server.publish(self.signer.release(image))
+        return image
+
+
+@pytest.fixture
+def bench(tmp_path: Path, sim_binary: Path) -> Iterator[Bench]:
+    with OtaTestServer(token="tok-001") as server:
+        signer = ReleaseSigner()
+        flash = write_flash(tmp_path / "flash.bin", app_image("1.0.0", size_bytes=IMAGE_BYTES))
+        config = SimConfig(
+            device_id="csi_sensor_001",
+            version_check_url=server.version_url,
+            trusted_keys=signer.trusted_keys,
+            auth_token="tok-001",
+            chunk_size_bytes=CHUNK_BYTES,
+            persist_interval_bytes=16 * CHUNK_BYTES,
+        ).write(tmp_path / "device.conf")
+        yield Bench(server, signer, flash, config, sim_binary)
+
+
+def status(sim: SimProcess) -> dict[str, object]:
+    sim.send("ota status")
+    return json.loads(sim.expect(r"^\{.*\}$").group(0))
+
+
+def test_update_succeeds_and_is_marked_valid(bench: Bench) -> None:
+    image = bench.publish("2.0.0")
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(r"ota: update available: 1\.0\.0 -> 2\.0\.0 \(sequence 1\)")
+        sim.expect(rf"ota: download complete: {len(image)} bytes sha256 ok")
+        sim.expect(r"ota: boot partition set to slot 1; rebooting into 2\.0\.0")
+        sim.expect(V2_BOOT)
+        sim.expect(r"ota: self-test passed; marking 2\.0\.0 valid")
+        bench.server.wait_for_report("success")
+        st = status(sim)
+        assert (st["version"], st["running_slot"], st["boot_slot"], st["img_state"]) == ("2.0.0", 1, 1, "valid")
+        assert st["highest_sequence"] == 1
+        # The confirmed image stays: a reboot does not roll back.
+        sim.send("reboot")
+        sim.expect(V2_BOOT)
+        sim.send("ota check")
+        sim.expect(r"ota: already running 2\.0\.0 \(sequence 1\)")
+        assert sim.stop() == 0
+    states = bench.server.report_states()
+    assert states == [("downloading", "ok"), ("downloaded", "ok"), ("pending_verify", "ok"), ("success", "ok")]
+    reports = bench.server.records.reports
+    assert [r["seq"] for r in reports] == [1, 2, 3, 4]
+    assert all(r["target_version"] == "2.0.0" and r["device_id"] == "csi_sensor_001" for r in reports)
+    assert bench.server.records.heartbeats, "the self-test's heartbeat hook reached the server"
+    assert bench.server.records.unauthorised == 0
+    check = bench.server.records.checks[0]
+    assert (check["device_id"], check["version"], check["slot"], check["state"]) == ("csi_sensor_001", "1.0.0", "0", "valid")
+
+
+def test_selftest_failure_rolls_back_to_v1(bench: Bench) -> None:
+    bench.publish("2.0.0", behaviour="fail_selftest")
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(V2_BOOT)
+        sim.expect(r"ota: self-test failed \(csi_frames\): rolling back")
+        sim.expect(V1_BOOT)
+        report = bench.server.wait_for_report("rolled_back")
+        assert (report["reason"], report["target_version"], report["version"]) == ("selftest", "2.0.0", "2.0.0")
+        st = status(sim)
+        assert (st["version"], st["running_slot"], st["img_state"]) == ("1.0.0", 0, "valid")
+        # The same release is not installed again: its sequence was accepted once.
+        downloads = len(bench.server.records.firmware)
+        sim.send("ota check")
+        sim.expect(r"ota: rejected: manifest_replay")
+        assert len(bench.server.records.firmware) == downloads
+        assert sim.stop() == 0
+    assert ("success", "ok") not in bench.server.report_states()
+
+
+def test_forced_selftest_failure_from_console_rolls_back(bench: Bench) -> None:
+    bench.publish("2.0.0")
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.send("selftest fail-next")
+        sim.expect(r"console: selftest fail-next: ok")
+        sim.send("ota check")
+        sim.expect(V2_BOOT)
+        sim.expect(r"ota: self-test failed \(forced\): rolling back")
+        sim.expect(V1_BOOT)
+        assert sim.stop() == 0
+    assert bench.server.wait_for_report("rolled_back")["reason"] == "selftest"
+
+
+def test_crash_at_boot_is_abandoned_by_the_bootloader(bench: Bench) -> None:
+    bench.publish("2.0.0", behaviour="crash_at_boot")
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(V2_BOOT)
+        sim.expect(r"Guru Meditation Error")
+        sim.expect(V1_BOOT)
+        sim.expect(r"ota: rollback detected: running 1\.0\.0, 2\.0\.0 abandoned")
+        report = bench.server.wait_for_report("rolled_back")
+        assert (report["reason"], report["target_version"], report["version"]) == ("rolled_back", "2.0.0", "1.0.0")
+        st = status(sim)
+        assert (st["version"], st["running_slot"], st["boot_slot"]) == ("1.0.0", 0, 0)
+        # v2 never confirmed itself: no success, no pending_verify from the crashing image.
+        assert [s for s, _ in bench.server.report_states()] == ["downloading", "downloaded", "rolled_back"]
+        # An interrupted first boot may be a power cut: the release is installed again,
+        # at most retry_count (3) more times, then refused.
+        for install in (2, 3, 4):
+            sim.send("ota check")
+            sim.expect(rf"ota: retrying 2\.0\.0 after an interrupted boot \(install {install} of 4\)")
+            sim.expect(r"Guru Meditation Error")
+            sim.expect(r"ota: rollback detected: running 1\.0\.0, 2\.0\.0 abandoned")
+        sim.send("ota check")
+        sim.expect(r"ota: rejected: manifest_replay")
+        sim.expect(V1_BOOT, from_start=True)
+        assert status(sim)["version"] == "1.0.0"
+        assert sim.stop() == 0
+    states = [s for s, _ in bench.server.report_states()]
+    assert states.count("downloaded") == 4
+    assert states.count("rolled_back") == 4
+    assert "success" not in states
+
+
+def test_corrupted_download_is_rejected_and_v1_keeps_running(bench: Bench) -> None:
+    bench.publish("2.0.0")
+    bench.server.knobs.corrupt_offset = 70_000
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(r"ota: rejected: image_digest")
+        report = bench.server.wait_for_report("rejected")
+        assert (report["reason"], report["target_version"]) == ("image_digest", "2.0.0")
+        st = status(sim)
+        assert (st["version"], st["running_slot"], st["boot_slot"], st["img_state"]) == ("1.0.0", 0, 0, "valid")
+        sim.send("reboot")
+        sim.expect(V1_BOOT)
+        assert sim.stop() == 0
+    assert len(bench.server.records.firmware) == 1, "a digest mismatch is not retried"
+
+
+def test_cut_connection_resumes_with_range(bench: Bench) -> None:
+    image = bench.publish("2.0.0")
+    cut = 50_000
+    bench.server.knobs.cut_after_bytes = cut
+    bench.server.knobs.cut_count = 1
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(r"ota: download failed \(http_truncated\) at 50000 bytes; retry 1 of 3")
+        sim.expect(rf"ota: resuming download at {cut}$")
+        sim.expect(V2_BOOT)
+        sim.expect(r"ota: self-test passed; marking 2\.0\.0 valid")
+        bench.server.wait_for_report("success")
+        assert sim.stop() == 0
+    requests = bench.server.records.firmware
+    assert [(r.range_start, r.status) for r in requests] == [(None, 200), (cut, 206)]
+    assert requests[0].bytes_sent == cut
+    assert requests[1].bytes_sent == len(image) - cut
+    assert bench.server.firmware_bytes_sent() - len(image) <= CHUNK_BYTES
+
+
+def test_server_ignoring_range_restarts_from_zero(bench: Bench) -> None:
+    image = bench.publish("2.0.0")
+    bench.server.knobs.cut_after_bytes = 60_000
+    bench.server.knobs.cut_count = 1
+    bench.server.knobs.ignore_range = True
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(r"ota: server ignored Range; restarting from 0")
+        sim.expect(rf"ota: download complete: {len(image)} bytes sha256 ok")
+        sim.expect(V2_BOOT)
+        sim.expect(r"ota: self-test passed; marking 2\.0\.0 valid")
+        assert sim.stop() == 0
+    requests = bench.server.records.firmware
+    assert [(r.range_start, r.status) for r in requests] == [(None, 200), (60_000, 200)]
+    assert requests[1].bytes_sent == len(image)
+    assert bench.server.wait_for_report("success")["target_version"] == "2.0.0"
+
+
+def test_server_errors_are_retried_with_backoff(bench: Bench) -> None:
+    bench.publish("2.0.0")
+    bench.server.knobs.fail_500_count = 2
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(r"ota: download failed \(http_status\) at 0 bytes; retry 1 of 3 in 200 ms")
+        sim.expect(r"ota: download failed \(http_status\) at 0 bytes; retry 2 of 3 in 400 ms")
+        sim.expect(V2_BOOT)
+        sim.expect(r"ota: self-test passed")
+        assert sim.stop() == 0
+    assert [r.status for r in bench.server.records.firmware] == [500, 500, 200]
+
+
+def test_retries_exhausted_reports_failed_and_keeps_v1(bench: Bench) -> None:
+    bench.publish("2.0.0")
+    bench.server.knobs.fail_500_count = 10
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(r"ota: update failed: http_status")
+        report = bench.server.wait_for_report("failed")
+        assert report["reason"] == "http_status"
+        assert status(sim)["version"] == "1.0.0"
+        assert sim.stop() == 0
+    assert len(bench.server.records.firmware) == 4  # first try + retry_count 3
+
+
+def test_manifest_from_an_untrusted_key_is_rejected(bench: Bench) -> None:
+    stranger = ReleaseSigner()
+    bench.server.publish(stranger.release(app_image("2.0.0", size_bytes=IMAGE_BYTES)))
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(r"ota: rejected: manifest_key")
+        # The same refusal again is not reported twice.
+        sim.send("ota check")
+        sim.expect(r"ota: rejected: manifest_key")
+        assert sim.stop() == 0
+    assert bench.server.report_states() == [("rejected", "manifest_key")]
+    assert bench.server.records.firmware == []
+
+
+def test_downgrade_needs_a_signed_rollback(bench: Bench) -> None:
+    image_090 = app_image("0.9.0", size_bytes=IMAGE_BYTES)
+    bench.server.publish(bench.signer.release(image_090))
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(r"ota: rejected: downgrade")
+        bench.server.publish(bench.signer.release(image_090, rollback=True))
+        sim.send("ota check")
+        sim.expect(r"ota: update available: 1\.0\.0 -> 0\.9\.0 \(sequence 2\)")
+        sim.expect(r"app: running partition ota_1, version 0\.9\.0")
+        sim.expect(r"ota: self-test passed; marking 0\.9\.0 valid")
+        assert sim.stop() == 0
+
+
+def test_pushed_config_and_manifest_url_survive_reboot(bench: Bench) -> None:
+    bench.server.knobs.device_config = "check_interval_sec=600&auto_update_enabled=1&device_id=evil"
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(r"ota: up to date \(running 1\.0\.0\)")
+        sim.send("ota url http://127.0.0.1:9/elsewhere")
+        sim.expect(r"console: manifest url: http://127\.0\.0\.1:9/elsewhere")
+        sim.send("ota url not-a-url")
+        sim.expect(r"console: ota url: invalid_arg")
+        sim.send("reboot")
+        sim.expect(V1_BOOT)
+        st = status(sim)
+        assert st["check_interval_sec"] == 600
+        assert st["auto_update_enabled"] is True
+        assert st["version_check_url"] == "http://127.0.0.1:9/elsewhere"
+        assert sim.stop() == 0
+    assert bench.server.records.checks[0]["device_id"] == "csi_sensor_001"
+
+
+def test_bad_command_line_and_config_exit_2(bench: Bench, tmp_path: Path) -> None:
+    sim = SimProcess(bench.flash, tmp_path / "missing.conf", binary=bench.binary).start()
+    assert sim.wait_exit() == 2
+    assert "cannot open" in sim.output()
+    bad = tmp_path / "bad.conf"
+    bad.write_text("device_id=x\ntrusted_keys=zz\n")
+    sim = SimProcess(bench.flash, bad, binary=bench.binary).start()
+    assert sim.wait_exit() == 2
+    assert "bad.conf:2: trusted_keys" in sim.output()
+    sim = SimProcess(bench.flash, bench.config, binary=bench.binary, extra_args=["--bogus", "1"]).start()
+    assert sim.wait_exit() == 2
+    assert "unknown option --bogus" in sim.output()
+
+
+# ---------------------------------------------------------------------------
+# Power-cut sweep: every flash operation of a full v1 -> v2 update
+# ---------------------------------------------------------------------------
+
+SWEEP_IMAGE_BYTES = 40_000  # 10 sectors: every kind of operation, few of each
+SWEEP_MAX_OPS = 400
+BOOT_ANY = r"app: running partition (ota_[01]), version (1\.0\.0|2\.0\.0)"
+SETTLED = (
+    r"ota: already running 2\.0\.0|ota: self-test passed; marking 2\.0\.0 valid|ota: rejected|"
+    r"ota: update failed|ota: check failed|console: ota check"
+)
+
+
+def _run_until_cut(bench: Bench, cut_at: int) -> bool:
+    """One update with power cut at operation ``cut_at``; True if the cut happened."""
+    with bench.start(power_cut_at=cut_at) as sim:
+        sim.expect(r"POWER CUT at flash op|app: ready", timeout_s=20)
+        if sim.returncode is None and not any("POWER CUT" in line for line in sim.lines):
+            sim.send("ota check")
+            sim.expect(r"POWER CUT at flash op|ota: report \d+ success \(ok\) acknowledged", timeout_s=30)
+        cut = any("POWER CUT" in line for line in sim.lines)
+        if cut:
+            assert sim.wait_exit(10) == 75
+    return cut
+
+
+def _recover_and_finish(bench: Bench, cut_at: int) -> None:
+    """Boot after the cut: a valid image must run, and the update must complete (retries allowed)."""
+    with bench.start() as sim:
+        boot = sim.expect(BOOT_ANY, timeout_s=20)
+        sim.expect(r"app: ready", timeout_s=20)
+        for _ in range(4):
+            st = status(sim)
+            if st["version"] == "2.0.0" and st["img_state"] == "valid":
+                break
+            sim.send("ota check")
+            sim.expect(SETTLED, timeout_s=30)
+            sim.expect(r"app: ready|console: ota check", timeout_s=30)
+        st = status(sim)
+        assert sim.stop() == 0
+    where = f"power cut at op {cut_at}: booted {boot.group(1)} {boot.group(2)}"
+    assert (st["version"], st["img_state"]) == ("2.0.0", "valid"), where
+    assert st["running_slot"] == st["boot_slot"] == 1, where
+
+
+@pytest.mark.slow
+def test_power_cut_at_every_flash_operation_of_an_update(tmp_path: Path, sim_binary: Path) -> None:
+    with OtaTestServer(token="tok-cut") as server:
+        signer = ReleaseSigner()
+        template = write_flash(tmp_path / "template.bin", app_image("1.0.0", size_bytes=SWEEP_IMAGE_BYTES))
+        config = SimConfig(
+            device_id="csi_sensor_cut",
+            version_check_url=server.version_url,
+            trusted_keys=signer.trusted_keys,
+            auth_token="tok-cut",
+            chunk_size_bytes=CHUNK_BYTES,
+            persist_interval_bytes=2 * CHUNK_BYTES,
+            selftest_timeout_ms=1000,
+        ).write(tmp_path / "device.conf")
+        server.publish(signer.release(app_image("2.0.0", size_bytes=SWEEP_IMAGE_BYTES)))
+        flash = tmp_path / "flash.bin"
+        bench = Bench(server, signer, flash, config, sim_binary)
+        cut_points = 0
+        for cut_at in range(1, SWEEP_MAX_OPS + 1):
+            shutil.copyfile(template, flash)
+            shutil.rmtree(f"{flash}.kv", ignore_errors=True)
+            if not _run_until_cut(bench, cut_at):
+                break  # the whole update ran with fewer operations: every point is covered
+            cut_points += 1
+            _recover_and_finish(bench, cut_at)
+        else:
+            pytest.fail(f"the update still had flash operations after {SWEEP_MAX_OPS}")
+    assert cut_points > 30, f"only {cut_points} operations in a full update: the sweep is not covering it"
