@@ -17,7 +17,11 @@
 # Usage: scripts/build_test_images.sh [--dry-run] [VARIANT ...]
 #   --dry-run   print the idf.py command lines, run nothing (no ESP-IDF needed)
 #   VARIANT     any of: v1 v2 v2_fail_selftest v2_crash_at_boot (default: all four)
-# Environment: CSI_OTA_V2_VERSION overrides the v2 version (default: MAJOR+1.0.0 of version.txt).
+# Environment:
+#   CSI_OTA_V2_VERSION       the v2 version (default: MAJOR+1.0.0 of version.txt)
+#   CSI_OTA_EXTRA_SDKCONFIG  one more defaults file, applied last to every variant — the rig's
+#                            CONFIG_CSI_OTA_TRUSTED_KEYS line (`csi-ota keys show-public KEY
+#                            --format kconfig`), never committed; absolute or relative to firmware/
 # Needs an ESP-IDF v6 environment (. $IDF_PATH/export.sh) unless --dry-run.
 set -euo pipefail
 cd "$(dirname "$0")/../firmware"
@@ -28,7 +32,7 @@ variants=()
 for arg in "$@"; do
   case "$arg" in
     --dry-run) dry_run=1 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     v1|v2|v2_fail_selftest|v2_crash_at_boot) variants+=("$arg") ;;
     *) echo "build_test_images.sh: unknown argument '$arg' (variants: ${ALL_VARIANTS[*]})" >&2; exit 2 ;;
   esac
@@ -46,6 +50,10 @@ if ! [[ "$v1_version" =~ ^([0-9]+)\.[0-9]+\.[0-9]+$ ]]; then
 fi
 v2_version=${CSI_OTA_V2_VERSION:-$((BASH_REMATCH[1] + 1)).0.0}
 
+if [ -n "${CSI_OTA_EXTRA_SDKCONFIG:-}" ] && [ ! -f "$CSI_OTA_EXTRA_SDKCONFIG" ]; then
+  echo "build_test_images.sh: CSI_OTA_EXTRA_SDKCONFIG=$CSI_OTA_EXTRA_SDKCONFIG does not exist" >&2
+  exit 2
+fi
 if [ "$dry_run" -eq 0 ] && ! command -v idf.py >/dev/null; then
   echo "build_test_images.sh: idf.py not found; source ESP-IDF's export.sh first (or use --dry-run)" >&2
   exit 2
@@ -56,12 +64,16 @@ for variant in "${variants[@]}"; do
     echo "build_test_images.sh: firmware/sdkconfig.ci.$variant is missing" >&2
     exit 2
   fi
+  defaults="sdkconfig.defaults;sdkconfig.ci.$variant"
+  if [ -n "${CSI_OTA_EXTRA_SDKCONFIG:-}" ]; then
+    defaults="$defaults;$CSI_OTA_EXTRA_SDKCONFIG"
+  fi
   version=$v2_version
   [ "$variant" = v1 ] && version=$v1_version
   cmd=(idf.py -B "build_$variant"
        -D "IDF_TARGET=esp32s3"
        -D "SDKCONFIG=build_$variant/sdkconfig"
-       -D "SDKCONFIG_DEFAULTS=sdkconfig.defaults;sdkconfig.ci.$variant"
+       -D "SDKCONFIG_DEFAULTS=$defaults"
        -D "PROJECT_VER=$version"
        build)
   echo "(cd firmware && ${cmd[*]})"

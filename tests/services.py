@@ -99,14 +99,18 @@ class PostgresServer:
         """Creates an empty database and returns its URL."""
         import psycopg
 
-        with psycopg.connect(host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True) as conn:
+        with psycopg.connect(
+            host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True
+        ) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
         import psycopg
 
-        with psycopg.connect(host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True) as conn:
+        with psycopg.connect(
+            host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True
+        ) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -137,7 +141,9 @@ def postgres_server(*, fsync: bool = False) -> Iterator[PostgresServer]:
             capture_output=True,
             timeout=120,
         )
-        options = f"-p {port} -k {socket_dir} -c listen_addresses={LOOPBACK} -c fsync={'on' if fsync else 'off'}"
+        options = (
+            f"-p {port} -k {socket_dir} -c listen_addresses={LOOPBACK} -c fsync={'on' if fsync else 'off'}"
+        )
         options += " -c max_connections=300 -c synchronous_commit=on"
         result = subprocess.run(
             _as_postgres_user(
@@ -155,7 +161,9 @@ def postgres_server(*, fsync: bool = False) -> Iterator[PostgresServer]:
     finally:
         if (data_dir / "postmaster.pid").exists():
             subprocess.run(
-                _as_postgres_user([str(PG_BIN_DIR / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "stop"]),
+                _as_postgres_user(
+                    [str(PG_BIN_DIR / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "stop"]
+                ),
                 capture_output=True,
                 timeout=STOP_TIMEOUT_S + 10,
             )
@@ -273,7 +281,9 @@ http {{
         try:
             wait_for_port(LOOPBACK, port, process=process)
         except ServiceError as exc:
-            raise ServiceError(f"nginx: {exc}\n{_log_tail(log_path)}\n{_log_tail(base / 'error.log')}") from exc
+            raise ServiceError(
+                f"nginx: {exc}\n{_log_tail(log_path)}\n{_log_tail(base / 'error.log')}"
+            ) from exc
         yield NginxServer(LOOPBACK, port, Path(root), process)
     finally:
         _stop_process(process)
@@ -338,7 +348,9 @@ def _wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout_s
         except httpx.HTTPError as exc:
             last_error = str(exc)
         time.sleep(POLL_INTERVAL_S * 2)
-    raise ServiceError(f"csi-ota serve not healthy at {url} within {timeout_s:.0f} s ({last_error}):\n{_log_tail(log_path)}")
+    raise ServiceError(
+        f"csi-ota serve not healthy at {url} within {timeout_s:.0f} s ({last_error}):\n{_log_tail(log_path)}"
+    )
 
 
 def start_controller(

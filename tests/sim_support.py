@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,8 +59,8 @@ class Release:
 class ReleaseSigner:
     """A P-256 release key and the releases it signs (sequence numbers strictly increase)."""
 
-    def __init__(self) -> None:
-        self.private_key = ec.generate_private_key(ec.SECP256R1())
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey | None = None) -> None:
+        self.private_key = private_key or ec.generate_private_key(ec.SECP256R1())
         self.key_id = key_id_for(self.private_key.public_key())
         self.next_sequence = 1
 
@@ -72,7 +73,12 @@ class ReleaseSigner:
         seq = self.next_sequence if sequence is None else sequence
         self.next_sequence = max(self.next_sequence, seq + 1)
         manifest = manifest_for_image(image, sequence=seq, key_id=self.key_id, rollback=rollback, notes="e2e")
-        return Release(image=image, manifest=sign_manifest(manifest, self.private_key), version=manifest.version, sequence=seq)
+        return Release(
+            image=image,
+            manifest=sign_manifest(manifest, self.private_key),
+            version=manifest.version,
+            sequence=seq,
+        )
 
 
 def app_image(version: str, behaviour: str = "normal", size_bytes: int = 150_000) -> bytes:
@@ -88,6 +94,8 @@ class ServerKnobs:
     cut_count: int = 0  # … for this many firmware responses
     fail_500_count: int = 0  # answer this many firmware requests with 500
     corrupt_offset: int | None = None  # flip one byte of the served image here
+    # state -> how many reports in that state to answer with 503 (not recorded)
+    fail_status_states: dict[str, int] = field(default_factory=dict)
     device_config: str = ""  # X-Device-Config on version-check answers
 
 
@@ -103,8 +111,10 @@ class ServerRecords:
 class OtaTestServer:
     """``with OtaTestServer(token) as server: server.publish(release)`` — serves on ``server.base_url``."""
 
-    def __init__(self, token: str = "device-token") -> None:
+    def __init__(self, token: str = "device-token", *, tls: tuple[Path, Path] | None = None) -> None:
+        """``tls=(cert, key)`` serves HTTPS with that certificate (csi_ota.certs)."""
         self.token = token
+        self.scheme = "https" if tls else "http"
         self.knobs = ServerKnobs()
         self.records = ServerRecords()
         self.release: Release | None = None
@@ -112,6 +122,13 @@ class OtaTestServer:
         self.changed = threading.Condition(self.lock)
         self._httpd = ThreadingHTTPServer((LOOPBACK, 0), self._handler_class())
         self._httpd.daemon_threads = True
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile=str(tls[0]), keyfile=str(tls[1]))
+            # Handshake in the handler thread, not in the accept loop.
+            self._httpd.socket = context.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="ota-test-server", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------
@@ -126,7 +143,7 @@ class OtaTestServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{LOOPBACK}:{self._httpd.server_address[1]}"
+        return f"{self.scheme}://{LOOPBACK}:{self._httpd.server_address[1]}"
 
     @property
     def version_url(self) -> str:
@@ -162,6 +179,7 @@ class OtaTestServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out without a delayed-ACK stall
 
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
                 return
@@ -211,6 +229,14 @@ class OtaTestServer:
                     self._send(400, b'{"detail": "body is not JSON"}')
                     return
                 if path == "/api/ota/status":
+                    with server.lock:
+                        pending_failures = server.knobs.fail_status_states
+                        refuse = pending_failures.get(str(data.get("state")), 0) > 0
+                        if refuse:
+                            pending_failures[str(data.get("state"))] -= 1
+                    if refuse:
+                        self._send(503, b'{"detail": "injected failure"}')
+                        return
                     with server.changed:
                         seen = {r["seq"] for r in server.records.reports}
                         if data.get("seq") not in seen:
@@ -269,7 +295,11 @@ class OtaTestServer:
                 total = len(image)
                 status = 200
                 body = bytes(image)
-                headers = {"ETag": f'"{sha}"', "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+                headers = {
+                    "ETag": f'"{sha}"',
+                    "Accept-Ranges": "bytes",
+                    "Content-Type": "application/octet-stream",
+                }
                 if start is not None and not ignore_range:
                     if start >= total:
                         self._record(start, 416, 0)
@@ -291,7 +321,7 @@ class OtaTestServer:
                         self.wfile.write(block)
                         sent += len(block)
                     self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
+                except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
                     pass
                 self._record(start, status, sent)
                 if cut is not None:

@@ -138,6 +138,13 @@ def test_missing_and_invalid_tables(tmp_path: Path):
     assert levels(by_check, "ota-slots") == {"error"}  # only one usable slot
 
 
+def test_table_offset_is_taken_from_the_config(tmp_path: Path):
+    moved = GOOD.replace("CONFIG_PARTITION_TABLE_OFFSET=0x8000", "CONFIG_PARTITION_TABLE_OFFSET=0x10000")
+    code, by_check = findings(make_firmware(tmp_path, moved))
+    assert code == 1
+    assert any("partition 'nvs' breaks rule after-table" in m for _, m in by_check["partition-table"])
+
+
 def test_table_out_of_date_with_spec(tmp_path: Path):
     csv = load_layout("4MB").to_csv().replace("0x2a0000, 0x160000", "0x2a0000, 0x150000")
     code, by_check = findings(make_firmware(tmp_path, GOOD, csv))

@@ -20,6 +20,7 @@ from csi_ota.partitions import (
     parse_binary,
     parse_csv,
 )
+from csi_ota.partitions.files import check_csv, choose_spec
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parent.parent
@@ -234,7 +235,11 @@ def test_generate_then_check(tmp_path: Path):
     code, out, err = run_cli("partitions", "check", "--csv", csv_path)
     assert code == 1
     assert "out of date" in err
-    assert "-ota_0" in err and "+ota_0" in err  # a unified diff of the stale line
+    assert "\n-ota_0,    app,  ota_0,   0x20000,  0x130000,\n" in out  # a unified diff of the stale line
+    assert "\n+ota_0,    app,  ota_0,   0x20000,  0x140000,\n" in out
+    with pytest.raises(CsiOtaError, match="out of date") as caught:
+        check_csv(choose_spec(None, None), csv_path)
+    assert caught.value.exit_code == 1 and "+ota_0" in caught.value.message
 
     csv_path.unlink()
     code, _, err = run_cli("partitions", "check", "--csv", csv_path)

@@ -8,6 +8,7 @@ Every scenario starts from a 4 MB flash file with v1.0.0 in ota_0, runs
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from collections.abc import Iterator
@@ -16,7 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from csi_ota import keys
+from csi_ota.certs import create_ca, create_server_cert
+from csi_ota.imagegen import ImageSpec, build_app_image
 from csi_ota.sim.runner import SimConfig, SimProcess, build_sim
+from services import controller_server
 from sim_support import OtaTestServer, ReleaseSigner, app_image, write_flash
 
 pytestmark = [pytest.mark.sim]
@@ -82,7 +87,12 @@ def test_update_succeeds_and_is_marked_valid(bench: Bench) -> None:
         sim.expect(r"ota: self-test passed; marking 2\.0\.0 valid")
         bench.server.wait_for_report("success")
         st = status(sim)
-        assert (st["version"], st["running_slot"], st["boot_slot"], st["img_state"]) == ("2.0.0", 1, 1, "valid")
+        assert (st["version"], st["running_slot"], st["boot_slot"], st["img_state"]) == (
+            "2.0.0",
+            1,
+            1,
+            "valid",
+        )
         assert st["highest_sequence"] == 1
         # The confirmed image stays: a reboot does not roll back.
         sim.send("reboot")
@@ -91,14 +101,24 @@ def test_update_succeeds_and_is_marked_valid(bench: Bench) -> None:
         sim.expect(r"ota: already running 2\.0\.0 \(sequence 1\)")
         assert sim.stop() == 0
     states = bench.server.report_states()
-    assert states == [("downloading", "ok"), ("downloaded", "ok"), ("pending_verify", "ok"), ("success", "ok")]
+    assert states == [
+        ("downloading", "ok"),
+        ("downloaded", "ok"),
+        ("pending_verify", "ok"),
+        ("success", "ok"),
+    ]
     reports = bench.server.records.reports
     assert [r["seq"] for r in reports] == [1, 2, 3, 4]
     assert all(r["target_version"] == "2.0.0" and r["device_id"] == "csi_sensor_001" for r in reports)
     assert bench.server.records.heartbeats, "the self-test's heartbeat hook reached the server"
     assert bench.server.records.unauthorised == 0
     check = bench.server.records.checks[0]
-    assert (check["device_id"], check["version"], check["slot"], check["state"]) == ("csi_sensor_001", "1.0.0", "0", "valid")
+    assert (check["device_id"], check["version"], check["slot"], check["state"]) == (
+        "csi_sensor_001",
+        "1.0.0",
+        "0",
+        "valid",
+    )
 
 
 def test_selftest_failure_rolls_back_to_v1(bench: Bench) -> None:
@@ -110,7 +130,11 @@ def test_selftest_failure_rolls_back_to_v1(bench: Bench) -> None:
         sim.expect(r"ota: self-test failed \(csi_frames\): rolling back")
         sim.expect(V1_BOOT)
         report = bench.server.wait_for_report("rolled_back")
-        assert (report["reason"], report["target_version"], report["version"]) == ("selftest", "2.0.0", "2.0.0")
+        assert (report["reason"], report["target_version"], report["version"]) == (
+            "selftest",
+            "2.0.0",
+            "1.0.0",  # the version it goes back to
+        )
         st = status(sim)
         assert (st["version"], st["running_slot"], st["img_state"]) == ("1.0.0", 0, "valid")
         # The same release is not installed again: its sequence was accepted once.
@@ -146,7 +170,11 @@ def test_crash_at_boot_is_abandoned_by_the_bootloader(bench: Bench) -> None:
         sim.expect(V1_BOOT)
         sim.expect(r"ota: rollback detected: running 1\.0\.0, 2\.0\.0 abandoned")
         report = bench.server.wait_for_report("rolled_back")
-        assert (report["reason"], report["target_version"], report["version"]) == ("rolled_back", "2.0.0", "1.0.0")
+        assert (report["reason"], report["target_version"], report["version"]) == (
+            "rolled_back",
+            "2.0.0",
+            "1.0.0",
+        )
         st = status(sim)
         assert (st["version"], st["running_slot"], st["boot_slot"]) == ("1.0.0", 0, 0)
         # v2 never confirmed itself: no success, no pending_verify from the crashing image.
@@ -179,7 +207,12 @@ def test_corrupted_download_is_rejected_and_v1_keeps_running(bench: Bench) -> No
         report = bench.server.wait_for_report("rejected")
         assert (report["reason"], report["target_version"]) == ("image_digest", "2.0.0")
         st = status(sim)
-        assert (st["version"], st["running_slot"], st["boot_slot"], st["img_state"]) == ("1.0.0", 0, 0, "valid")
+        assert (st["version"], st["running_slot"], st["boot_slot"], st["img_state"]) == (
+            "1.0.0",
+            0,
+            0,
+            "valid",
+        )
         sim.send("reboot")
         sim.expect(V1_BOOT)
         assert sim.stop() == 0
@@ -254,6 +287,30 @@ def test_retries_exhausted_reports_failed_and_keeps_v1(bench: Bench) -> None:
     assert len(bench.server.records.firmware) == 4  # first try + retry_count 3
 
 
+def test_an_undelivered_outcome_is_repeated_until_acknowledged(bench: Bench) -> None:
+    bench.publish("2.0.0", behaviour="fail_selftest")
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        bench.server.knobs.fail_status_states = {"rolled_back": 1}  # controller down at the rollback
+        sim.send("ota check")
+        sim.expect(V2_BOOT)
+        sim.expect(r"ota: report 4 rolled_back \(selftest\) not delivered: http_status; will repeat")
+        sim.expect(V1_BOOT)
+        assert status(sim)["last_report_acked"] is False
+        assert ("rolled_back", "selftest") not in bench.server.report_states()
+        sim.send("reboot")  # the outcome survives a reboot in the KV store
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(r"ota: report 4 rolled_back \(selftest\) acknowledged")
+        assert status(sim)["last_report_acked"] is True
+        assert sim.stop() == 0
+    check = bench.server.records.checks[-1]
+    assert (check["last_seq"], check["last_reason"]) == ("4", "selftest")
+    # Delivered late but in order; then the re-offered release is refused as a replay.
+    assert bench.server.report_states()[-2:] == [("rolled_back", "selftest"), ("rejected", "manifest_replay")]
+    assert [r["seq"] for r in bench.server.records.reports] == [1, 2, 3, 4, 5]
+
+
 def test_manifest_from_an_untrusted_key_is_rejected(bench: Bench) -> None:
     stranger = ReleaseSigner()
     bench.server.publish(stranger.release(app_image("2.0.0", size_bytes=IMAGE_BYTES)))
@@ -284,6 +341,76 @@ def test_downgrade_needs_a_signed_rollback(bench: Bench) -> None:
         assert sim.stop() == 0
 
 
+def test_periodic_checks_update_by_themselves_and_back_off_on_failure(
+    tmp_path: Path, sim_binary: Path
+) -> None:
+    with OtaTestServer(token="tok-auto") as server:
+        signer = ReleaseSigner()
+        flash = write_flash(tmp_path / "flash.bin", app_image("1.0.0", size_bytes=IMAGE_BYTES))
+        config = SimConfig(
+            device_id="csi_sensor_auto",
+            version_check_url=server.version_url,
+            trusted_keys=signer.trusted_keys,
+            auth_token="tok-auto",
+            auto_update_enabled=True,
+            check_interval_sec=300,  # 0.3 s of real time at --time-scale 1000
+        ).write(tmp_path / "device.conf")
+        with SimProcess(flash, config, binary=sim_binary, time_scale=1000).start() as sim:
+            sim.expect(V1_BOOT)
+            for _ in range(3):
+                sim.expect(r"ota: up to date \(running 1\.0\.0\)", timeout_s=10)
+            server.publish(signer.release(app_image("2.0.0", size_bytes=IMAGE_BYTES)))
+            sim.expect(V2_BOOT, timeout_s=20)  # no console command: the schedule did it
+            sim.expect(r"ota: self-test passed; marking 2\.0\.0 valid")
+            assert sim.stop() == 0
+    # Controller gone: failed checks back off exponentially (200, 400, 800 ms …, capped).
+    config_down = SimConfig(
+        device_id="csi_sensor_auto",
+        version_check_url="http://127.0.0.1:9/api/ota/version",
+        trusted_keys=signer.trusted_keys,
+        auto_update_enabled=True,
+        check_interval_sec=300,
+        backoff_initial_ms=200,
+        backoff_max_ms=1600,
+    ).write(tmp_path / "down.conf")
+    with SimProcess(flash, config_down, binary=sim_binary, time_scale=1000).start() as sim:
+        sim.expect(V2_BOOT)
+        delays = [int(sim.expect(r"ota: next check in (\d+) ms", timeout_s=10).group(1)) for _ in range(5)]
+        assert sim.stop() == 0
+    assert delays == [200, 400, 800, 1600, 1600]
+
+
+def test_largest_image_fits_and_a_larger_one_is_refused(bench: Bench) -> None:
+    slot_bytes = 0x140000  # ota_1 of the 4MB layout (the seed's 1.25 MB)
+    too_big = app_image("3.0.0", size_bytes=slot_bytes + 4096)
+    bench.server.publish(bench.signer.release(too_big))
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(r"ota: rejected: image_too_large")
+        biggest = app_image("2.0.0", size_bytes=slot_bytes - 4096)
+        bench.server.publish(bench.signer.release(biggest))
+        sim.send("ota check")
+        sim.expect(rf"ota: download complete: {len(biggest)} bytes sha256 ok")
+        sim.expect(r"ota: self-test passed; marking 2\.0\.0 valid")
+        assert sim.stop() == 0
+    assert bench.server.records.firmware[-1].bytes_sent == len(biggest)
+
+
+def test_image_for_another_chip_revision_is_refused_before_download(bench: Bench) -> None:
+    # v1 runs on v0.0 – v1.99; v2 was built for v0.0 – v0.99 only; this chip is v1.0.
+    v1 = build_app_image(ImageSpec("1.0.0", max_rev_full=199, target_size_bytes=IMAGE_BYTES))
+    write_flash(bench.flash, v1)
+    bench.publish("2.0.0")
+    with bench.start(chip_rev_full=100) as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(r"ota: rejected: chip_revision")
+        assert sim.stop() == 0
+    assert bench.server.records.firmware == []
+    assert bench.server.report_states() == [("rejected", "chip_revision")]
+
+
 def test_pushed_config_and_manifest_url_survive_reboot(bench: Bench) -> None:
     bench.server.knobs.device_config = "check_interval_sec=600&auto_update_enabled=1&device_id=evil"
     with bench.start() as sim:
@@ -302,6 +429,103 @@ def test_pushed_config_and_manifest_url_survive_reboot(bench: Bench) -> None:
         assert st["version_check_url"] == "http://127.0.0.1:9/elsewhere"
         assert sim.stop() == 0
     assert bench.server.records.checks[0]["device_id"] == "csi_sensor_001"
+
+
+def test_update_over_https_with_the_provisioned_ca(tmp_path: Path, sim_binary: Path) -> None:
+    ca = create_ca(tmp_path / "ca")
+    server_cert = create_server_cert(tmp_path / "ca", tmp_path / "server")
+    with OtaTestServer(token="tok-tls", tls=(server_cert.cert, server_cert.key)) as server:
+        signer = ReleaseSigner()
+        flash = write_flash(tmp_path / "flash.bin", app_image("1.0.0", size_bytes=IMAGE_BYTES))
+        config = SimConfig(
+            device_id="csi_sensor_tls",
+            version_check_url=server.version_url,
+            trusted_keys=signer.trusted_keys,
+            auth_token="tok-tls",
+            ca_cert=str(ca.cert),
+        )
+        config.write(tmp_path / "device.conf")
+        server.publish(signer.release(app_image("2.0.0", size_bytes=IMAGE_BYTES)))
+        with SimProcess(flash, tmp_path / "device.conf", binary=sim_binary).start() as sim:
+            sim.expect(V1_BOOT)
+            sim.send("ota check")
+            sim.expect(V2_BOOT)
+            sim.expect(r"ota: self-test passed; marking 2\.0\.0 valid")
+            server.wait_for_report("success")
+            assert sim.stop() == 0
+        # With another CA the device refuses the server: not even the check gets through.
+        flash = write_flash(tmp_path / "flash2.bin", app_image("1.0.0", size_bytes=IMAGE_BYTES))
+        config.ca_cert = str(create_ca(tmp_path / "other-ca").cert)  # a CA that did not sign it
+        config.write(tmp_path / "untrusting.conf")
+        before = len(server.records.checks)
+        with SimProcess(flash, tmp_path / "untrusting.conf", binary=sim_binary).start() as sim:
+            sim.expect(V1_BOOT)
+            sim.send("ota check")
+            sim.expect(r"ota: check failed: http_connect")
+            assert sim.stop() == 0
+        assert len(server.records.checks) == before
+    assert server.scheme == "https"
+
+
+def test_outcomes_reach_the_real_controller(tmp_path: Path, sim_binary: Path) -> None:
+    """The same device against `csi-ota serve` (SQLite): success and a rollback land in its registry."""
+    key_path = keys.generate_key(tmp_path / "release.pem")
+    signer = ReleaseSigner(keys.load_private_key(key_path))
+    trusted = [keys.public_key_path_for(key_path)]
+    with (
+        controller_server(tmp_path / "controller", trusted_keys=trusted) as ctl,
+        ctl.management_client() as mgmt,
+    ):
+        created = mgmt.post("/api/devices", json={"device_id": "csi_sensor_ctl", "tags": ["lab"]})
+        assert created.status_code == 201, created.text
+        token = created.json()["token"]
+
+        def assign(image: bytes) -> str:
+            release = signer.release(image)
+            upload = mgmt.post(
+                "/api/releases",
+                content=release.image,
+                headers={"X-Release-Manifest": base64.b64encode(release.manifest).decode()},
+            )
+            assert upload.status_code == 201, upload.text
+            put = mgmt.put("/api/devices/csi_sensor_ctl/assignment", json={"release": release.version})
+            assert put.status_code == 200, put.text
+            return release.version
+
+        flash = write_flash(tmp_path / "flash.bin", app_image("1.0.0", size_bytes=IMAGE_BYTES))
+        config = SimConfig(
+            device_id="csi_sensor_ctl",
+            version_check_url=f"{ctl.device_url}/api/ota/version",
+            trusted_keys=signer.trusted_keys,
+            auth_token=token,
+        ).write(tmp_path / "device.conf")
+        assign(app_image("2.0.0", size_bytes=IMAGE_BYTES))
+        with SimProcess(flash, config, binary=sim_binary).start() as sim:
+            sim.expect(V1_BOOT)
+            sim.send("ota check")
+            sim.expect(V2_BOOT)
+            sim.expect(r"ota: report \d+ success \(ok\) acknowledged")
+            assign(app_image("2.1.0", behaviour="fail_selftest", size_bytes=IMAGE_BYTES))
+            sim.send("ota check")
+            sim.expect(r"ota: self-test failed \(csi_frames\): rolling back")
+            sim.expect(V2_BOOT)
+            sim.expect(r"ota: report \d+ rolled_back \(selftest\) acknowledged", from_start=True)
+            assert sim.stop() == 0
+        reports = mgmt.get("/api/devices/csi_sensor_ctl/reports").json()
+        device = mgmt.get("/api/devices/csi_sensor_ctl").json()
+    outcomes = [(r["state"], r["reason"], r["target_version"]) for r in reversed(reports)]
+    assert outcomes == [
+        ("downloading", "ok", "2.0.0"),
+        ("downloaded", "ok", "2.0.0"),
+        ("pending_verify", "ok", "2.0.0"),
+        ("success", "ok", "2.0.0"),
+        ("downloading", "ok", "2.1.0"),
+        ("downloaded", "ok", "2.1.0"),
+        ("pending_verify", "ok", "2.1.0"),
+        ("rolled_back", "selftest", "2.1.0"),
+    ]
+    assert [r["seq"] for r in reversed(reports)] == list(range(1, 9))
+    assert device["version"] == "2.0.0"
 
 
 def test_bad_command_line_and_config_exit_2(bench: Bench, tmp_path: Path) -> None:
@@ -344,8 +568,11 @@ def _run_until_cut(bench: Bench, cut_at: int) -> bool:
     return cut
 
 
-def _recover_and_finish(bench: Bench, cut_at: int) -> None:
-    """Boot after the cut: a valid image must run, and the update must complete (retries allowed)."""
+def _recover_and_finish(bench: Bench, cut_at: int) -> set[str]:
+    """Boot after the cut: a valid image must run, and the update must complete (retries allowed).
+
+    Returns what the recovery went through (booted version, resumed, re-installed, rolled back).
+    """
     with bench.start() as sim:
         boot = sim.expect(BOOT_ANY, timeout_s=20)
         sim.expect(r"app: ready", timeout_s=20)
@@ -361,6 +588,12 @@ def _recover_and_finish(bench: Bench, cut_at: int) -> None:
     where = f"power cut at op {cut_at}: booted {boot.group(1)} {boot.group(2)}"
     assert (st["version"], st["img_state"]) == ("2.0.0", "valid"), where
     assert st["running_slot"] == st["boot_slot"] == 1, where
+    log = sim.output()
+    seen = {f"booted {boot.group(2)}"}
+    for marker in ("resuming download at", "after an interrupted boot", "rollback detected", "not activated"):
+        if marker in log:
+            seen.add(marker)
+    return seen
 
 
 @pytest.mark.slow
@@ -381,13 +614,23 @@ def test_power_cut_at_every_flash_operation_of_an_update(tmp_path: Path, sim_bin
         flash = tmp_path / "flash.bin"
         bench = Bench(server, signer, flash, config, sim_binary)
         cut_points = 0
+        outcomes: set[str] = set()
         for cut_at in range(1, SWEEP_MAX_OPS + 1):
             shutil.copyfile(template, flash)
             shutil.rmtree(f"{flash}.kv", ignore_errors=True)
             if not _run_until_cut(bench, cut_at):
                 break  # the whole update ran with fewer operations: every point is covered
             cut_points += 1
-            _recover_and_finish(bench, cut_at)
+            outcomes |= _recover_and_finish(bench, cut_at)
         else:
             pytest.fail(f"the update still had flash operations after {SWEEP_MAX_OPS}")
+    print(f"power-cut sweep: {cut_points} cut points, recoveries went through {sorted(outcomes)}")
     assert cut_points > 30, f"only {cut_points} operations in a full update: the sweep is not covering it"
+    # The cuts landed in every phase: download (resume), first boot of v2 (bootloader
+    # rollback, then a bounded re-install), and after the switch (v2 boots).
+    assert {
+        "booted 1.0.0",
+        "booted 2.0.0",
+        "resuming download at",
+        "after an interrupted boot",
+    } <= outcomes, outcomes

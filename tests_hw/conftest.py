@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from csi_ota_hw.actions import EsptoolActions, SimActions
 from csi_ota_hw.device import DeviceSession
 from csi_ota_hw.ota_server import OtaTestServer
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 SIM_TARGET = "sim"
 HW_TARGET = "esp32s3"
 DEFAULT_HW_BUILD_DIR = "build_v1"
+DEFAULT_HW_SERVER_PORT = 8070
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,6 +53,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("CSI_OTA_HOST_ADDRESS"),
         help="hardware: this host's address as the board sees it, for the test OTA server "
         "(env CSI_OTA_HOST_ADDRESS; default: the address of the interface with the default route)",
+    )
+    group.addoption(
+        "--ota-server-port",
+        type=int,
+        default=int(os.environ.get("CSI_OTA_SERVER_PORT", "0")),
+        help="port of the test OTA server (env CSI_OTA_SERVER_PORT; default: any free port on the simulator, "
+        f"{DEFAULT_HW_SERVER_PORT} on hardware — the board's provisioned data_url names it)",
     )
     group.addoption(
         "--device-token",
@@ -162,7 +171,7 @@ def _app_bin_name(build_dir: Path) -> str:
 @pytest.fixture
 def ota_server(ota_target: str, pytestconfig: pytest.Config) -> Iterator[OtaTestServer]:
     if ota_target == SIM_TARGET:
-        server = OtaTestServer(token=SIM_TOKEN)
+        server = OtaTestServer(token=SIM_TOKEN, port=pytestconfig.getoption("ota_server_port"))
     else:
         token = pytestconfig.getoption("device_token")
         if not token:
@@ -170,7 +179,8 @@ def ota_server(ota_target: str, pytestconfig: pytest.Config) -> Iterator[OtaTest
                 "hardware runs need --device-token (the token provisioned on the board)", returncode=4
             )
         host = pytestconfig.getoption("host_address") or reachable_host_address()
-        server = OtaTestServer(bind_host="0.0.0.0", advertised_host=host, token=token)
+        port = pytestconfig.getoption("ota_server_port") or DEFAULT_HW_SERVER_PORT
+        server = OtaTestServer(bind_host="0.0.0.0", port=port, advertised_host=host, token=token)
     with server:
         yield server
 

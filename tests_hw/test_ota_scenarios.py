@@ -12,6 +12,7 @@ import random
 import time
 
 import pytest
+
 from csi_ota_hw.actions import SECTOR_BYTES, active_otadata, otadata_crc
 from csi_ota_hw.device import DeviceSession
 from csi_ota_hw.releases import version_of, with_app_desc
@@ -54,7 +55,7 @@ def test_s1_happy_path_v1_to_v2_then_three_updates_in_a_row(session: DeviceSessi
     assert report["reason"] == "ok" and report["target_version"] == v2
     status = session.status()
     assert (status["version"], status["running_slot"], status["img_state"]) == (v2, 1, "valid")
-    active = active_otadata(session.device.read_otadata())
+    active = active_otadata(session.otadata())
     assert active is not None and active.state == "valid" and (active.seq - 1) % 2 == 1
 
     current = v2
@@ -86,7 +87,7 @@ def _rejected_and_v1_keeps_running(session: DeviceSession, kind: str) -> None:
     assert report["reason"] == bad.reason
     assert report["version"] == v1
     _assert_still_running(session, v1)
-    active = active_otadata(session.device.read_otadata())
+    active = active_otadata(session.otadata())
     assert active is None or (active.seq - 1) % 2 == 0  # otadata still selects ota_0
 
 
@@ -156,7 +157,7 @@ def _expect_rolled_back_to_v1(session: DeviceSession, v1: str, v2: str, reason: 
     assert report["reason"] == reason
     assert report["target_version"] == v2
     _assert_still_running(session, v1)
-    states = {v.state for v in session.device.read_otadata() if v.crc_ok and (v.seq - 1) % 2 == 1}
+    states = {v.state for v in session.otadata() if v.crc_ok and (v.seq - 1) % 2 == 1}
     assert states and states <= {"invalid", "aborted"}, states
     assert not session.server.reports("success")
 
@@ -220,13 +221,15 @@ def test_s7_new_image_corrupted_in_flash_bootloader_falls_back(session: DeviceSe
     v2_image = session.kit.image("v2")
     device = session.device
     before = len(session.server.status_reports)
-    active = active_otadata(device.read_otadata())
+    active = active_otadata(session.otadata())
     assert active is not None and (active.seq - 1) % 2 == 0
-    device.write_partition("ota_1", v2_image)
-    device.corrupt_partition("ota_1", 0x1000, 64)  # segment data: checksum and SHA-256 now fail
-    assert session.wait_ready(v1)["version"] == v1
     next_seq = active.seq + 1  # (seq - 1) % 2 == 1: ota_1
-    device.write_partition("otadata", _otadata_entry(next_seq, 0x0), offset=(1 - active.index) * SECTOR_BYTES)
+    with device.offline():  # as esp_ota_write + esp_ota_set_boot_partition leave it, then bit rot
+        device.write_partition("ota_1", v2_image)
+        device.write_partition(
+            "otadata", _otadata_entry(next_seq, 0x0), offset=(1 - active.index) * SECTOR_BYTES
+        )
+        device.corrupt_partition("ota_1", 0x1000, 64)  # segment data: checksum and SHA-256 now fail
 
     assert session.wait_boot() == v1  # ota_1 failed validation: fallback in the same boot
     session.expect("fallback_boot", timeout_s=20)
@@ -235,12 +238,12 @@ def test_s7_new_image_corrupted_in_flash_bootloader_falls_back(session: DeviceSe
     )
     assert report["reason"] == "rolled_back"
     _assert_still_running(session, v1)
-    entry = next(v for v in device.read_otadata() if v.seq == next_seq)
+    entry = next(v for v in session.otadata() if v.seq == next_seq)
     assert entry.state in ("pending_verify", "aborted")  # written before validation (IDF fact 5)
 
     device.reset()  # the next boot turns it ABORTED and never tries ota_1 again
     assert session.wait_ready(v1)["version"] == v1
-    entry = next(v for v in device.read_otadata() if v.seq == next_seq)
+    entry = next(v for v in session.otadata() if v.seq == next_seq)
     assert entry.state == "aborted"
 
 
@@ -265,7 +268,6 @@ def test_s8_resets_during_download_resume_with_range(session: DeviceSession) -> 
     server.behaviour.delay_per_chunk_s = 0.05
     before = len(server.status_reports)
     session.offer(image)
-    resets = 0
     for fraction in sorted(rng.uniform(0.2, 0.8) for _ in range(2)):
         session.check()
         threshold = server.firmware_bytes_streamed + int(fraction * len(image) / 2)
@@ -273,7 +275,6 @@ def test_s8_resets_during_download_resume_with_range(session: DeviceSession) -> 
         while server.firmware_bytes_streamed < threshold and time.monotonic() < deadline:
             time.sleep(0.01)
         session.device.reset()
-        resets += 1
         session.wait_ready(v1)
     session.check()
     offset = int(session.expect("resuming").group(1))
@@ -319,7 +320,7 @@ def test_s8_server_without_range_support_restarts_cleanly(session: DeviceSession
     _follow_to_success(session, v1, v2, before)
     requests = server.firmware_requests()
     assert requests[1].range_header is not None and requests[1].status == 200
-    assert session.device.read_partition("ota_1", 0, len(image)) == image
+    assert session.read_partition("ota_1", 0, len(image)) == image
 
 
 def test_s8_http_redirect_followed(session: DeviceSession) -> None:

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+from pytest_embedded.log import MessageQueue
+
 from csi_ota_hw.actions import (
     EsptoolActions,
     PartitionSpan,
@@ -29,7 +31,6 @@ from csi_ota_hw.actions import (
 )
 from csi_ota_hw.ota_server import OtaTestServer
 from csi_ota_hw.sim_dut import IDLE_POLL_INTERVAL_S, SimPopen, ThrottledRedirectProcess
-from pytest_embedded.log import MessageQueue
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.sim, pytest.mark.esp32s3]
@@ -42,6 +43,12 @@ class RecordingSerial:
 
     port = "/dev/ttyUSB0"
 
+    def __init__(self) -> None:
+        self.resets = 0
+
+    def hard_reset(self) -> None:
+        self.resets += 1
+
 
 def test_esptool_command_lines_for_each_device_action() -> None:
     from csi_ota.partitions import default_layout
@@ -49,8 +56,8 @@ def test_esptool_command_lines_for_each_device_action() -> None:
     layout = default_layout()
     spans = {e.name: PartitionSpan(e.name, e.offset, e.size) for e in layout.entries}
     actions = EsptoolActions(RecordingSerial(), spans)
-    run: list[list[str]] = []
-    actions._esptool = run.append  # capture instead of talking to a board
+    run = actions.history  # every command, as it would be sent
+    actions._execute = lambda args: None  # no board here: record only
 
     otadata = spans["otadata"]
     nvs = spans["nvs"]
@@ -84,6 +91,59 @@ def test_esptool_command_lines_for_each_device_action() -> None:
         actions.erase_partition("spiffs_missing")
     with pytest.raises(ValueError, match="4 KiB alignment"):
         esptool_erase_region(0x1001, 0x1000)
+
+    actions.read_partition("otadata", 0, 0x2000)
+    assert run[-1][:7] == [
+        "--before",
+        "default-reset",
+        "--after",
+        "hard-reset",
+        "read-flash",
+        hex(otadata.offset),
+        "0x2000",
+    ]
+
+    # Several edits while the board stays in the ROM loader, then one reset.
+    serial = actions.serial
+    del run[:]
+    with actions.offline():
+        actions.erase_partition("otadata")
+        actions.write_partition("ota_1", b"\x55" * 16)
+        assert serial.resets == 0
+    assert serial.resets == 1
+    assert [args[3] for args in run] == ["no-reset", "no-reset"]
+    assert run[0][4:] == ["erase-region", hex(otadata.offset), hex(otadata.size)]
+
+
+def test_hardware_mode_collects_without_a_board() -> None:
+    """The HIL entry point collects cleanly with the esp,idf services and no board attached."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(REPO / "tests_hw"),
+            "--embedded-services",
+            "esp,idf",
+            "--target",
+            "esp32s3",
+            "--port",
+            "/dev/ttyUSB0",
+            "--app-path",
+            str(REPO / "firmware"),
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for name in ("test_s1_happy_path", "test_s7_new_image_corrupted", "test_s9_resets_at_random_points"):
+        assert name in result.stdout
 
 
 def test_corrupting_on_hardware_rewrites_whole_sectors() -> None:
@@ -126,6 +186,20 @@ def test_build_test_images_command_lines(tmp_path: Path) -> None:
         )
     assert out == expected
 
+    (firmware / "hil.sdkconfig").write_text('CONFIG_CSI_OTA_TRUSTED_KEYS="…"\n')
+    with_keys = subprocess.run(
+        [str(tmp_path / "scripts" / "build_test_images.sh"), "--dry-run", "v2"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env={**os.environ, "CSI_OTA_EXTRA_SDKCONFIG": "hil.sdkconfig", "CSI_OTA_V2_VERSION": "7.1.0"},
+    ).stdout.splitlines()
+    assert with_keys == [
+        "(cd firmware && idf.py -B build_v2 -D IDF_TARGET=esp32s3 -D SDKCONFIG=build_v2/sdkconfig "
+        "-D SDKCONFIG_DEFAULTS=sdkconfig.defaults;sdkconfig.ci.v2;hil.sdkconfig -D PROJECT_VER=7.1.0 build)"
+    ]
+
     bad = subprocess.run(
         [str(tmp_path / "scripts" / "build_test_images.sh"), "--dry-run", "v3"],
         capture_output=True,
@@ -144,6 +218,7 @@ def test_sdkconfig_variants_select_the_test_behaviours() -> None:
         opts = options(variant)
         assert opts["CONFIG_CSI_OTA_TEST_HOOKS"] == "y"
         assert opts["CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE"] == "y"
+        assert opts["CONFIG_CSI_OTA_PUBLISH_HTTP"] == "y"
     assert options("v2_fail_selftest").get("CONFIG_CSI_OTA_TEST_FAIL_SELFTEST") == "y"
     assert options("v2_crash_at_boot").get("CONFIG_CSI_OTA_TEST_CRASH_AT_BOOT") == "y"
     assert "CONFIG_CSI_OTA_TEST_FAIL_SELFTEST" not in options("v2")

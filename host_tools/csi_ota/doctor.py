@@ -272,56 +272,30 @@ def _table_path(cfg: SdkConfig, firmware_dir: Path) -> Path:
 def check_partition_table(
     cfg: SdkConfig, firmware_dir: Path, spec_path: Path | None
 ) -> tuple[list[Finding], Layout | None, str | None]:
+    """(findings, the table or None when unusable, its path)."""
     if not cfg.enabled("PARTITION_TABLE_CUSTOM"):
-        return (
-            [
-                Finding(
-                    "partition-table",
-                    ERROR,
-                    "CONFIG_PARTITION_TABLE_CUSTOM is off: ESP-IDF builds one of its own tables (1 MB slots or a "
-                    "single app), not the 1.25 MB two-slot layout; set CONFIG_PARTITION_TABLE_CUSTOM=y",
-                )
-            ],
-            None,
-            None,
+        message = (
+            "CONFIG_PARTITION_TABLE_CUSTOM is off: ESP-IDF builds one of its own tables (1 MB slots or a "
+            "single app), not the 1.25 MB two-slot layout; set CONFIG_PARTITION_TABLE_CUSTOM=y"
         )
+        return [Finding("partition-table", ERROR, message)], None, None
     path = _table_path(cfg, firmware_dir)
+
+    def unusable(message: str) -> tuple[list[Finding], None, str]:
+        return [Finding("partition-table", ERROR, message)], None, str(path)
+
     if not path.is_file():
-        return (
-            [
-                Finding(
-                    "partition-table",
-                    ERROR,
-                    f"custom table {path} does not exist; run `csi-ota partitions generate --csv {path}`",
-                )
-            ],
-            None,
-            str(path),
-        )
+        return unusable(f"custom table {path} does not exist; run `csi-ota partitions generate --csv {path}`")
     try:
         offset = int(cfg.get("PARTITION_TABLE_OFFSET"), 0)
     except ValueError:
-        return (
-            [
-                Finding(
-                    "partition-table",
-                    ERROR,
-                    f"PARTITION_TABLE_OFFSET={cfg.get('PARTITION_TABLE_OFFSET')} is not a number",
-                )
-            ],
-            None,
-            str(path),
-        )
+        return unusable(f"PARTITION_TABLE_OFFSET={cfg.get('PARTITION_TABLE_OFFSET')} is not a number")
     try:
-        layout = load_table(path, validate=False)
+        layout = load_table(path, validate=False, table_offset=offset)
     except CsiOtaError as exc:
-        return [Finding("partition-table", ERROR, f"{path} cannot be read: {exc.message}")], None, str(path)
-    layout = Layout(layout.entries, flash_size_bytes=None, table_offset=offset, source=str(path))
-    out = []
-    violations = find_violations(layout)
-    if violations:
-        out += [Finding("partition-table", ERROR, str(v)) for v in violations]
-    else:
+        return unusable(f"{path} cannot be read: {exc.message}")
+    out = [Finding("partition-table", ERROR, str(v)) for v in find_violations(layout)]
+    if not out:
         out.append(
             Finding(
                 "partition-table", OK, f"{path} is a valid ESP-IDF table ({len(layout.entries)} partitions)"

@@ -74,7 +74,6 @@ def build_app_image(spec: ImageSpec) -> bytes:
     rodata += _filler(4096, spec.seed + b"rodata" + spec.version.encode())
 
     image = ESP32S3FirmwareImage()
-    image.chip_id = spec.chip_id
     image.min_rev_full = spec.min_rev_full
     image.min_rev = spec.min_rev_full // 100
     image.max_rev_full = spec.max_rev_full
@@ -101,6 +100,11 @@ def build_app_image(spec: ImageSpec) -> bytes:
         if abs(shortfall) < 16 or irom_len + shortfall < 4096:
             break
         irom_len += shortfall
+    if spec.chip_id != ESP32S3_CHIP_ID:
+        # esptool's save() always writes its own chip's id: patch it (SHA-256 recomputed).
+        from csi_ota.image_info import with_chip_id
+
+        data = with_chip_id(data, spec.chip_id)
     return data
 
 

@@ -21,12 +21,11 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services import ControllerServer, postgres_server, start_controller  # noqa: E402
-
 from csi_ota import imagegen, keys  # noqa: E402
 from csi_ota.controller.db import make_engine  # noqa: E402
 from csi_ota.controller.models import AuditEntry, Device, Release, StatusReport  # noqa: E402
 from csi_ota.manifest import manifest_for_image, sign_manifest  # noqa: E402
+from services import ControllerServer, postgres_server, start_controller  # noqa: E402
 
 BACKENDS = ["sqlite", "postgres"]
 _sequence = itertools.count(100)
@@ -56,7 +55,9 @@ def release_public_key(release_key) -> Path:
 def sign_release(key_path: Path, image: bytes, **manifest_fields) -> bytes:
     private = keys.load_private_key(key_path)
     manifest = manifest_for_image(
-        image, sequence=manifest_fields.pop("sequence", next(_sequence)), key_id=keys.key_id_for(private.public_key())
+        image,
+        sequence=manifest_fields.pop("sequence", next(_sequence)),
+        key_id=keys.key_id_for(private.public_key()),
     )
     if manifest_fields:
         from dataclasses import replace
@@ -71,7 +72,9 @@ def make_release(release_key):
 
     def factory(version: str | None = None, *, target_size_bytes: int = 60_000, **spec) -> SignedRelease:
         version = version or f"2.{next(_version_minor)}.{uuid.uuid4().int % 1000}"
-        image = imagegen.build_app_image(imagegen.ImageSpec(version=version, target_size_bytes=target_size_bytes, **spec))
+        image = imagegen.build_app_image(
+            imagegen.ImageSpec(version=version, target_size_bytes=target_size_bytes, **spec)
+        )
         manifest = sign_release(release_key, image)
         import hashlib
 
@@ -129,12 +132,22 @@ def new_device(controller: ControllerServer, *, tags: list[str] = ()) -> tuple[s
     return device_id, response.json()["token"]
 
 
-def upload(controller: ControllerServer, release: SignedRelease, *, image: bytes | None = None, manifest: bytes | None = None):
+def upload(
+    controller: ControllerServer,
+    release: SignedRelease,
+    *,
+    image: bytes | None = None,
+    manifest: bytes | None = None,
+):
     with controller.management_client() as client:
         return client.post(
             "/api/releases",
             content=release.image if image is None else image,
-            headers={"X-Release-Manifest": base64.b64encode(release.manifest if manifest is None else manifest).decode()},
+            headers={
+                "X-Release-Manifest": base64.b64encode(
+                    release.manifest if manifest is None else manifest
+                ).decode()
+            },
         )
 
 
@@ -152,7 +165,9 @@ class Snapshot:
         finally:
             engine.dispose()
         root = controller.firmware_dir
-        self.files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+        self.files = (
+            sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Snapshot) and (self.counts, self.files) == (other.counts, other.files)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import socket
+import time
 from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import new_device, sign_release, upload
 
+from conftest import new_device, sign_release, upload
 from csi_ota import imagegen, keys
 from csi_ota.manifest import manifest_for_image, sign_manifest
 
@@ -101,7 +103,9 @@ def test_admin_token_on_device_port_and_device_token_on_management_port(controll
         assert as_admin.get("/api/ota/version").status_code == 401
     import httpx
 
-    with httpx.Client(base_url=controller.management_url, headers={"Authorization": f"Bearer {token}"}) as client:
+    with httpx.Client(
+        base_url=controller.management_url, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
         assert client.get("/api/devices").status_code == 401
         assert client.get(f"/api/devices/{device_id}").status_code == 401
 
@@ -228,7 +232,9 @@ def test_wrong_chip_is_refused(controller, release_key, snapshot):
     for manifest_bytes in (for_other_chip, lying):
         with controller.management_client() as mgmt:
             response = mgmt.post(
-                "/api/releases", content=image, headers={"X-Release-Manifest": base64.b64encode(manifest_bytes).decode()}
+                "/api/releases",
+                content=image,
+                headers={"X-Release-Manifest": base64.b64encode(manifest_bytes).decode()},
             )
         assert response.status_code == 422
         assert "chip" in response.json()["detail"]
@@ -240,6 +246,7 @@ def test_oversized_upload_is_413(controller, make_release, snapshot):
     before = snapshot()
     response = upload(controller, release, image=release.image + b"\0" * (1_310_720 - len(release.image) + 1))
     assert response.status_code == 413
+
     # Streamed without Content-Length: refused while reading.
     def chunks():
         for _ in range(21):
@@ -247,7 +254,9 @@ def test_oversized_upload_is_413(controller, make_release, snapshot):
 
     with controller.management_client() as mgmt:
         streamed = mgmt.post(
-            "/api/releases", content=chunks(), headers={"X-Release-Manifest": base64.b64encode(release.manifest).decode()}
+            "/api/releases",
+            content=chunks(),
+            headers={"X-Release-Manifest": base64.b64encode(release.manifest).decode()},
         )
     assert streamed.status_code == 413
     assert snapshot() == before
@@ -258,7 +267,12 @@ def test_missing_or_bad_manifest_header_is_400(controller, make_release, snapsho
     before = snapshot()
     with controller.management_client() as mgmt:
         assert mgmt.post("/api/releases", content=release.image).status_code == 400
-        assert mgmt.post("/api/releases", content=release.image, headers={"X-Release-Manifest": "%%%"}).status_code == 400
+        assert (
+            mgmt.post(
+                "/api/releases", content=release.image, headers={"X-Release-Manifest": "%%%"}
+            ).status_code
+            == 400
+        )
     assert snapshot() == before
 
 
@@ -277,11 +291,8 @@ def test_truncated_upload_connection_stores_nothing(controller, make_release, sn
         sock.sendall(head + release.image[: len(release.image) // 2])
         sock.shutdown(socket.SHUT_WR)
         sock.settimeout(10)
-        try:
+        with contextlib.suppress(OSError):
             sock.recv(1024)
-        except OSError:
-            pass
-    import time
 
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and snapshot() != before:
@@ -296,15 +307,35 @@ def test_management_bad_input(controller, snapshot):
     device_id, _ = new_device(controller)
     before = snapshot()
     with controller.management_client() as mgmt:
-        assert mgmt.post("/api/devices", content=b"{oops", headers={"Content-Type": "application/json"}).status_code == 400
+        assert (
+            mgmt.post(
+                "/api/devices", content=b"{oops", headers={"Content-Type": "application/json"}
+            ).status_code
+            == 400
+        )
         assert mgmt.post("/api/devices", json={"device_id": 12}).status_code == 422
         assert mgmt.post("/api/devices", json={"device_id": device_id}).status_code == 409
-        assert mgmt.put(f"/api/devices/{device_id}/config", json={"config": {"auth_token": "x"}}).status_code == 422
-        assert mgmt.put(f"/api/devices/{device_id}/config", json={"config": {"check_interval_sec": "soon"}}).status_code == 422
-        assert mgmt.put(f"/api/devices/{device_id}/assignment", json={"release": "99.99.99"}).status_code == 404
+        assert (
+            mgmt.put(f"/api/devices/{device_id}/config", json={"config": {"auth_token": "x"}}).status_code
+            == 422
+        )
+        assert (
+            mgmt.put(
+                f"/api/devices/{device_id}/config", json={"config": {"check_interval_sec": "soon"}}
+            ).status_code
+            == 422
+        )
+        assert (
+            mgmt.put(f"/api/devices/{device_id}/assignment", json={"release": "99.99.99"}).status_code == 404
+        )
         assert mgmt.put("/api/devices/nobody/assignment", json={"release": None}).status_code == 404
         assert mgmt.post("/api/batch", json={"selection": {}, "action": "revoke"}).status_code == 422
-        assert mgmt.post("/api/batch", json={"selection": {"device_ids": [device_id, "ghost"]}, "action": "revoke"}).status_code == 404
+        assert (
+            mgmt.post(
+                "/api/batch", json={"selection": {"device_ids": [device_id, "ghost"]}, "action": "revoke"}
+            ).status_code
+            == 404
+        )
         assert mgmt.get("/api/audit", params={"since": "yesterday"}).status_code == 422
         assert mgmt.get("/api/devices", params={"limit": "many"}).status_code == 422
     assert snapshot() == before

@@ -9,12 +9,12 @@ import time
 
 import httpx
 import pytest
-from conftest import BACKENDS, upload
-from services import start_controller
 from sqlalchemy import select
 
+from conftest import BACKENDS, upload
 from csi_ota.controller.db import make_engine
 from csi_ota.controller.models import Release, StatusReport
+from services import start_controller
 
 WAIT_S = 20.0
 MAX_REPORTS = 5000
@@ -50,7 +50,9 @@ def test_kill9_during_status_reports_keeps_every_acknowledged_report(backend, ba
                 if stop.is_set():
                     return
                 try:
-                    response = device.post("/api/ota/status", json={"device_id": "crashy", "seq": seq, "state": "downloading"})
+                    response = device.post(
+                        "/api/ota/status", json={"device_id": "crashy", "seq": seq, "state": "downloading"}
+                    )
                 except httpx.HTTPError:
                     return
                 if response.status_code == 200 and response.json() == {"ack_seq": seq}:
@@ -73,7 +75,9 @@ def test_kill9_during_status_reports_keeps_every_acknowledged_report(backend, ba
             assert mgmt.get("/api/devices/crashy").json()["last_status_seq"] >= max(acked)
         # The device repeats its last report after the crash: acknowledged again, stored once.
         with restarted.device_client(token) as device:
-            again = device.post("/api/ota/status", json={"device_id": "crashy", "seq": max(acked), "state": "downloading"})
+            again = device.post(
+                "/api/ota/status", json={"device_id": "crashy", "seq": max(acked), "state": "downloading"}
+            )
         assert again.json() == {"ack_seq": max(acked)}
         assert _stored_seqs(database_url, "crashy") == stored
     finally:
@@ -81,7 +85,9 @@ def test_kill9_during_status_reports_keeps_every_acknowledged_report(backend, ba
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_kill9_during_upload_leaves_no_partial_firmware(backend, backend_url, tmp_path, make_release, release_public_key):
+def test_kill9_during_upload_leaves_no_partial_firmware(
+    backend, backend_url, tmp_path, make_release, release_public_key
+):
     database_url = backend_url(backend)
     server = start_controller(tmp_path / "data", database_url=database_url, trusted_keys=[release_public_key])
     database_url = server.database_url
@@ -128,7 +134,10 @@ def test_kill9_during_upload_leaves_no_partial_firmware(backend, backend_url, tm
     _store_is_whole(server.firmware_dir)
 
     restarted = start_controller(
-        tmp_path / "data", database_url=database_url, admin_token=server.admin_token, trusted_keys=[release_public_key]
+        tmp_path / "data",
+        database_url=database_url,
+        admin_token=server.admin_token,
+        trusted_keys=[release_public_key],
     )
     try:
         assert list(incoming.glob("*.part")) == []  # half-written upload removed at start

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import ssl
 import time
+from pathlib import Path
 
 import httpx
-from conftest import new_device, upload
+import pytest
 from sqlalchemy import select
 
+from conftest import new_device, upload
 from csi_ota.controller.csi_sink import read_records
 from csi_ota.controller.db import make_engine
 from csi_ota.controller.models import AuditEntry, StatusReport
@@ -20,7 +22,10 @@ def _assigned_device(controller, make_release, **spec):
     assert upload(controller, release).status_code == 201
     device_id, token = new_device(controller, tags=["lab"])
     with controller.management_client() as mgmt:
-        assert mgmt.put(f"/api/devices/{device_id}/assignment", json={"release": release.version}).status_code == 200
+        assert (
+            mgmt.put(f"/api/devices/{device_id}/assignment", json={"release": release.version}).status_code
+            == 200
+        )
     return release, device_id, token
 
 
@@ -55,8 +60,19 @@ def test_version_check_without_assignment_is_204(controller):
 def test_config_push_merges_tag_then_device_config(controller, make_release):
     device_id, token = new_device(controller, tags=["cfgtag"])
     with controller.management_client() as mgmt:
-        assert mgmt.put("/api/tags/cfgtag/config", json={"config": {"check_interval_sec": 900, "auto_update_enabled": 0}}).status_code == 200
-        assert mgmt.put(f"/api/devices/{device_id}/config", json={"config": {"check_interval_sec": "600"}}).status_code == 200
+        assert (
+            mgmt.put(
+                "/api/tags/cfgtag/config",
+                json={"config": {"check_interval_sec": 900, "auto_update_enabled": 0}},
+            ).status_code
+            == 200
+        )
+        assert (
+            mgmt.put(
+                f"/api/devices/{device_id}/config", json={"config": {"check_interval_sec": "600"}}
+            ).status_code
+            == 200
+        )
     with controller.device_client(token) as device:
         response = device.get("/api/ota/version", params={"device_id": device_id})
     assert response.status_code == 204
@@ -117,24 +133,43 @@ def test_status_report_is_idempotent_by_seq_and_audited(controller, make_release
     with engine.connect() as conn:
         rows = conn.execute(select(StatusReport.state).where(StatusReport.device_id == device_id)).all()
         audits = conn.execute(
-            select(AuditEntry.action).where(AuditEntry.target == f"device:{device_id}", AuditEntry.action == "device.ota_state")
+            select(AuditEntry.action).where(
+                AuditEntry.target == f"device:{device_id}", AuditEntry.action == "device.ota_state"
+            )
         ).all()
     engine.dispose()
     assert rows == [("success",)]
     assert len(audits) == 1
     with controller.management_client() as mgmt:
         shown = mgmt.get(f"/api/devices/{device_id}").json()
-    assert (shown["last_ota_state"], shown["last_status_seq"], shown["version"]) == ("success", 7, release.version)
+    assert (shown["last_ota_state"], shown["last_status_seq"], shown["version"]) == (
+        "success",
+        7,
+        release.version,
+    )
 
 
 def test_heartbeat_updates_health(controller):
     device_id, token = new_device(controller)
-    beat = {"device_id": device_id, "version": "1.0.0", "uptime_s": 3600, "rssi": -61, "csi_frames": 12, "free_heap": 123000, "ota_state": "valid"}
+    beat = {
+        "device_id": device_id,
+        "version": "1.0.0",
+        "uptime_s": 3600,
+        "rssi": -61,
+        "csi_frames": 12,
+        "free_heap": 123000,
+        "ota_state": "valid",
+    }
     with controller.device_client(token) as device:
         assert device.post(f"/api/devices/{device_id}/heartbeat", json=beat).status_code == 200
     with controller.management_client() as mgmt:
         shown = mgmt.get(f"/api/devices/{device_id}").json()
-        assert (shown["health"], shown["uptime_s"], shown["rssi"], shown["free_heap"]) == ("healthy", 3600, -61, 123000)
+        assert (shown["health"], shown["uptime_s"], shown["rssi"], shown["free_heap"]) == (
+            "healthy",
+            3600,
+            -61,
+            123000,
+        )
         with controller.device_client(token) as device:
             device.post(f"/api/devices/{device_id}/heartbeat", json={**beat, "ota_state": "pending_verify"})
         assert mgmt.get(f"/api/devices/{device_id}").json()["health"] == "degraded"
@@ -189,14 +224,15 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path, release_public_key):
 
 
 def test_https_device_port_with_certs_from_csi_ota_certs(tmp_path):
-    from services import controller_server
-
     from csi_ota import certs
+    from services import controller_server
 
     certs.create_ca(tmp_path / "ca")
     certs.create_server_cert(tmp_path / "ca", tmp_path / "server")
     with controller_server(
-        tmp_path / "data", tls_cert=tmp_path / "server" / "server.crt", tls_key=tmp_path / "server" / "server.key"
+        tmp_path / "data",
+        tls_cert=tmp_path / "server" / "server.crt",
+        tls_key=tmp_path / "server" / "server.key",
     ) as server:
         with server.management_client() as mgmt:
             token = mgmt.post("/api/devices", json={"device_id": "tlsdev"}).json()["token"]
@@ -204,9 +240,49 @@ def test_https_device_port_with_certs_from_csi_ota_certs(tmp_path):
         trust_ca = ssl.create_default_context(cafile=str(tmp_path / "ca" / "ca.crt"))
         with httpx.Client(verify=trust_ca, headers={"Authorization": f"Bearer {token}"}) as client:
             assert client.get(f"{server.device_url}/api/ota/version").status_code == 204
-        with httpx.Client(verify=True) as untrusting:
-            try:
-                untrusting.get(f"{server.device_url}/healthz")
-                raise AssertionError("a client without the CA accepted the certificate")
-            except httpx.ConnectError:
-                pass
+        with httpx.Client(verify=True) as untrusting, pytest.raises(httpx.ConnectError):
+            untrusting.get(f"{server.device_url}/healthz")
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_memory_per_download_is_bounded(tmp_path, make_release, release_public_key):
+    """40 clients that stall after the first bytes of a 1.2 MB image: the server does not buffer the images."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from services import controller_server
+
+    clients = 40
+    release = make_release(target_size_bytes=1_200_000)
+    with controller_server(
+        tmp_path, trusted_keys=[release_public_key], extra_args=["--device-rate", "0"]
+    ) as server:
+        assert upload(server, release).status_code == 201
+        with server.management_client() as mgmt:
+            token = mgmt.post("/api/devices", json={"device_id": "slowreader"}).json()["token"]
+        url = urlsplit(server.device_url)
+        request = (
+            f"GET /api/ota/firmware/{release.sha256} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+        ).encode()
+        baseline = _rss_bytes(server.process.pid)
+        sockets = []
+        try:
+            for _ in range(clients):
+                sock = socket.create_connection((url.hostname, url.port), timeout=10)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+                sock.sendall(request)
+                assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+                sockets.append(sock)
+            time.sleep(1.0)  # let the server push whatever it would buffer
+            growth = _rss_bytes(server.process.pid) - baseline
+        finally:
+            for sock in sockets:
+                sock.close()
+    whole_images = clients * len(release.image)
+    assert growth < whole_images / 3, f"RSS grew {growth} bytes for {clients} stalled downloads"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import httpx
-from conftest import new_device, upload
 
+from conftest import new_device, upload
 from csi_ota.controller.semver import semver_key
 
 
@@ -27,7 +27,9 @@ def test_release_upload_list_show_retire(controller, make_release):
         assert mgmt.put(f"/api/devices/{device_id}/assignment", json={"release": "5.10.0"}).status_code == 200
         assert mgmt.post("/api/releases/5.10.0/retire").json()["retired"] is True
         assert "5.10.0" not in [r["version"] for r in mgmt.get("/api/releases").json()]
-        assert "5.10.0" in [r["version"] for r in mgmt.get("/api/releases", params={"include_retired": "true"}).json()]
+        assert "5.10.0" in [
+            r["version"] for r in mgmt.get("/api/releases", params={"include_retired": "true"}).json()
+        ]
         # A retired release is neither offered nor assignable.
         with controller.device_client(token) as device:
             assert device.get("/api/ota/version").status_code == 204
@@ -35,7 +37,17 @@ def test_release_upload_list_show_retire(controller, make_release):
 
 
 def test_semver_ordering_rules():
-    ordered = ["0.9.9", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-beta", "1.0.0-rc.1", "1.0.0", "1.2.0", "1.10.0", "10.0.0"]
+    ordered = [
+        "0.9.9",
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-beta",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "1.2.0",
+        "1.10.0",
+        "10.0.0",
+    ]
     assert sorted(reversed(ordered), key=semver_key) == ordered
 
 
@@ -53,8 +65,12 @@ def test_registry_list_filters_show_tag_decommission(controller):
         assert b in [d["device_id"] for d in mgmt.get("/api/devices", params={"health": "unknown"}).json()]
         seen = [d["device_id"] for d in mgmt.get("/api/devices", params={"seen_within_s": 600}).json()]
         assert a in seen and b not in seen
-        assert b in [d["device_id"] for d in mgmt.get("/api/devices", params={"not_seen_within_s": 600}).json()]
-        tags = mgmt.post(f"/api/devices/{b}/tags", json={"add": ["canary"], "remove": ["site-b"]}).json()["tags"]
+        assert b in [
+            d["device_id"] for d in mgmt.get("/api/devices", params={"not_seen_within_s": 600}).json()
+        ]
+        tags = mgmt.post(f"/api/devices/{b}/tags", json={"add": ["canary"], "remove": ["site-b"]}).json()[
+            "tags"
+        ]
         assert tags == ["canary"]
         assert mgmt.post(f"/api/devices/{b}/decommission").status_code == 200
         assert b not in [d["device_id"] for d in mgmt.get("/api/devices").json()]
@@ -70,9 +86,14 @@ def test_batch_assign_config_revoke(controller, make_release):
     members = [new_device(controller, tags=[tag]) for _ in range(3)]
     outsider, outsider_token = new_device(controller)
     with controller.management_client() as mgmt:
-        result = mgmt.post("/api/batch", json={"selection": {"tag": tag}, "action": "assign", "release": release.version}).json()
+        result = mgmt.post(
+            "/api/batch", json={"selection": {"tag": tag}, "action": "assign", "release": release.version}
+        ).json()
         assert result["matched"] == 3 and sorted(result["device_ids"]) == sorted(d for d, _ in members)
-        mgmt.post("/api/batch", json={"selection": {"tag": tag}, "action": "config", "config": {"check_interval_sec": 120}})
+        mgmt.post(
+            "/api/batch",
+            json={"selection": {"tag": tag}, "action": "config", "config": {"check_interval_sec": 120}},
+        )
         for device_id, token in members:
             with controller.device_client(token) as device:
                 offer = device.get("/api/ota/version", params={"device_id": device_id, "version": "1.0.0"})
@@ -81,7 +102,12 @@ def test_batch_assign_config_revoke(controller, make_release):
         with controller.device_client(outsider_token) as device:
             assert device.get("/api/ota/version").status_code == 204
         ids = [d for d, _ in members[:2]]
-        assert mgmt.post("/api/batch", json={"selection": {"device_ids": ids}, "action": "revoke"}).json()["matched"] == 2
+        assert (
+            mgmt.post("/api/batch", json={"selection": {"device_ids": ids}, "action": "revoke"}).json()[
+                "matched"
+            ]
+            == 2
+        )
         with controller.device_client(members[0][1]) as device:
             assert device.get("/api/ota/version").status_code == 401
         with controller.device_client(members[2][1]) as device:
@@ -109,8 +135,12 @@ def test_roles_viewer_operator_admin(controller):
     with controller.management_client() as mgmt:
         viewer = mgmt.post("/api/admin/users", json={"name": "vera", "role": "viewer"}).json()["token"]
         operator = mgmt.post("/api/admin/users", json={"name": "otto", "role": "operator"}).json()["token"]
-    as_viewer = httpx.Client(base_url=controller.management_url, headers={"Authorization": f"Bearer {viewer}"})
-    as_operator = httpx.Client(base_url=controller.management_url, headers={"Authorization": f"Bearer {operator}"})
+    as_viewer = httpx.Client(
+        base_url=controller.management_url, headers={"Authorization": f"Bearer {viewer}"}
+    )
+    as_operator = httpx.Client(
+        base_url=controller.management_url, headers={"Authorization": f"Bearer {operator}"}
+    )
     with as_viewer, as_operator:
         assert as_viewer.get("/api/devices").status_code == 200
         assert as_viewer.get("/api/whoami").json() == {"name": "vera", "role": "viewer"}
@@ -131,9 +161,16 @@ def test_metrics_report_fleet_and_traffic(controller, make_release):
         mgmt.put(f"/api/devices/{device_id}/assignment", json={"release": release.version})
     with controller.device_client(token) as device:
         device.get(f"/api/ota/firmware/{release.sha256}")
-        device.post("/api/ota/status", json={"device_id": device_id, "seq": 1, "state": "success", "version": release.version})
+        device.post(
+            "/api/ota/status",
+            json={"device_id": device_id, "seq": 1, "state": "success", "version": release.version},
+        )
     text = httpx.get(f"{controller.management_url}/metrics").text
-    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
     assert samples["csi_ota_firmware_bytes_served_total"] >= len(release.image)
     assert samples['csi_ota_firmware_downloads_total{status="started"}'] >= 1
     assert samples['csi_ota_status_reports_total{state="success"}'] >= 1

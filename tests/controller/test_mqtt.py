@@ -8,12 +8,12 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 from click.testing import CliRunner
-from conftest import BACKENDS
 from paho.mqtt.enums import CallbackAPIVersion
-from services import free_port, mosquitto_broker, start_controller
 
+from conftest import BACKENDS
 from csi_ota.cli import cli
 from csi_ota.controller.csi_sink import read_records
+from services import free_port, mosquitto_broker, start_controller
 
 WAIT_S = 15.0
 
@@ -24,7 +24,10 @@ class DeviceClient:
     """A device's MQTT connection (username = device id, password = device token)."""
 
     def __init__(self, port: int, username: str, password: str) -> None:
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"dev-{username}-{time.monotonic_ns()}")
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"dev-{username}-{time.monotonic_ns()}",
+        )
         self.client.username_pw_set(username, password)
         self.result = None
 
@@ -72,7 +75,15 @@ def test_mqtt_heartbeat_stats_data_acl_and_reconnect(backend, backend_url, tmp_p
                 tokens[device_id] = mgmt.post("/api/devices", json={"device_id": device_id}).json()["token"]
         result = CliRunner().invoke(
             cli,
-            ["mqtt-acl", "--out-dir", str(tmp_path / "mqtt"), "--server", server.management_url, "--token", server.admin_token],
+            [
+                "mqtt-acl",
+                "--out-dir",
+                str(tmp_path / "mqtt"),
+                "--server",
+                server.management_url,
+                "--token",
+                server.admin_token,
+            ],
         )
         assert result.exit_code == 0, result.output
     finally:
@@ -103,7 +114,10 @@ def test_mqtt_heartbeat_stats_data_acl_and_reconnect(backend, backend_url, tmp_p
                 # Until the bridge has (re)subscribed, messages are lost: keep publishing, bounded.
                 deadline = time.monotonic() + WAIT_S
                 while show("mq_a")["uptime_s"] != uptime and time.monotonic() < deadline:
-                    device.publish("csi/mq_a/heartbeat", {"device_id": "mq_a", "uptime_s": uptime, "rssi": -50, "ota_state": "valid"})
+                    device.publish(
+                        "csi/mq_a/heartbeat",
+                        {"device_id": "mq_a", "uptime_s": uptime, "rssi": -50, "ota_state": "valid"},
+                    )
                     time.sleep(0.3)
                 return show("mq_a")
 
@@ -123,7 +137,9 @@ def test_mqtt_heartbeat_stats_data_acl_and_reconnect(backend, backend_url, tmp_p
                     device_a.publish("csi/mq_a/stats", {"frames_dropped": 3})
                     for index in range(3):
                         device_a.publish("csi/mq_a/data", b"\x00csi-frame-%d" % index)
-                    assert _poll(lambda: show("mq_a")["stats"], lambda v: v == {"frames_dropped": 3}) == {"frames_dropped": 3}
+                    assert _poll(lambda: show("mq_a")["stats"], lambda v: v == {"frames_dropped": 3}) == {
+                        "frames_dropped": 3
+                    }
                     assert _poll(lambda: show("mq_a")["csi_messages_received"], lambda v: v == 3) == 3
                     payloads = [p for _, p in read_records(server.data_dir / "csi" / "mq_a" / "csi.bin")]
                     assert payloads == [b"\x00csi-frame-%d" % i for i in range(3)]

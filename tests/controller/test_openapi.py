@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from conftest import BACKENDS
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
-from services import start_controller
 
+from conftest import BACKENDS
 from csi_ota.controller.openapi import combined_spec
+from services import start_controller
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 MAX_EXAMPLES = 4
@@ -34,18 +34,25 @@ def test_openapi_is_served_on_both_ports(controller):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_schemathesis_finds_no_server_errors(backend, backend_url, tmp_path, release_public_key):
-    server = start_controller(tmp_path / "data", database_url=backend_url(backend), trusted_keys=[release_public_key])
+    server = start_controller(
+        tmp_path / "data", database_url=backend_url(backend), trusted_keys=[release_public_key]
+    )
     try:
         with server.management_client() as mgmt:
             device_token = mgmt.post("/api/devices", json={"device_id": "fuzzed"}).json()["token"]
-            fuzz_admin = mgmt.post("/api/admin/users", json={"name": "fuzzer", "role": "admin"}).json()["token"]
+            fuzz_admin = mgmt.post("/api/admin/users", json={"name": "fuzzer", "role": "admin"}).json()[
+                "token"
+            ]
         raw = json.loads(SPEC_PATH.read_text())
         schema = schemathesis.openapi.from_dict(raw)
         failures: list[str] = []
         calls = 0
+
         def run_operation(operation, base_url: str, token: str) -> None:
             nonlocal calls
-            strategy = operation.as_strategy(GenerationMode.POSITIVE) | operation.as_strategy(GenerationMode.NEGATIVE)
+            strategy = operation.as_strategy(GenerationMode.POSITIVE) | operation.as_strategy(
+                GenerationMode.NEGATIVE
+            )
 
             @settings(
                 max_examples=MAX_EXAMPLES,

@@ -19,8 +19,6 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services import ControllerServer, start_controller  # noqa: E402
-
 from csi_ota import imagegen, keys  # noqa: E402
 from csi_ota.controller import registry  # noqa: E402
 from csi_ota.controller.db import make_engine, session_factory, session_scope, upgrade_database  # noqa: E402
@@ -28,6 +26,7 @@ from csi_ota.controller.rollout.clock import VirtualClock  # noqa: E402
 from csi_ota.fleet.behaviours import BehaviourMix  # noqa: E402
 from csi_ota.fleet.runner import FleetConfig  # noqa: E402
 from csi_ota.manifest import manifest_for_image, sign_manifest  # noqa: E402
+from services import ControllerServer, start_controller  # noqa: E402
 
 IMAGE_SIZE_BYTES = 24_000  # small images: the suite measures decisions, not bandwidth
 HOUR_S = 3600
@@ -100,13 +99,18 @@ def upload_release(server: ControllerServer, key_path: Path, version: str, seque
         response = client.post(
             "/api/releases",
             content=image,
-            headers={MANIFEST_HEADER: base64.b64encode(data).decode(), "Content-Type": "application/octet-stream"},
+            headers={
+                MANIFEST_HEADER: base64.b64encode(data).decode(),
+                "Content-Type": "application/octet-stream",
+            },
         )
     assert response.status_code == 201, response.text
     return ReleaseInfo(version, sequence, manifest.sha256, image, data, response.json()["id"])
 
 
-def register_devices(database_url: str, count: int, prefix: str, tags: list[str] = ()) -> list[tuple[str, str]]:
+def register_devices(
+    database_url: str, count: int, prefix: str, tags: list[str] = ()
+) -> list[tuple[str, str]]:
     """Registers devices straight in the registry (one transaction) with the registry's own function."""
     upgrade_database(database_url)
     engine = make_engine(database_url, pool_size=1)
@@ -159,7 +163,12 @@ def create_rollout(world: World, version: str, policy: dict[str, Any], **body: A
     with world.management() as client:
         response = client.post(
             "/api/rollouts",
-            json={"release": version, "selection": body.pop("selection", {"all": True}), "policy": policy, **body},
+            json={
+                "release": version,
+                "selection": body.pop("selection", {"all": True}),
+                "policy": policy,
+                **body,
+            },
         )
     assert response.status_code == 201, response.text
     return response.json()

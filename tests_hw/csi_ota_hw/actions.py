@@ -6,7 +6,9 @@ thing a person types, see :func:`shell_command`). On the virtual ESP32-S3 the sa
 edits the flash file with :mod:`csi_ota.sim.flashfile` while the virtual board is powered
 off, exactly as esptool holds the chip in its ROM loader while it writes.
 
-Every write action leaves the board rebooted (esptool's ``--after hard-reset``).
+Every esptool action on hardware reboots the board (connecting puts it in the ROM loader,
+``--after hard-reset`` starts the app again); :class:`~csi_ota_hw.device.DeviceSession` waits
+for the app after reads. On the simulator reads are passive and writes power-cycle the board.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ ESPTOOL_CHIP = "esp32s3"
 # esptool v5 spellings (hyphenated commands and reset modes).
 ESPTOOL_BEFORE = "default-reset"
 ESPTOOL_AFTER = "hard-reset"
+ESPTOOL_NO_RESET = "no-reset"
 
 
 @dataclass(frozen=True)
@@ -102,11 +105,12 @@ def esptool_write_flash(offset: int, path: str | Path) -> list[str]:
 
 
 def esptool_read_flash(offset: int, size: int, path: str | Path) -> list[str]:
+    # Connecting stops the app anyway (ROM loader); reset afterwards so it runs again.
     return [
         "--before",
         ESPTOOL_BEFORE,
         "--after",
-        "no-reset",
+        ESPTOOL_AFTER,
         "read-flash",
         hex(offset),
         hex(size),
@@ -143,6 +147,7 @@ def flip_bytes(data: bytes, offset: int, length: int) -> bytes:
 
 # -- the interface the tests use --------------------------------------------------------------
 class DeviceActions(Protocol):
+    def offline(self) -> contextlib.AbstractContextManager[None]: ...
     def reset(self) -> None: ...
     def partition(self, name: str) -> PartitionSpan: ...
     def write_partition(self, name: str, data: bytes, offset: int = 0) -> None: ...
@@ -162,16 +167,27 @@ class SimActions:
         self._flashfile = flashfile
         self.dut = dut
         self.flash_path = Path(flash_path)
+        self._held = False
 
     @contextlib.contextmanager
     def _board_off(self):
-        was_running = self.dut.running
+        was_running = self.dut.running and not self._held
         self.dut.power_off()
         try:
             yield
         finally:
             if was_running:
                 self.dut.start()
+
+    @contextlib.contextmanager
+    def offline(self):
+        """Several edits with the board held off; it boots once, afterwards."""
+        with self._board_off():
+            self._held = True
+            try:
+                yield
+            finally:
+                self._held = False
 
     def reset(self) -> None:
         self.dut.hard_reset()
@@ -227,6 +243,7 @@ class EsptoolActions:
         self.serial = serial
         self.partitions = dict(partitions)
         self.history: list[list[str]] = []  # every esptool command run, for the log and the report
+        self._held = False
 
     @classmethod
     def from_idf_app(cls, serial: Any, app: Any) -> EsptoolActions:
@@ -236,14 +253,33 @@ class EsptoolActions:
         }
         return cls(serial, spans)
 
-    def _esptool(self, args: list[str]) -> None:
-        import esptool
+    @contextlib.contextmanager
+    def offline(self):
+        """Several esptool commands without a reset in between (``--after no-reset``), then one reset."""
+        self._held = True
+        try:
+            yield
+        finally:
+            self._held = False
+            self.reset()
 
+    def _esptool(self, args: list[str]) -> None:
+        """Record and run one esptool command (``--after no-reset`` while held offline)."""
+        if self._held:
+            args = [ESPTOOL_NO_RESET if arg == ESPTOOL_AFTER else arg for arg in args]
         self.history.append(args)
         logging.info("esptool: %s", " ".join(shell_command(self.serial.port, args)))
+        self._execute(args)
+
+    def _execute(self, args: list[str]) -> None:
+        """esptool.main on pytest-embedded's open connection, its serial redirect paused."""
+        import esptool
+
         with self.serial.disable_redirect_thread(), contextlib.redirect_stdout(io.StringIO()):
+            settings = self.serial.proc.get_settings()
             self.serial.esp.connect()
             esptool.main(args, esp=self.serial.esp)
+            self.serial.proc.apply_settings(settings)
 
     def reset(self) -> None:
         self.serial.hard_reset()

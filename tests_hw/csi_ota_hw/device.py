@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +94,19 @@ class DeviceSession:
         """Hardware: `ota url` to this test's server (the simulator's config already names it)."""
         self.console(f"ota url {self.server.version_url}")
 
+    def otadata(self) -> list:
+        """Both otadata entries (on hardware the read reboots the board: wait for the app)."""
+        entries = self.device.read_otadata()
+        if self.target != "sim":
+            self.wait_ready()
+        return entries
+
+    def read_partition(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        data = self.device.read_partition(name, offset, length)
+        if self.target != "sim":
+            self.wait_ready()
+        return data
+
     def offer(self, image: bytes, *, sequence: int | None = None, rollback: bool = False) -> bytes:
         """Assign a correctly signed release of ``image``; returns its manifest."""
         manifest = self.kit.manifest_for(image, sequence=sequence, rollback=rollback)
@@ -117,6 +131,19 @@ class DeviceSession:
             timeout_s=timeout_s * self.timeout_scale,
             after_index=reports_before,
         )
+
+    def settle(self, timeout_s: float = 30.0, poll_s: float = 0.3) -> dict:
+        """Poll ``ota status`` until the client is idle with its last report acknowledged."""
+        deadline = time.monotonic() + timeout_s * self.timeout_scale
+        while True:
+            status = self.status()
+            if status["phase"] == "idle" and (
+                status["last_report_acked"] or not status["last_report"]["seq"]
+            ):
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the OTA client did not settle: {status}")
+            time.sleep(poll_s)
 
     def reject(self, manifest: bytes, image: bytes, *, reason: str, timeout_s: float = 30.0) -> dict:
         """Offer a bad release, check, and return the `rejected` report with ``reason``."""

@@ -34,6 +34,13 @@ CHUNK_BYTES = 4096
 MAX_REQUEST_BODY_BYTES = 64 * 1024
 
 
+class _QuietHTTPServer(ThreadingHTTPServer):
+    """Devices vanish mid-request (resets, power cuts): that is the test, not an error to print."""
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001 - base-class signature
+        return
+
+
 @dataclass
 class ServerBehaviour:
     """How the firmware download misbehaves. Defaults: a well-behaved server."""
@@ -48,7 +55,7 @@ class ServerBehaviour:
     delay_per_chunk_s: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class RecordedRequest:
     method: str
     path: str
@@ -73,7 +80,7 @@ class OtaTestServer:
     """Serves one assigned release to devices presenting ``token``; records what they do."""
 
     def __init__(
-        self, *, bind_host: str = "127.0.0.1", advertised_host: str | None = None, token: str
+        self, *, bind_host: str = "127.0.0.1", port: int = 0, advertised_host: str | None = None, token: str
     ) -> None:
         self.token = token
         self.behaviour = ServerBehaviour()
@@ -85,7 +92,7 @@ class OtaTestServer:
         self.heartbeats: list[dict] = []
         self.csi_posts = 0
         self.firmware_bytes_streamed = 0  # live count, updated while a download runs
-        self._httpd = ThreadingHTTPServer((bind_host, 0), _make_handler(self))
+        self._httpd = _QuietHTTPServer((bind_host, port), _make_handler(self))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.host = advertised_host or bind_host
@@ -160,14 +167,16 @@ class OtaTestServer:
                 self._lock.wait(timeout=min(remaining, 0.5))
 
     # -- called by the handler -----------------------------------------------------------------
-    def _record(self, request: RecordedRequest) -> None:
+    def _record(self, request: RecordedRequest) -> RecordedRequest:
         with self._lock:
             self.requests.append(request)
             self._lock.notify_all()
+        return request
 
-    def _count_firmware_bytes(self, n: int) -> None:
+    def _count_firmware_bytes(self, record: RecordedRequest, n: int) -> None:
         with self._lock:
             self.firmware_bytes_streamed += n
+            record.body_bytes_sent += n
 
     def _add_report(self, report: dict) -> None:
         with self._lock:
@@ -198,7 +207,9 @@ def _make_handler(server: OtaTestServer) -> type[BaseHTTPRequestHandler]:
             return  # the records are the log
 
         # -- helpers ---------------------------------------------------------------------
-        def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> int:
+        def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+            """Record the request, then answer it (a client that has the answer sees the record)."""
+            self._record(status, len(body) if self.command != "HEAD" else 0)
             self.send_response(status)
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
@@ -206,12 +217,11 @@ def _make_handler(server: OtaTestServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if body and self.command != "HEAD":
                 self.wfile.write(body)
-            return len(body)
 
-        def _record(self, status: int, sent: int) -> None:
+        def _record(self, status: int, sent: int) -> RecordedRequest:
             split = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(split.query).items()}
-            server._record(
+            return server._record(
                 RecordedRequest(
                     method=self.command,
                     path=split.path,
@@ -236,36 +246,36 @@ def _make_handler(server: OtaTestServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 - http.server naming
             path = urlsplit(self.path).path
             if not self._authorised():
-                self._record(401, self._send(401))
+                self._send(401)
                 return
             if path == HEALTH_PATH:
-                self._record(200, self._send(200, b"ok\n"))
+                self._send(200, b"ok\n")
             elif path in VERSION_PATHS:
                 self._version()
             elif path.startswith(REDIRECT_PATH_PREFIX):
                 sha = path[len(REDIRECT_PATH_PREFIX) :]
-                self._record(302, self._send(302, headers={"Location": f"{FIRMWARE_PATH_PREFIX}{sha}"}))
+                self._send(302, headers={"Location": f"{FIRMWARE_PATH_PREFIX}{sha}"})
             elif path.startswith(FIRMWARE_PATH_PREFIX):
                 self._firmware(path[len(FIRMWARE_PATH_PREFIX) :])
             else:
-                self._record(404, self._send(404, b"not found\n"))
+                self._send(404, b"not found\n")
 
         def _version(self) -> None:
             release = server._current_release()
             if release is None:
-                self._record(204, self._send(204))
+                self._send(204)
                 return
             prefix = REDIRECT_PATH_PREFIX if server.behaviour.redirect_firmware else FIRMWARE_PATH_PREFIX
             headers = {
                 "Content-Type": "text/plain; charset=utf-8",
                 "X-Firmware-Url": f"{prefix}{release.sha256}",
             }
-            self._record(200, self._send(200, release.manifest, headers))
+            self._send(200, release.manifest, headers)
 
         def _firmware(self, sha: str) -> None:
             image = server._image(sha)
             if image is None:
-                self._record(404, self._send(404, b"unknown image\n"))
+                self._send(404, b"unknown image\n")
                 return
             total = len(image)
             start = 0
@@ -276,7 +286,7 @@ def _make_handler(server: OtaTestServer) -> type[BaseHTTPRequestHandler]:
                 match = RANGE_HEADER_RE.match(range_header.strip())
                 if not match or int(match.group(1)) >= total:
                     headers["Content-Range"] = f"bytes */{total}"
-                    self._record(416, self._send(416, headers=headers))
+                    self._send(416, headers=headers)
                     return
                 start = int(match.group(1))
                 status = 206
@@ -294,6 +304,7 @@ def _make_handler(server: OtaTestServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Connection", "close")
                 self.close_connection = True
             self.end_headers()
+            record = self._record(status, 0)
             sent = 0
             limit = len(body) if cut is None else min(cut, len(body))
             try:
@@ -304,7 +315,7 @@ def _make_handler(server: OtaTestServer) -> type[BaseHTTPRequestHandler]:
                     else:
                         self.wfile.write(piece)
                     sent += len(piece)
-                    server._count_firmware_bytes(len(piece))
+                    server._count_firmware_bytes(record, len(piece))
                     if server.behaviour.delay_per_chunk_s:
                         time.sleep(server.behaviour.delay_per_chunk_s)
                 if cut is None and server.behaviour.chunked:
@@ -312,38 +323,37 @@ def _make_handler(server: OtaTestServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
-            self._record(status, sent)
 
         # -- POST ------------------------------------------------------------------------
         def do_POST(self) -> None:  # noqa: N802 - http.server naming
             path = urlsplit(self.path).path
             body = self._read_body()
             if body is None:
-                self._record(413, self._send(413, b"body too large\n"))
+                self._send(413, b"body too large\n")
                 return
             if not self._authorised():
-                self._record(401, self._send(401))
+                self._send(401)
                 return
             if path == CSI_DATA_PATH:
                 server.csi_posts += 1
-                self._record(200, self._send(200, b"{}", {"Content-Type": "application/json"}))
+                self._send(200, b"{}", {"Content-Type": "application/json"})
                 return
             try:
                 payload = json.loads(body or b"{}")
             except ValueError:
-                self._record(400, self._send(400, b"body is not JSON\n"))
+                self._send(400, b"body is not JSON\n")
                 return
             if path == STATUS_PATH:
                 if not isinstance(payload, dict) or not isinstance(payload.get("seq"), int):
-                    self._record(400, self._send(400, b"status report needs an integer seq\n"))
+                    self._send(400, b"status report needs an integer seq\n")
                     return
                 server._add_report(payload)
                 answer = json.dumps({"ack_seq": payload["seq"]}).encode()
-                self._record(200, self._send(200, answer, {"Content-Type": "application/json"}))
+                self._send(200, answer, {"Content-Type": "application/json"})
             elif HEARTBEAT_PATH_RE.match(path):
                 server.heartbeats.append(payload)
-                self._record(200, self._send(200, b"{}", {"Content-Type": "application/json"}))
+                self._send(200, b"{}", {"Content-Type": "application/json"})
             else:
-                self._record(404, self._send(404, b"not found\n"))
+                self._send(404, b"not found\n")
 
     return Handler

@@ -9,13 +9,19 @@ torn, prints ``POWER CUT at flash op N (...)`` and exits with code 75.
    NEW → PENDING_VERIFY, self-test, mark valid, final report — as the smallest N whose run
    completes without a cut, minus one (exponential probe, then bisection; the count is
    deterministic for a given image and configuration).
-2. For every N in 1..T, :meth:`PowerCutSweep.run_point` starts a fresh flash file (v1 in
-   ota_0), cuts at N, powers on again and requires: the bootloader starts a valid image
-   (v1 or v2), and the update then completes — by resuming, retrying or already being done —
-   ending with v2 running and confirmed (``img_state`` valid) and the server knowing it.
+2. For every N in 1..T, :meth:`PowerCutSweep.run_point` takes a fresh flash file (v1 in
+   ota_0) and its own OTA server, cuts at N, powers on again and requires:
 
-Runs are independent (own flash file, KV store and device id) and run in parallel threads,
-each driving one simulator process through :class:`csi_ota.sim.runner.SimProcess`.
+   - the bootloader starts a valid image, v1 or v2;
+   - the update then completes: the device resumes or retries by itself — or, when it
+     reported ``rolled_back`` (the bootloader abandoned an unconfirmed v2, as ESP-IDF does
+     after any reset in PENDING_VERIFY), the controller re-issues the release with a new
+     sequence number and that completes — ending with v2 running confirmed (``img_state``
+     valid) and the server told so. A device that neither completes nor reports a rollback
+     (e.g. says "will retry" and then refuses the same release as a replay) fails the point.
+
+Runs are independent (own flash file, KV store, device id and server) and run in parallel
+threads, each driving one simulator process through :class:`csi_ota.sim.runner.SimProcess`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import contextlib
 import json
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,28 +39,29 @@ from pathlib import Path
 
 from csi_ota.sim.flashfile import create_flash_file
 from csi_ota.sim.runner import EXIT_POWER_CUT, SimProcess, SimTimeout
-
 from csi_ota_hw.ota_server import OtaTestServer
 from csi_ota_hw.releases import ReleaseKit, version_of
 from csi_ota_hw.sim_env import write_sim_config
 
-POWER_CUT_RE = re.compile(r"POWER CUT at flash op (\d+) \((\w+) (0x[0-9a-f]+|\S+) len (\d+)\)")
+POWER_CUT_RE = re.compile(r"POWER CUT at flash op (\d+) \(([^)]*)\)")
 APP_VERSION_RE = re.compile(r"App version:\s+(\S+)")
 READY_RE = re.compile(r"app: ready; console commands on stdin")
+CUT_OR_READY_RE = re.compile(r"POWER CUT at flash op \d+|app: ready; console commands on stdin")
 STATUS_RE = re.compile(r'^\{"phase":')
-NO_APP_RE = re.compile(r"no bootable app")
 RUN_TIMEOUT_S = 20.0
-MAX_STATUS_POLLS = 40
+MAX_STATUS_POLLS = 24
 STATUS_POLL_INTERVAL_S = 0.25
 MAX_BOOTS_PER_RUN = 10
 PROBE_LIMIT_OPS = 100_000
+NO_CUT = -1  # _run_with_cut: the update finished before op N
 
 
 @dataclass(frozen=True)
 class CutResult:
     cut_at: int
-    cut_op: str  # "write 0x170000 len 4096", "kv_set report ...", "" if the run did not cut
+    cut_op: str  # "write 0x170000 len 4096", "kv_set report 0x000000 len 0", …
     booted_after_cut: str  # version the bootloader started after the cut
+    outcome: str  # "completed" (device finished by itself) or "reissued" (after a rolled_back report)
     final_version: str
     final_img_state: str
     server_knows: bool  # a success report for v2, or a version check from v2 in state valid
@@ -71,7 +79,6 @@ class PowerCutSweep:
         workdir: Path,
         binary: Path,
         kit: ReleaseKit,
-        server: OtaTestServer,
         token: str,
         v1_image: bytes,
         v2_image: bytes,
@@ -79,32 +86,38 @@ class PowerCutSweep:
         self.workdir = workdir
         self.binary = binary
         self.kit = kit
-        self.server = server
         self.token = token
+        self.v2_image = v2_image
         self.v1 = version_of(v1_image)
         self.v2 = version_of(v2_image)
+        self._sign_lock = threading.Lock()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.pristine = create_flash_file(self.workdir / "pristine.bin", images={0: v1_image})
-        server.assign(kit.manifest_for(v2_image), v2_image)
 
     # -- one device ---------------------------------------------------------------------------
-    def _fresh_device(self, name: str) -> tuple[Path, Path, str]:
+    def _issue(self, server: OtaTestServer) -> None:
+        """Assign v2 under a freshly signed manifest (a new sequence number)."""
+        with self._sign_lock:
+            manifest = self.kit.manifest_for(self.v2_image)
+        server.assign(manifest, self.v2_image)
+
+    def _fresh_device(self, name: str, server: OtaTestServer) -> tuple[Path, Path]:
         device_dir = self.workdir / name
         if device_dir.exists():
             shutil.rmtree(device_dir)
         device_dir.mkdir()
         flash = device_dir / "flash.bin"
         shutil.copyfile(self.pristine, flash)
-        device_id = f"cut-{name}"
         config = write_sim_config(
             device_dir / "sim.conf",
-            server=self.server,
-            device_id=device_id,
+            server=server,
+            device_id=f"cut-{name}",
             token=self.token,
             key_id=self.kit.key_id,
             public_key_raw=self.kit.public_key_raw,
         )
-        return flash, config, device_id
+        self._issue(server)
+        return flash, config
 
     def _process(self, flash: Path, config: Path, power_cut_at: int | None = None) -> SimProcess:
         return SimProcess(
@@ -112,68 +125,79 @@ class PowerCutSweep:
         )
 
     def _run_with_cut(self, flash: Path, config: Path, n: int) -> tuple[int, str]:
-        """One update attempt with the power cut at op ``n``: (exit code, cut line detail)."""
+        """One update attempt with the power cut at op ``n``: (exit code, the POWER CUT line).
+
+        The exit code is NO_CUT when the update finished first (the second "ready" line: v2
+        booted, self-tested, confirmed and reported).
+        """
         with self._process(flash, config, power_cut_at=n) as sim:
             with contextlib.suppress(SimTimeout):  # the cut may come before the console opens
                 sim.send("ota check")
+            readies = 0
             try:
-                code = sim.wait_exit(RUN_TIMEOUT_S)
+                while readies < 2:
+                    match = sim.expect(CUT_OR_READY_RE, RUN_TIMEOUT_S)
+                    if match.group(0).startswith("POWER CUT"):
+                        return sim.wait_exit(RUN_TIMEOUT_S), match.string
+                    readies += 1
             except SimTimeout:
-                code = -1  # no cut: the run outlived the update
-            match = POWER_CUT_RE.search(sim.output())
-        return code, match.group(0) if match else ""
+                pass  # exited without a cut line, or hung: the exit code tells
+            if readies == 2:
+                return NO_CUT, ""
+            return (sim.wait_exit(RUN_TIMEOUT_S) if not sim.alive() else -2), ""
 
     def _status(self, sim: SimProcess) -> dict:
         sim.send("ota status")
         return json.loads(sim.expect(STATUS_RE, RUN_TIMEOUT_S).string)
 
-    def _completes(self, flash: Path, config: Path) -> tuple[str, dict]:
-        """Power on again, check, and wait until v2 runs confirmed; (booted version, last status)."""
-        with self._process(flash, config) as sim:
-            booted = sim.expect(APP_VERSION_RE, RUN_TIMEOUT_S).group(1)
-            sim.expect(READY_RE, RUN_TIMEOUT_S)
-            sim.send("ota check")
-            status: dict = {}
-            for _ in range(MAX_STATUS_POLLS):
-                status = self._status(sim)
-                if (
-                    status["version"] == self.v2
-                    and status["img_state"] == "valid"
-                    and status["phase"] == "idle"
-                ):
-                    break
-                time.sleep(STATUS_POLL_INTERVAL_S)
-            if NO_APP_RE.search(sim.output()):
-                raise AssertionError("the bootloader found no bootable app")
-        return booted, status
+    def _confirmed(self, status: dict) -> bool:
+        return status["version"] == self.v2 and status["img_state"] == "valid" and status["phase"] == "idle"
 
-    def _server_knows(self, device_id: str) -> bool:
-        reported = any(
-            r.get("device_id") == device_id and r.get("state") == "success" and r.get("version") == self.v2
-            for r in self.server.reports()
+    def _check_until_done(self, sim: SimProcess) -> dict:
+        sim.send("ota check")
+        status: dict = {}
+        for _ in range(MAX_STATUS_POLLS):
+            status = self._status(sim)
+            settled = status["phase"] == "idle" and status["last_report_acked"]
+            if self._confirmed(status) or (
+                settled and status["last_report"]["state"] in ("rejected", "rolled_back")
+            ):
+                break
+            time.sleep(STATUS_POLL_INTERVAL_S)
+        return status
+
+    @staticmethod
+    def _reported(server: OtaTestServer, state: str, version: str | None = None) -> bool:
+        return any(
+            r.get("state") == state and (version is None or r.get("target_version") == version)
+            for r in server.reports()
         )
+
+    def _server_knows(self, server: OtaTestServer) -> bool:
+        reported = any(r.get("state") == "success" and r.get("version") == self.v2 for r in server.reports())
         checked = any(
-            r.query.get("device_id") == device_id
-            and r.query.get("version") == self.v2
-            and r.query.get("state") == "valid"
-            for r in list(self.server.requests)
+            r.query.get("version") == self.v2 and r.query.get("state") == "valid" for r in server.requests
         )
         return reported or checked
 
     # -- the sweep ----------------------------------------------------------------------------
     def completes_without_cut_at(self, n: int) -> bool:
-        flash, config, _ = self._fresh_device(f"probe-{n}")
-        code, detail = self._run_with_cut(flash, config, n)
+        with OtaTestServer(token=self.token) as server:
+            flash, config = self._fresh_device(f"probe-{n}", server)
+            code, detail = self._run_with_cut(flash, config, n)
         shutil.rmtree(flash.parent, ignore_errors=True)
         if code == EXIT_POWER_CUT:
             return False
-        if code != -1:
-            raise AssertionError(f"probe run with --power-cut-at {n} exited with {code} ({detail})")
+        if code != NO_CUT:
+            raise AssertionError(f"probe run with --power-cut-at {n} ended with code {code} ({detail})")
         return True
 
     def count_ops(self) -> int:
         """T: operations of one full update (the cut at T+1 never happens)."""
-        low, high = 0, 64  # invariant: cut at `low` happens (or low == 0), run with cut at `high` completes
+        low, high = (
+            0,
+            64,
+        )  # invariant: the cut at `low` happens (or low == 0); the run cut at `high` completes
         while not self.completes_without_cut_at(high):
             low, high = high, high * 2
             if high > PROBE_LIMIT_OPS:
@@ -187,30 +211,46 @@ class PowerCutSweep:
         return low
 
     def run_point(self, n: int) -> CutResult:
-        flash, config, device_id = self._fresh_device(f"{n:04d}")
-        booted, status, error = "", {}, ""
-        code, detail = self._run_with_cut(flash, config, n)
-        try:
-            if code != EXIT_POWER_CUT:
-                raise AssertionError(f"expected the power cut (exit {EXIT_POWER_CUT}), got exit {code}")
-            if f"op {n} " not in detail:
-                raise AssertionError(f"cut at the wrong operation: {detail!r}")
-            booted, status = self._completes(flash, config)
-            if booted not in (self.v1, self.v2):
-                raise AssertionError(f"booted {booted!r} after the cut, neither {self.v1} nor {self.v2}")
-            if (status.get("version"), status.get("img_state")) != (self.v2, "valid"):
-                raise AssertionError(f"update did not complete: {status}")
-        except (AssertionError, SimTimeout) as exc:
-            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        knows = self._server_knows(device_id)
-        if not error and not knows:
-            error = "the server never learned that v2 runs confirmed"
+        booted, outcome, status, error, knows, log = "", "", {}, "", False, ""
+        with OtaTestServer(token=self.token) as server:
+            flash, config = self._fresh_device(f"{n:04d}", server)
+            code, detail = self._run_with_cut(flash, config, n)
+            cut = POWER_CUT_RE.search(detail)
+            try:
+                if code != EXIT_POWER_CUT or cut is None or int(cut.group(1)) != n:
+                    raise AssertionError(
+                        f"expected the power cut at op {n} (exit {EXIT_POWER_CUT}), got {code} {detail!r}"
+                    )
+                with self._process(flash, config) as sim:
+                    booted = sim.expect(APP_VERSION_RE, RUN_TIMEOUT_S).group(1)
+                    if booted not in (self.v1, self.v2):
+                        raise AssertionError(
+                            f"booted {booted!r} after the cut, neither {self.v1} nor {self.v2}"
+                        )
+                    sim.expect(READY_RE, RUN_TIMEOUT_S)
+                    status = self._check_until_done(sim)
+                    outcome = "completed"
+                    if not self._confirmed(status) and self._reported(server, "rolled_back", self.v2):
+                        self._issue(server)  # the controller's answer to a rollback: a new release
+                        status = self._check_until_done(sim)
+                        outcome = "reissued"
+                    log = " | ".join(line for line in sim.lines if " ota: " in line)
+                if not self._confirmed(status):
+                    raise AssertionError(
+                        f"update neither completed nor was rolled back and reported; device log: {log}"
+                    )
+                knows = self._server_knows(server)
+                if not knows:
+                    raise AssertionError("the server never learned that v2 runs confirmed")
+            except (AssertionError, SimTimeout) as exc:
+                error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if not error:
             shutil.rmtree(flash.parent, ignore_errors=True)
         return CutResult(
             cut_at=n,
-            cut_op=POWER_CUT_RE.search(detail).group(0).split("(", 1)[1].rstrip(")") if detail else "",
+            cut_op=cut.group(2) if cut else "",
             booted_after_cut=booted,
+            outcome=outcome,
             final_version=status.get("version", ""),
             final_img_state=status.get("img_state", ""),
             server_knows=knows,

@@ -22,8 +22,7 @@ static const char *const OTA_CLIENT_PHASE_NAMES[] = {
     [OTA_CLIENT_SELFTEST] = "selftest",
 };
 
-static const char *ota_client_img_state_name(ota_img_state_t state)
-{
+static const char *ota_client_img_state_name(ota_img_state_t state) {
     switch (state) {
     case OTA_IMG_NEW:
         return "new";
@@ -45,13 +44,11 @@ static const char *ota_client_img_state_name(ota_img_state_t state)
 /* helpers shared with the other ota_client*.c files                         */
 /* ------------------------------------------------------------------------ */
 
-ota_status_t ota_client_http_error(int http_status)
-{
+ota_status_t ota_client_http_error(int http_status) {
     return (http_status == 401 || http_status == 403) ? OTA_ERR_HTTP_AUTH : OTA_ERR_HTTP_STATUS;
 }
 
-ota_status_t ota_client_http_read_body(ota_port_http_t *http, char *buf, size_t cap, size_t *len)
-{
+ota_status_t ota_client_http_read_body(ota_port_http_t *http, char *buf, size_t cap, size_t *len) {
     size_t total = 0;
     for (;;) {
         size_t n = 0;
@@ -81,13 +78,12 @@ ota_status_t ota_client_http_read_body(ota_port_http_t *http, char *buf, size_t 
     return OTA_OK;
 }
 
-bool ota_client_controller_url(const ota_client_t *client, const char *path, char *out, size_t cap)
-{
+bool ota_client_controller_url(const ota_client_t *client, const char *path, char *out,
+                               size_t cap) {
     return ota_url_resolve(client->config.deployment.version_check_url, path, out, cap);
 }
 
-bool ota_client_is_rejection(ota_status_t status)
-{
+bool ota_client_is_rejection(ota_status_t status) {
     switch (status) {
     case OTA_ERR_MANIFEST_FORMAT:
     case OTA_ERR_MANIFEST_SIGNATURE:
@@ -114,8 +110,7 @@ bool ota_client_is_rejection(ota_status_t status)
 /* init and configuration                                                    */
 /* ------------------------------------------------------------------------ */
 
-void ota_client_config_defaults(ota_client_config_t *config)
-{
+void ota_client_config_defaults(ota_client_config_t *config) {
     memset(config, 0, sizeof(*config));
     config->deployment.check_interval_sec = 3600;
     config->deployment.auto_update_enabled = true;
@@ -128,8 +123,7 @@ void ota_client_config_defaults(ota_client_config_t *config)
     config->persist_interval_bytes = OTA_CLIENT_DEFAULT_PERSIST_INTERVAL_BYTES;
 }
 
-static ota_status_t ota_client_validate_config(const ota_client_config_t *config)
-{
+static ota_status_t ota_client_validate_config(const ota_client_config_t *config) {
     if (config->trusted_key_count > OTA_CLIENT_MAX_TRUSTED_KEYS ||
         config->selftest_count > OTA_CLIENT_MAX_SELFTESTS || config->chunk_size_bytes < 64 ||
         config->persist_interval_bytes == 0 || config->backoff_initial_ms == 0 ||
@@ -146,21 +140,20 @@ static ota_status_t ota_client_validate_config(const ota_client_config_t *config
     return OTA_OK;
 }
 
-static void ota_client_schedule(ota_client_t *client, uint64_t now_ms, bool failed)
-{
+static void ota_client_schedule(ota_client_t *client, uint64_t now_ms, bool failed) {
     uint64_t interval_ms = (uint64_t)client->config.deployment.check_interval_sec * OTA_MS_PER_SEC;
     if (failed) {
-        uint64_t delay = ota_backoff_delay_ms(client->config.backoff_initial_ms,
-                                              client->config.backoff_max_ms,
-                                              client->consecutive_failures - 1);
+        uint64_t delay =
+            ota_backoff_delay_ms(client->config.backoff_initial_ms, client->config.backoff_max_ms,
+                                 client->consecutive_failures - 1);
         client->next_check_ms = now_ms + (delay < interval_ms ? delay : interval_ms);
     } else {
-        client->next_check_ms = now_ms + ota_backoff_jittered_ms(interval_ms, ota_port_random_u32());
+        client->next_check_ms =
+            now_ms + ota_backoff_jittered_ms(interval_ms, ota_port_random_u32());
     }
 }
 
-ota_status_t ota_client_init(ota_client_t *client, const ota_client_config_t *config)
-{
+ota_status_t ota_client_init(ota_client_t *client, const ota_client_config_t *config) {
     memset(client, 0, sizeof(*client));
     ota_status_t status = ota_client_validate_config(config);
     if (status != OTA_OK) {
@@ -170,8 +163,7 @@ ota_status_t ota_client_init(ota_client_t *client, const ota_client_config_t *co
     client->last_check_status = OTA_OK;
     char form[OTA_URL_MAX_BYTES];
     if (ota_store_load_text(OTA_KV_CONFIG, form, sizeof(form)) == OTA_OK) {
-        client->config_override_mask =
-            ota_config_apply_form(&client->config.deployment, form);
+        client->config_override_mask = ota_config_apply_form(&client->config.deployment, form);
     }
     if (ota_store_load_report(&client->report) != OTA_OK) {
         memset(&client->report, 0, sizeof(client->report));
@@ -195,8 +187,7 @@ ota_status_t ota_client_init(ota_client_t *client, const ota_client_config_t *co
     return OTA_OK;
 }
 
-static ota_status_t ota_client_persist_overrides(ota_client_t *client)
-{
+static ota_status_t ota_client_persist_overrides(ota_client_t *client) {
     char form[OTA_URL_MAX_BYTES];
     if (!ota_config_to_form(&client->config.deployment, client->config_override_mask, form,
                             sizeof(form))) {
@@ -205,10 +196,10 @@ static ota_status_t ota_client_persist_overrides(ota_client_t *client)
     return ota_store_save_text(OTA_KV_CONFIG, form);
 }
 
-ota_status_t ota_client_set_manifest_url(ota_client_t *client, const char *url)
-{
+ota_status_t ota_client_set_manifest_url(ota_client_t *client, const char *url) {
     ota_deployment_config_t *d = &client->config.deployment;
-    if (url == NULL || !ota_url_is_absolute_http(url) || strlen(url) >= sizeof(d->version_check_url)) {
+    if (url == NULL || !ota_url_is_absolute_http(url) ||
+        strlen(url) >= sizeof(d->version_check_url)) {
         return OTA_ERR_INVALID_ARG;
     }
     strcpy(d->version_check_url, url);
@@ -217,18 +208,15 @@ ota_status_t ota_client_set_manifest_url(ota_client_t *client, const char *url)
     return ota_client_persist_overrides(client);
 }
 
-const ota_deployment_config_t *ota_client_deployment(const ota_client_t *client)
-{
+const ota_deployment_config_t *ota_client_deployment(const ota_client_t *client) {
     return &client->config.deployment;
 }
 
-void ota_client_request_check(ota_client_t *client)
-{
+void ota_client_request_check(ota_client_t *client) {
     client->check_requested = true;
 }
 
-uint64_t ota_client_next_check_ms(const ota_client_t *client)
-{
+uint64_t ota_client_next_check_ms(const ota_client_t *client) {
     if (client->check_requested) {
         return 0;
     }
@@ -236,8 +224,7 @@ uint64_t ota_client_next_check_ms(const ota_client_t *client)
 }
 
 #ifdef OTA_CLIENT_TEST_HOOKS
-ota_status_t ota_client_fail_next_selftest(ota_client_t *client)
-{
+ota_status_t ota_client_fail_next_selftest(ota_client_t *client) {
     (void)client;
     OTA_LOGW("test hook: the next self-test will fail");
     return ota_store_save_u32(OTA_KV_FAIL_NEXT, 1);
@@ -248,8 +235,7 @@ ota_status_t ota_client_fail_next_selftest(ota_client_t *client)
 /* the version check                                                         */
 /* ------------------------------------------------------------------------ */
 
-static bool ota_client_build_check_url(const ota_client_t *client, char *url, size_t cap)
-{
+static bool ota_client_build_check_url(const ota_client_t *client, char *url, size_t cap) {
     const ota_deployment_config_t *d = &client->config.deployment;
     if (strlen(d->version_check_url) + 1 > cap) {
         return false;
@@ -279,11 +265,10 @@ static bool ota_client_build_check_url(const ota_client_t *client, char *url, si
 
 /* An accepted release whose first boot was interrupted may be installed again,
  * at most retry_count more times (the seed's UPDATE_RETRY_COUNT). */
-static bool ota_client_retry_allowed(const ota_client_t *client, const ota_manifest_t *m)
-{
+static bool ota_client_retry_allowed(const ota_client_t *client, const ota_manifest_t *m) {
     ota_retry_record_t retry;
-    if (ota_store_load_retry(&retry) != OTA_OK || !retry.allowed ||
-        retry.sequence != m->sequence || strcmp(retry.sha256, m->sha256_hex) != 0) {
+    if (ota_store_load_retry(&retry) != OTA_OK || !retry.allowed || retry.sequence != m->sequence ||
+        strcmp(retry.sha256, m->sha256_hex) != 0) {
         return false;
     }
     if (retry.installs > client->config.retry_count) {
@@ -295,8 +280,7 @@ static bool ota_client_retry_allowed(const ota_client_t *client, const ota_manif
 }
 
 /* The device-side rules of docs/manifest.md that need the device's state. */
-static ota_status_t ota_client_check_policy(const ota_client_t *client, const ota_manifest_t *m)
-{
+static ota_status_t ota_client_check_policy(const ota_client_t *client, const ota_manifest_t *m) {
     if (strcmp(m->project, client->config.project_name) != 0) {
         return OTA_ERR_MANIFEST_PROJECT;
     }
@@ -339,8 +323,7 @@ static ota_status_t ota_client_check_policy(const ota_client_t *client, const ot
 
 /* Reports a rejection once per (reason, target): the same offer refused again stays quiet. */
 static void ota_client_report_rejection(ota_client_t *client, ota_status_t reason,
-                                        const ota_manifest_t *m)
-{
+                                        const ota_manifest_t *m) {
     const char *sha = m != NULL ? m->sha256_hex : "";
     const ota_client_report_t *last = &client->report;
     if (strcmp(last->state, OTA_REPORT_REJECTED) == 0 &&
@@ -356,8 +339,7 @@ static void ota_client_report_rejection(ota_client_t *client, ota_status_t reaso
     ota_report(client, OTA_REPORT_REJECTED, reason, &details);
 }
 
-static void ota_client_apply_pushed_config(ota_client_t *client, const char *form)
-{
+static void ota_client_apply_pushed_config(ota_client_t *client, const char *form) {
     if (form[0] == '\0') {
         return;
     }
@@ -376,8 +358,7 @@ static void ota_client_apply_pushed_config(ota_client_t *client, const char *for
 /* GET the version check; *manifest_len > 0 when a manifest came back. */
 static ota_status_t ota_client_fetch_manifest(ota_client_t *client, char *manifest, size_t cap,
                                               size_t *manifest_len, char *firmware_url,
-                                              size_t url_cap)
-{
+                                              size_t url_cap) {
     char url[OTA_URL_MAX_BYTES];
     if (client->config.deployment.version_check_url[0] == '\0') {
         return OTA_ERR_CONFIG;
@@ -420,6 +401,9 @@ static ota_status_t ota_client_fetch_manifest(ota_client_t *client, char *manife
     if (status != OTA_OK) {
         return status;
     }
+    if (*manifest_len == 0) {
+        return OTA_ERR_MANIFEST_FORMAT; /* 200 without a manifest */
+    }
     const char *ref = response.firmware_url[0] != '\0' ? response.firmware_url
                                                        : client->config.deployment.update_url;
     if (!ota_url_resolve(client->config.deployment.version_check_url, ref, firmware_url, url_cap)) {
@@ -428,16 +412,15 @@ static ota_status_t ota_client_fetch_manifest(ota_client_t *client, char *manife
     return OTA_OK;
 }
 
-static ota_status_t ota_client_check_once(ota_client_t *client)
-{
+static ota_status_t ota_client_check_once(ota_client_t *client) {
     client->phase = OTA_CLIENT_CHECKING;
     client->check_requested = false;
     ota_report_flush(client);
     char text[OTA_MANIFEST_MAX_BYTES + 1];
     char firmware_url[OTA_URL_MAX_BYTES];
     size_t len = 0;
-    ota_status_t status =
-        ota_client_fetch_manifest(client, text, sizeof(text), &len, firmware_url, sizeof(firmware_url));
+    ota_status_t status = ota_client_fetch_manifest(client, text, sizeof(text), &len, firmware_url,
+                                                    sizeof(firmware_url));
     client->phase = OTA_CLIENT_IDLE;
     if (status == OTA_ERR_MANIFEST_FORMAT) {
         OTA_LOGE("rejected: %s (%s)", ota_status_to_reason(status), ota_status_describe(status));
@@ -477,21 +460,19 @@ static ota_status_t ota_client_check_once(ota_client_t *client)
         ota_client_report_rejection(client, status, parsed ? &manifest : NULL);
         return OTA_OK;
     }
-    OTA_LOGI("update available: %s -> %s (sequence %lu)", client->running_version,
-             manifest.version, (unsigned long)manifest.sequence);
+    OTA_LOGI("update available: %s -> %s (sequence %lu)", client->running_version, manifest.version,
+             (unsigned long)manifest.sequence);
     status = ota_download_install(client, &manifest, firmware_url);
     return ota_client_is_rejection(status) ? OTA_OK : status;
 }
 
-ota_status_t ota_client_check_now(ota_client_t *client)
-{
+ota_status_t ota_client_check_now(ota_client_t *client) {
     ota_status_t status = ota_client_check_once(client);
     client->last_check_status = status;
     return status;
 }
 
-ota_status_t ota_client_poll(ota_client_t *client, uint64_t now_ms)
-{
+ota_status_t ota_client_poll(ota_client_t *client, uint64_t now_ms) {
     bool due = client->check_requested ||
                (client->config.deployment.auto_update_enabled && now_ms >= client->next_check_ms);
     if (!due) {
@@ -514,8 +495,7 @@ ota_status_t ota_client_poll(ota_client_t *client, uint64_t now_ms)
 /* `ota status`                                                              */
 /* ------------------------------------------------------------------------ */
 
-size_t ota_client_status_json(const ota_client_t *client, char *buf, size_t cap)
-{
+size_t ota_client_status_json(const ota_client_t *client, char *buf, size_t cap) {
     int running = ota_port_running_slot();
     int boot = ota_port_boot_slot();
     ota_img_state_t state = OTA_IMG_UNDEFINED;

@@ -12,8 +12,7 @@
 #include "ota_log.h"
 
 /* Runs every hook (and the test hook's forced failure); name of the first failure or NULL. */
-static const char *ota_boot_run_selftests(ota_client_t *client)
-{
+static const char *ota_boot_run_selftests(ota_client_t *client) {
     uint32_t fail_next = 0;
     if (ota_store_load_u32(OTA_KV_FAIL_NEXT, &fail_next) == OTA_OK && fail_next != 0) {
         ota_store_erase(OTA_KV_FAIL_NEXT);
@@ -36,8 +35,8 @@ static const char *ota_boot_run_selftests(ota_client_t *client)
 }
 
 static void ota_boot_details(const ota_client_t *client, const ota_pending_record_t *pending,
-                             bool has_pending, ota_report_details_t *details)
-{
+                             bool has_pending, ota_report_details_t *details) {
+    details->version = NULL;
     details->target_version = has_pending ? pending->target_version : client->running_version;
     details->target_sha256 = has_pending ? pending->target_sha256 : "";
     details->manifest_sequence = has_pending ? pending->sequence : 0;
@@ -47,13 +46,12 @@ static void ota_boot_details(const ota_client_t *client, const ota_pending_recor
 /* Running image is the boot image and PENDING_VERIFY: self-test, then confirm or roll back. */
 static ota_status_t ota_boot_verify_new_image(ota_client_t *client,
                                               const ota_pending_record_t *pending, bool has_pending,
-                                              int running)
-{
+                                              int running) {
     ota_report_details_t details;
     ota_boot_details(client, pending, has_pending, &details);
     client->phase = OTA_CLIENT_SELFTEST;
-    OTA_LOGI("running %s from slot %d (pending_verify): running self-test",
-             client->running_version, running);
+    OTA_LOGI("running %s from slot %d (pending_verify): running self-test", client->running_version,
+             running);
     ota_report(client, OTA_REPORT_PENDING_VERIFY, OTA_OK, &details);
     const char *failed = ota_boot_run_selftests(client);
     client->phase = OTA_CLIENT_IDLE;
@@ -75,6 +73,8 @@ static ota_status_t ota_boot_verify_new_image(ota_client_t *client,
         return OTA_OK;
     }
     OTA_LOGE("self-test failed (%s): rolling back", failed);
+    /* `version` names what the device goes back to (docs/device-protocol.md). */
+    details.version = has_pending ? pending->previous_version : NULL;
     if (has_pending) {
         ota_retry_set_allowed(pending->target_sha256, pending->sequence, false); /* a bad image */
     }
@@ -83,6 +83,7 @@ static ota_status_t ota_boot_verify_new_image(ota_client_t *client,
     ota_store_erase(OTA_KV_PENDING);
     ota_status_t status = ota_port_mark_invalid_and_reboot(); /* returns only on failure */
     OTA_LOGE("rollback impossible: %s", ota_status_to_str(status));
+    details.version = NULL; /* still running the new image */
     ota_report(client, OTA_REPORT_FAILED, OTA_ERR_ROLLBACK_FAILED, &details);
     return OTA_ERR_ROLLBACK_FAILED;
 }
@@ -90,12 +91,12 @@ static ota_status_t ota_boot_verify_new_image(ota_client_t *client,
 /* We are not in the image the pending record names: did the switch happen at all? */
 static ota_status_t ota_boot_check_abandoned(ota_client_t *client,
                                              const ota_pending_record_t *pending, int running,
-                                             int boot)
-{
+                                             int boot) {
     ota_img_state_t state = OTA_IMG_UNDEFINED;
     ota_status_t have_state = ota_port_slot_state(pending->slot, &state);
-    bool abandoned = boot == pending->slot ||
-                     (have_state == OTA_OK && (state == OTA_IMG_ABORTED || state == OTA_IMG_INVALID));
+    bool abandoned =
+        boot == pending->slot ||
+        (have_state == OTA_OK && (state == OTA_IMG_ABORTED || state == OTA_IMG_INVALID));
     /* The image never confirmed itself: a reset (or a crash) interrupted its first
      * boot, or the boot switch itself. Installing it again is allowed (bounded). */
     ota_retry_set_allowed(pending->target_sha256, pending->sequence, true);
@@ -118,8 +119,7 @@ static ota_status_t ota_boot_check_abandoned(ota_client_t *client,
     return OTA_ERR_ROLLED_BACK;
 }
 
-ota_status_t ota_client_on_boot(ota_client_t *client)
-{
+ota_status_t ota_client_on_boot(ota_client_t *client) {
     int running = ota_port_running_slot();
     int boot = ota_port_boot_slot();
     ota_img_state_t state = OTA_IMG_UNDEFINED;

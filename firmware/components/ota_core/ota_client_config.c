@@ -25,8 +25,7 @@ static const char *const OTA_CONFIG_FIELD_NAMES[OTA_FIELD_COUNT] = {
     "update_url", "version_check_url", "check_interval_sec", "auto_update_enabled", "auth_token",
 };
 
-static bool ota_config_set_text(char *dst, size_t cap, const char *value, bool must_be_url)
-{
+static bool ota_config_set_text(char *dst, size_t cap, const char *value, bool must_be_url) {
     size_t len = strlen(value);
     if (len == 0 || len >= cap) {
         return false;
@@ -44,8 +43,7 @@ static bool ota_config_set_text(char *dst, size_t cap, const char *value, bool m
 }
 
 static bool ota_config_set_field(ota_deployment_config_t *config, ota_config_field_t field,
-                                 const char *value)
-{
+                                 const char *value) {
     char *end = NULL;
     unsigned long n = 0;
     switch (field) {
@@ -82,8 +80,7 @@ static bool ota_config_set_field(ota_deployment_config_t *config, ota_config_fie
     return false;
 }
 
-uint32_t ota_config_apply_form(ota_deployment_config_t *config, const char *form)
-{
+uint32_t ota_config_apply_form(ota_deployment_config_t *config, const char *form) {
     uint32_t changed = 0;
     const char *cursor = form;
     char key[32];
@@ -112,8 +109,8 @@ uint32_t ota_config_apply_form(ota_deployment_config_t *config, const char *form
     return changed;
 }
 
-bool ota_config_to_form(const ota_deployment_config_t *config, uint32_t mask, char *out, size_t cap)
-{
+bool ota_config_to_form(const ota_deployment_config_t *config, uint32_t mask, char *out,
+                        size_t cap) {
     out[0] = '\0';
     /* Built as a query string, then the leading '?' is dropped. */
     char form[OTA_URL_MAX_BYTES] = "";

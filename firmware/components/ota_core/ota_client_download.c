@@ -21,8 +21,7 @@ typedef struct {
     uint32_t last_persist; /* written at the last save of the download record */
 } ota_download_t;
 
-static void ota_download_release(ota_download_t *dl)
-{
+static void ota_download_release(ota_download_t *dl) {
     if (dl->http != NULL) {
         ota_port_http_close(dl->http);
         dl->http = NULL;
@@ -37,8 +36,7 @@ static void ota_download_release(ota_download_t *dl)
     }
 }
 
-static ota_status_t ota_download_persist(ota_download_t *dl)
-{
+static ota_status_t ota_download_persist(ota_download_t *dl) {
     ota_download_record_t record;
     memcpy(record.sha256, dl->manifest->sha256, sizeof(record.sha256));
     record.size_bytes = dl->manifest->size_bytes;
@@ -56,8 +54,7 @@ static ota_status_t ota_download_persist(ota_download_t *dl)
 
 /* Header checks before the first write: magic, this chip, and the manifest's claims. */
 static ota_status_t ota_download_check_header(const ota_download_t *dl, const uint8_t *data,
-                                              size_t len)
-{
+                                              size_t len) {
     ota_image_header_t header;
     ota_status_t status = ota_image_header_parse(data, len, &header);
     if (status != OTA_OK) {
@@ -80,8 +77,7 @@ static ota_status_t ota_download_check_header(const ota_download_t *dl, const ui
 
 /* Resume point from the saved record: re-hash what is already in the slot so
  * one SHA-256 covers the whole image. Returns the offset (0: start over). */
-static uint32_t ota_download_resume_point(ota_download_t *dl)
-{
+static uint32_t ota_download_resume_point(ota_download_t *dl) {
     ota_download_record_t record;
     const ota_manifest_t *m = dl->manifest;
     if (ota_store_load_download(&record) != OTA_OK) {
@@ -118,8 +114,7 @@ static uint32_t ota_download_resume_point(ota_download_t *dl)
 }
 
 /* Hash + write n bytes at dl->written. */
-static ota_status_t ota_download_consume(ota_download_t *dl, const uint8_t *data, size_t n)
-{
+static ota_status_t ota_download_consume(ota_download_t *dl, const uint8_t *data, size_t n) {
     if (n > dl->manifest->size_bytes - dl->written) {
         return OTA_ERR_IMAGE_SIZE; /* more bytes than the manifest promised */
     }
@@ -140,8 +135,7 @@ static ota_status_t ota_download_consume(ota_download_t *dl, const uint8_t *data
 }
 
 /* Opens the firmware URL (with Range when resuming) and decides how to continue. */
-static ota_status_t ota_download_open(ota_download_t *dl, uint32_t *offset)
-{
+static ota_status_t ota_download_open(ota_download_t *dl, uint32_t *offset) {
     const ota_client_t *client = dl->client;
     ota_port_http_request_t request = {
         .method = "GET",
@@ -192,12 +186,12 @@ static ota_status_t ota_download_open(ota_download_t *dl, uint32_t *offset)
 }
 
 /* First bytes of a fresh download: header check, then esp_ota_begin, then write them. */
-static ota_status_t ota_download_start_fresh(ota_download_t *dl)
-{
+static ota_status_t ota_download_start_fresh(ota_download_t *dl) {
     size_t fill = 0;
     while (fill < OTA_IMAGE_HEADER_BYTES) {
         size_t n = 0;
-        ota_status_t status = ota_port_http_read(dl->http, dl->chunk + fill, dl->chunk_cap - fill, &n);
+        ota_status_t status =
+            ota_port_http_read(dl->http, dl->chunk + fill, dl->chunk_cap - fill, &n);
         if (status != OTA_OK) {
             return status;
         }
@@ -223,8 +217,7 @@ static ota_status_t ota_download_start_fresh(ota_download_t *dl)
 
 /* One attempt: resume or start, stream to the end. OTA_OK leaves dl->update
  * open with the whole image written and dl->sha covering it. */
-static ota_status_t ota_download_attempt(ota_download_t *dl)
-{
+static ota_status_t ota_download_attempt(ota_download_t *dl) {
     dl->written = 0;
     dl->last_persist = 0;
     uint32_t offset = ota_download_resume_point(dl);
@@ -269,8 +262,7 @@ static ota_status_t ota_download_attempt(ota_download_t *dl)
 }
 
 /* Digest, esp_ota_end, pending record, set boot, accept the sequence. */
-static ota_status_t ota_download_finish(ota_download_t *dl)
-{
+static ota_status_t ota_download_finish(ota_download_t *dl) {
     const ota_manifest_t *m = dl->manifest;
     uint8_t digest[32];
     ota_status_t status = ota_port_sha256_finish(dl->sha, digest);
@@ -293,8 +285,7 @@ static ota_status_t ota_download_finish(ota_download_t *dl)
     memcpy(pending.target_sha256, m->sha256_hex, sizeof(pending.target_sha256));
     pending.sequence = m->sequence;
     pending.slot = dl->slot;
-    memcpy(pending.previous_version, dl->client->running_version,
-           sizeof(pending.previous_version));
+    memcpy(pending.previous_version, dl->client->running_version, sizeof(pending.previous_version));
     status = ota_store_save_pending(&pending);
     if (status != OTA_OK) {
         return status;
@@ -313,8 +304,7 @@ static ota_status_t ota_download_finish(ota_download_t *dl)
 }
 
 ota_status_t ota_download_install(ota_client_t *client, const ota_manifest_t *manifest,
-                                  const char *firmware_url)
-{
+                                  const char *firmware_url) {
     ota_download_t dl;
     memset(&dl, 0, sizeof(dl));
     dl.client = client;
@@ -364,8 +354,7 @@ ota_status_t ota_download_install(ota_client_t *client, const ota_manifest_t *ma
             status = ota_download_finish(&dl);
         }
         ota_download_release(&dl);
-        if (status == OTA_OK || ota_client_is_rejection(status) ||
-            status == OTA_ERR_SET_BOOT) {
+        if (status == OTA_OK || ota_client_is_rejection(status) || status == OTA_ERR_SET_BOOT) {
             break;
         }
     }

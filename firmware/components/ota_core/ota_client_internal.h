@@ -75,6 +75,7 @@ typedef struct {
 
 /* What a report is about (target_* empty when no manifest is involved). */
 typedef struct {
+    const char *version; /* NULL: the running version */
     const char *target_version;
     const char *target_sha256;
     uint32_t manifest_sequence;
@@ -128,11 +129,9 @@ bool ota_config_to_form(const ota_deployment_config_t *config, uint32_t mask, ch
 /* Maps an HTTP status to an error (401/403 → HTTP_AUTH, else HTTP_STATUS). */
 ota_status_t ota_client_http_error(int http_status);
 /* Reads the whole body into buf (NUL-terminated); OTA_ERR_NO_MEM when it does not fit. */
-ota_status_t ota_client_http_read_body(ota_port_http_t *http, char *buf, size_t cap,
-                                       size_t *len);
+ota_status_t ota_client_http_read_body(ota_port_http_t *http, char *buf, size_t cap, size_t *len);
 /* The origin of version_check_url + path. */
-bool ota_client_controller_url(const ota_client_t *client, const char *path, char *out,
-                               size_t cap);
+bool ota_client_controller_url(const ota_client_t *client, const char *path, char *out, size_t cap);
 /* True for failures a retry cannot fix (image/manifest refused). */
 bool ota_client_is_rejection(ota_status_t status);
 

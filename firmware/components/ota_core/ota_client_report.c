@@ -9,8 +9,7 @@
 #define OTA_REPORT_BODY_MAX_BYTES 1024
 #define OTA_REPORT_ACK_MAX_BYTES 512
 
-static void ota_report_copy(char *dst, size_t cap, const char *src)
-{
+static void ota_report_copy(char *dst, size_t cap, const char *src) {
     if (src == NULL) {
         src = "";
     }
@@ -23,8 +22,7 @@ static void ota_report_copy(char *dst, size_t cap, const char *src)
 }
 
 /* POSTs the current report; marks it acknowledged on {"ack_seq": seq}. */
-static ota_status_t ota_report_send(ota_client_t *client)
-{
+static ota_status_t ota_report_send(ota_client_t *client) {
     ota_client_report_t *report = &client->report;
     char url[OTA_URL_MAX_BYTES];
     if (!ota_client_controller_url(client, OTA_STATUS_PATH, url, sizeof(url))) {
@@ -74,13 +72,14 @@ static ota_status_t ota_report_send(ota_client_t *client)
 }
 
 ota_status_t ota_report(ota_client_t *client, const char *state, ota_status_t reason,
-                        const ota_report_details_t *details)
-{
+                        const ota_report_details_t *details) {
     ota_client_report_t *report = &client->report;
     report->seq++;
     ota_report_copy(report->state, sizeof(report->state), state);
     ota_report_copy(report->reason, sizeof(report->reason), ota_status_to_reason(reason));
-    ota_report_copy(report->version, sizeof(report->version), client->running_version);
+    const char *version =
+        details != NULL && details->version != NULL ? details->version : client->running_version;
+    ota_report_copy(report->version, sizeof(report->version), version);
     ota_report_copy(report->target_version, sizeof(report->target_version),
                     details != NULL ? details->target_version : NULL);
     ota_report_copy(report->target_sha256, sizeof(report->target_sha256),
@@ -95,15 +94,13 @@ ota_status_t ota_report(ota_client_t *client, const char *state, ota_status_t re
     }
     ota_status_t sent = ota_report_send(client);
     if (sent != OTA_OK) {
-        OTA_LOGW("report %lu %s (%s) not delivered: %s; will repeat",
-                 (unsigned long)report->seq, report->state, report->reason,
-                 ota_status_to_reason(sent));
+        OTA_LOGW("report %lu %s (%s) not delivered: %s; will repeat", (unsigned long)report->seq,
+                 report->state, report->reason, ota_status_to_reason(sent));
     }
     return status;
 }
 
-ota_status_t ota_report_flush(ota_client_t *client)
-{
+ota_status_t ota_report_flush(ota_client_t *client) {
     if (client->report.seq == 0 || client->report.acked) {
         return OTA_OK;
     }

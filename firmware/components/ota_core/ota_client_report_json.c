@@ -3,8 +3,7 @@
 #include "ota_json.h"
 
 size_t ota_report_json(const char *device_id, const ota_client_report_t *report, char *buf,
-                       size_t cap)
-{
+                       size_t cap) {
     ota_json_t json;
     ota_json_begin(&json, buf, cap);
     ota_json_string(&json, "device_id", device_id);

@@ -12,8 +12,7 @@ typedef struct {
     bool overflow;
 } ota_record_t;
 
-static void ota_record_put(ota_record_t *rec, const char *key, const char *value)
-{
+static void ota_record_put(ota_record_t *rec, const char *key, const char *value) {
     int n = snprintf(rec->buf + rec->len, sizeof(rec->buf) - rec->len, "%s=%s\n", key, value);
     if (n < 0 || (size_t)n >= sizeof(rec->buf) - rec->len) {
         rec->overflow = true;
@@ -22,30 +21,26 @@ static void ota_record_put(ota_record_t *rec, const char *key, const char *value
     rec->len += (size_t)n;
 }
 
-static void ota_record_put_u32(ota_record_t *rec, const char *key, uint32_t value)
-{
+static void ota_record_put_u32(ota_record_t *rec, const char *key, uint32_t value) {
     char num[12];
     snprintf(num, sizeof(num), "%lu", (unsigned long)value);
     ota_record_put(rec, key, num);
 }
 
-static void ota_record_put_i32(ota_record_t *rec, const char *key, int value)
-{
+static void ota_record_put_i32(ota_record_t *rec, const char *key, int value) {
     char num[12];
     snprintf(num, sizeof(num), "%d", value);
     ota_record_put(rec, key, num);
 }
 
-static ota_status_t ota_record_save(const char *kv_key, const ota_record_t *rec)
-{
+static ota_status_t ota_record_save(const char *kv_key, const ota_record_t *rec) {
     if (rec->overflow) {
         return OTA_ERR_NO_MEM;
     }
     return ota_port_kv_set(kv_key, rec->buf, rec->len);
 }
 
-static ota_status_t ota_record_load(const char *kv_key, ota_record_t *rec)
-{
+static ota_status_t ota_record_load(const char *kv_key, ota_record_t *rec) {
     size_t len = sizeof(rec->buf) - 1;
     ota_status_t status = ota_port_kv_get(kv_key, rec->buf, &len);
     if (status != OTA_OK) {
@@ -58,8 +53,7 @@ static ota_status_t ota_record_load(const char *kv_key, ota_record_t *rec)
 }
 
 /* Value of `key` in the record; false when absent or too long. */
-static bool ota_record_get(const ota_record_t *rec, const char *key, char *out, size_t cap)
-{
+static bool ota_record_get(const ota_record_t *rec, const char *key, char *out, size_t cap) {
     size_t key_len = strlen(key);
     const char *line = rec->buf;
     while (*line != '\0') {
@@ -83,8 +77,7 @@ static bool ota_record_get(const ota_record_t *rec, const char *key, char *out, 
     return false;
 }
 
-static bool ota_record_get_u32(const ota_record_t *rec, const char *key, uint32_t *out)
-{
+static bool ota_record_get_u32(const ota_record_t *rec, const char *key, uint32_t *out) {
     char text[16];
     if (!ota_record_get(rec, key, text, sizeof(text)) || text[0] == '\0') {
         return false;
@@ -98,8 +91,7 @@ static bool ota_record_get_u32(const ota_record_t *rec, const char *key, uint32_
     return true;
 }
 
-static bool ota_record_get_int(const ota_record_t *rec, const char *key, int *out)
-{
+static bool ota_record_get_int(const ota_record_t *rec, const char *key, int *out) {
     char text[16];
     if (!ota_record_get(rec, key, text, sizeof(text)) || text[0] == '\0') {
         return false;
@@ -113,8 +105,7 @@ static bool ota_record_get_int(const ota_record_t *rec, const char *key, int *ou
     return true;
 }
 
-ota_status_t ota_store_save_download(const ota_download_record_t *record)
-{
+ota_status_t ota_store_save_download(const ota_download_record_t *record) {
     ota_record_t rec = {.len = 0};
     char hex[65];
     ota_manifest_hex_encode(record->sha256, sizeof(record->sha256), hex);
@@ -126,8 +117,7 @@ ota_status_t ota_store_save_download(const ota_download_record_t *record)
     return ota_record_save(OTA_KV_DOWNLOAD, &rec);
 }
 
-ota_status_t ota_store_load_download(ota_download_record_t *record)
-{
+ota_status_t ota_store_load_download(ota_download_record_t *record) {
     ota_record_t rec;
     ota_status_t status = ota_record_load(OTA_KV_DOWNLOAD, &rec);
     if (status != OTA_OK) {
@@ -144,8 +134,7 @@ ota_status_t ota_store_load_download(ota_download_record_t *record)
     return ok ? OTA_OK : OTA_ERR_NOT_FOUND;
 }
 
-ota_status_t ota_store_save_pending(const ota_pending_record_t *record)
-{
+ota_status_t ota_store_save_pending(const ota_pending_record_t *record) {
     ota_record_t rec = {.len = 0};
     ota_record_put(&rec, "target", record->target_version);
     ota_record_put(&rec, "sha256", record->target_sha256);
@@ -155,26 +144,24 @@ ota_status_t ota_store_save_pending(const ota_pending_record_t *record)
     return ota_record_save(OTA_KV_PENDING, &rec);
 }
 
-ota_status_t ota_store_load_pending(ota_pending_record_t *record)
-{
+ota_status_t ota_store_load_pending(ota_pending_record_t *record) {
     ota_record_t rec;
     ota_status_t status = ota_record_load(OTA_KV_PENDING, &rec);
     if (status != OTA_OK) {
         return status;
     }
     memset(record, 0, sizeof(*record));
-    bool ok = ota_record_get(&rec, "target", record->target_version,
-                             sizeof(record->target_version)) &&
-              ota_record_get(&rec, "sha256", record->target_sha256, sizeof(record->target_sha256)) &&
-              ota_record_get_u32(&rec, "sequence", &record->sequence) &&
-              ota_record_get_int(&rec, "slot", &record->slot) &&
-              ota_record_get(&rec, "previous", record->previous_version,
-                             sizeof(record->previous_version));
+    bool ok =
+        ota_record_get(&rec, "target", record->target_version, sizeof(record->target_version)) &&
+        ota_record_get(&rec, "sha256", record->target_sha256, sizeof(record->target_sha256)) &&
+        ota_record_get_u32(&rec, "sequence", &record->sequence) &&
+        ota_record_get_int(&rec, "slot", &record->slot) &&
+        ota_record_get(&rec, "previous", record->previous_version,
+                       sizeof(record->previous_version));
     return ok ? OTA_OK : OTA_ERR_NOT_FOUND;
 }
 
-ota_status_t ota_store_save_report(const ota_client_report_t *report)
-{
+ota_status_t ota_store_save_report(const ota_client_report_t *report) {
     ota_record_t rec = {.len = 0};
     ota_record_put_u32(&rec, "seq", report->seq);
     ota_record_put(&rec, "state", report->state);
@@ -188,8 +175,7 @@ ota_status_t ota_store_save_report(const ota_client_report_t *report)
     return ota_record_save(OTA_KV_REPORT, &rec);
 }
 
-ota_status_t ota_store_load_report(ota_client_report_t *report)
-{
+ota_status_t ota_store_load_report(ota_client_report_t *report) {
     ota_record_t rec;
     ota_status_t status = ota_record_load(OTA_KV_REPORT, &rec);
     if (status != OTA_OK) {
@@ -212,8 +198,7 @@ ota_status_t ota_store_load_report(ota_client_report_t *report)
     return ok ? OTA_OK : OTA_ERR_NOT_FOUND;
 }
 
-ota_status_t ota_store_load_u32(const char *key, uint32_t *value)
-{
+ota_status_t ota_store_load_u32(const char *key, uint32_t *value) {
     ota_record_t rec;
     ota_status_t status = ota_record_load(key, &rec);
     if (status != OTA_OK) {
@@ -222,15 +207,13 @@ ota_status_t ota_store_load_u32(const char *key, uint32_t *value)
     return ota_record_get_u32(&rec, "value", value) ? OTA_OK : OTA_ERR_NOT_FOUND;
 }
 
-ota_status_t ota_store_save_u32(const char *key, uint32_t value)
-{
+ota_status_t ota_store_save_u32(const char *key, uint32_t value) {
     ota_record_t rec = {.len = 0};
     ota_record_put_u32(&rec, "value", value);
     return ota_record_save(key, &rec);
 }
 
-ota_status_t ota_store_load_text(const char *key, char *buf, size_t cap)
-{
+ota_status_t ota_store_load_text(const char *key, char *buf, size_t cap) {
     if (cap == 0) {
         return OTA_ERR_INVALID_ARG;
     }
@@ -243,19 +226,16 @@ ota_status_t ota_store_load_text(const char *key, char *buf, size_t cap)
     return OTA_OK;
 }
 
-ota_status_t ota_store_save_text(const char *key, const char *text)
-{
+ota_status_t ota_store_save_text(const char *key, const char *text) {
     return ota_port_kv_set(key, text, strlen(text));
 }
 
-ota_status_t ota_store_erase(const char *key)
-{
+ota_status_t ota_store_erase(const char *key) {
     ota_status_t status = ota_port_kv_erase(key);
     return status == OTA_ERR_NOT_FOUND ? OTA_OK : status;
 }
 
-ota_status_t ota_store_save_retry(const ota_retry_record_t *record)
-{
+ota_status_t ota_store_save_retry(const ota_retry_record_t *record) {
     ota_record_t rec = {.len = 0};
     ota_record_put(&rec, "sha256", record->sha256);
     ota_record_put_u32(&rec, "sequence", record->sequence);
@@ -264,8 +244,7 @@ ota_status_t ota_store_save_retry(const ota_retry_record_t *record)
     return ota_record_save(OTA_KV_RETRY, &rec);
 }
 
-ota_status_t ota_store_load_retry(ota_retry_record_t *record)
-{
+ota_status_t ota_store_load_retry(ota_retry_record_t *record) {
     ota_record_t rec;
     ota_status_t status = ota_record_load(OTA_KV_RETRY, &rec);
     if (status != OTA_OK) {
@@ -282,8 +261,8 @@ ota_status_t ota_store_load_retry(ota_retry_record_t *record)
 }
 
 /* The record for this image (a fresh one when it names another image). */
-static void ota_retry_load_for(const char *sha256_hex, uint32_t sequence, ota_retry_record_t *record)
-{
+static void ota_retry_load_for(const char *sha256_hex, uint32_t sequence,
+                               ota_retry_record_t *record) {
     if (ota_store_load_retry(record) == OTA_OK && strcmp(record->sha256, sha256_hex) == 0 &&
         record->sequence == sequence) {
         return;
@@ -293,8 +272,7 @@ static void ota_retry_load_for(const char *sha256_hex, uint32_t sequence, ota_re
     record->sequence = sequence;
 }
 
-void ota_retry_note_install(const char *sha256_hex, uint32_t sequence)
-{
+void ota_retry_note_install(const char *sha256_hex, uint32_t sequence) {
     ota_retry_record_t record;
     ota_retry_load_for(sha256_hex, sequence, &record);
     record.installs++;
@@ -302,8 +280,7 @@ void ota_retry_note_install(const char *sha256_hex, uint32_t sequence)
     ota_store_save_retry(&record);
 }
 
-void ota_retry_set_allowed(const char *sha256_hex, uint32_t sequence, bool allowed)
-{
+void ota_retry_set_allowed(const char *sha256_hex, uint32_t sequence, bool allowed) {
     ota_retry_record_t record;
     ota_retry_load_for(sha256_hex, sequence, &record);
     if (record.installs == 0) {

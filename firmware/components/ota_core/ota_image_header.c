@@ -15,18 +15,15 @@ enum {
     OTA_IMAGE_OFFSET_HASH_APPENDED = 23,
 };
 
-static uint16_t ota_image_le16(const uint8_t *p)
-{
+static uint16_t ota_image_le16(const uint8_t *p) {
     return (uint16_t)(p[0] | (p[1] << 8));
 }
 
-static uint32_t ota_image_le32(const uint8_t *p)
-{
+static uint32_t ota_image_le32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
-ota_status_t ota_image_header_parse(const uint8_t *data, size_t len, ota_image_header_t *out)
-{
+ota_status_t ota_image_header_parse(const uint8_t *data, size_t len, ota_image_header_t *out) {
     if (data == NULL || out == NULL || len < OTA_IMAGE_HEADER_BYTES) {
         return OTA_ERR_IMAGE_HEADER;
     }
@@ -48,8 +45,7 @@ ota_status_t ota_image_header_parse(const uint8_t *data, size_t len, ota_image_h
 }
 
 ota_status_t ota_image_header_check_chip(const ota_image_header_t *header, uint16_t chip_id,
-                                         uint16_t chip_rev_full)
-{
+                                         uint16_t chip_rev_full) {
     if (header->chip_id != chip_id) {
         return OTA_ERR_CHIP_ID;
     }
@@ -57,8 +53,8 @@ ota_status_t ota_image_header_check_chip(const ota_image_header_t *header, uint1
         return OTA_ERR_CHIP_REVISION;
     }
     /* Like ESP-IDF's IS_FIELD_SET(): 0 and 0xFFFF mean "no upper limit". */
-    bool max_is_set = header->max_chip_rev_full != OTA_IMAGE_CHIP_REV_UNLIMITED &&
-                      header->max_chip_rev_full != 0;
+    bool max_is_set =
+        header->max_chip_rev_full != OTA_IMAGE_CHIP_REV_UNLIMITED && header->max_chip_rev_full != 0;
     if (max_is_set && chip_rev_full > header->max_chip_rev_full) {
         return OTA_ERR_CHIP_REVISION;
     }

@@ -4,8 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static void ota_json_put(ota_json_t *json, const char *s, size_t n)
-{
+static void ota_json_put(ota_json_t *json, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (json->len + 1 < json->cap) {
             json->buf[json->len] = s[i];
@@ -18,13 +17,11 @@ static void ota_json_put(ota_json_t *json, const char *s, size_t n)
     }
 }
 
-static void ota_json_puts(ota_json_t *json, const char *s)
-{
+static void ota_json_puts(ota_json_t *json, const char *s) {
     ota_json_put(json, s, strlen(s));
 }
 
-static void ota_json_quoted(ota_json_t *json, const char *s)
-{
+static void ota_json_quoted(ota_json_t *json, const char *s) {
     ota_json_put(json, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
         char esc[8];
@@ -42,8 +39,7 @@ static void ota_json_quoted(ota_json_t *json, const char *s)
     ota_json_put(json, "\"", 1);
 }
 
-static void ota_json_key(ota_json_t *json, const char *key)
-{
+static void ota_json_key(ota_json_t *json, const char *key) {
     if (!json->first) {
         ota_json_put(json, ", ", 2);
     }
@@ -52,8 +48,7 @@ static void ota_json_key(ota_json_t *json, const char *key)
     ota_json_put(json, ": ", 2);
 }
 
-void ota_json_begin(ota_json_t *json, char *buf, size_t cap)
-{
+void ota_json_begin(ota_json_t *json, char *buf, size_t cap) {
     json->buf = buf;
     json->cap = cap;
     json->len = 0;
@@ -64,48 +59,41 @@ void ota_json_begin(ota_json_t *json, char *buf, size_t cap)
     ota_json_put(json, "{", 1);
 }
 
-void ota_json_string(ota_json_t *json, const char *key, const char *value)
-{
+void ota_json_string(ota_json_t *json, const char *key, const char *value) {
     ota_json_key(json, key);
     ota_json_quoted(json, value);
 }
 
-void ota_json_u64(ota_json_t *json, const char *key, uint64_t value)
-{
+void ota_json_u64(ota_json_t *json, const char *key, uint64_t value) {
     char num[24];
     snprintf(num, sizeof(num), "%llu", (unsigned long long)value);
     ota_json_key(json, key);
     ota_json_puts(json, num);
 }
 
-void ota_json_i64(ota_json_t *json, const char *key, int64_t value)
-{
+void ota_json_i64(ota_json_t *json, const char *key, int64_t value) {
     char num[24];
     snprintf(num, sizeof(num), "%lld", (long long)value);
     ota_json_key(json, key);
     ota_json_puts(json, num);
 }
 
-void ota_json_bool(ota_json_t *json, const char *key, bool value)
-{
+void ota_json_bool(ota_json_t *json, const char *key, bool value) {
     ota_json_key(json, key);
     ota_json_puts(json, value ? "true" : "false");
 }
 
-void ota_json_raw(ota_json_t *json, const char *key, const char *raw_value)
-{
+void ota_json_raw(ota_json_t *json, const char *key, const char *raw_value) {
     ota_json_key(json, key);
     ota_json_puts(json, raw_value);
 }
 
-size_t ota_json_end(ota_json_t *json)
-{
+size_t ota_json_end(ota_json_t *json) {
     ota_json_put(json, "}", 1);
     return json->len;
 }
 
-bool ota_json_find_u32(const char *text, size_t len, const char *key, uint32_t *out)
-{
+bool ota_json_find_u32(const char *text, size_t len, const char *key, uint32_t *out) {
     size_t key_len = strlen(key);
     for (size_t i = 0; i + key_len + 2 <= len; i++) {
         if (text[i] != '"' || memcmp(text + i + 1, key, key_len) != 0 ||
@@ -113,14 +101,16 @@ bool ota_json_find_u32(const char *text, size_t len, const char *key, uint32_t *
             continue;
         }
         size_t p = i + key_len + 2;
-        while (p < len && (text[p] == ' ' || text[p] == '\t' || text[p] == '\n' || text[p] == '\r')) {
+        while (p < len &&
+               (text[p] == ' ' || text[p] == '\t' || text[p] == '\n' || text[p] == '\r')) {
             p++;
         }
         if (p >= len || text[p] != ':') {
             continue;
         }
         p++;
-        while (p < len && (text[p] == ' ' || text[p] == '\t' || text[p] == '\n' || text[p] == '\r')) {
+        while (p < len &&
+               (text[p] == ' ' || text[p] == '\t' || text[p] == '\n' || text[p] == '\r')) {
             p++;
         }
         uint64_t value = 0;

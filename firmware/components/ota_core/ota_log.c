@@ -3,8 +3,7 @@
 
 #include <stdarg.h>
 
-void ota_log_write(ota_log_level_t level, const char *tag, const char *fmt, ...)
-{
+void ota_log_write(ota_log_level_t level, const char *tag, const char *fmt, ...) {
     va_list args;
     va_start(args, fmt);
     ota_port_log(level, tag, fmt, args);

@@ -27,18 +27,28 @@ typedef enum {
 } ota_manifest_key_t;
 
 static const char *const OTA_MANIFEST_KEYS[MF_KEY_COUNT] = {
-    "format",     "project", "version",        "sequence", "chip_id",
-    "min_chip_rev_full", "max_chip_rev_full", "secure_version", "size", "sha256",
-    "rollback",   "created", "key_id",         "notes",    "signature",
+    "format",
+    "project",
+    "version",
+    "sequence",
+    "chip_id",
+    "min_chip_rev_full",
+    "max_chip_rev_full",
+    "secure_version",
+    "size",
+    "sha256",
+    "rollback",
+    "created",
+    "key_id",
+    "notes",
+    "signature",
 };
 
-static bool ota_manifest_is_lower_hex(char c)
-{
+static bool ota_manifest_is_lower_hex(char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }
 
-static int ota_manifest_hex_value(char c)
-{
+static int ota_manifest_hex_value(char c) {
     if (c >= '0' && c <= '9') {
         return c - '0';
     }
@@ -51,8 +61,7 @@ static int ota_manifest_hex_value(char c)
     return -1;
 }
 
-bool ota_manifest_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_len)
-{
+bool ota_manifest_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_len) {
     if (hex_len != 2 * out_len) {
         return false;
     }
@@ -67,8 +76,7 @@ bool ota_manifest_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size
     return true;
 }
 
-void ota_manifest_hex_encode(const uint8_t *data, size_t len, char *out)
-{
+void ota_manifest_hex_encode(const uint8_t *data, size_t len, char *out) {
     static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < len; i++) {
         out[2 * i] = digits[data[i] >> 4];
@@ -78,8 +86,7 @@ void ota_manifest_hex_encode(const uint8_t *data, size_t len, char *out)
 }
 
 /* Lowercase hex of exactly out_len bytes (the manifest never uses upper case). */
-static bool ota_manifest_lower_hex(const char *value, size_t len, uint8_t *out, size_t out_len)
-{
+static bool ota_manifest_lower_hex(const char *value, size_t len, uint8_t *out, size_t out_len) {
     for (size_t i = 0; i < len; i++) {
         if (!ota_manifest_is_lower_hex(value[i])) {
             return false;
@@ -89,8 +96,7 @@ static bool ota_manifest_lower_hex(const char *value, size_t len, uint8_t *out, 
 }
 
 /* Decimal without sign or leading zeros, at most max. */
-static bool ota_manifest_decimal(const char *value, size_t len, uint32_t max, uint32_t *out)
-{
+static bool ota_manifest_decimal(const char *value, size_t len, uint32_t max, uint32_t *out) {
     if (len == 0 || len > 10 || (len > 1 && value[0] == '0')) {
         return false;
     }
@@ -108,8 +114,7 @@ static bool ota_manifest_decimal(const char *value, size_t len, uint32_t max, ui
     return true;
 }
 
-static bool ota_manifest_copy_text(const char *value, size_t len, char *out, size_t cap)
-{
+static bool ota_manifest_copy_text(const char *value, size_t len, char *out, size_t cap) {
     if (len >= cap) {
         return false;
     }
@@ -119,8 +124,7 @@ static bool ota_manifest_copy_text(const char *value, size_t len, char *out, siz
 }
 
 /* YYYY-MM-DDTHH:MM:SSZ with digits where digits belong. */
-static bool ota_manifest_timestamp(const char *value, size_t len)
-{
+static bool ota_manifest_timestamp(const char *value, size_t len) {
     static const char pattern[] = "dddd-dd-ddTdd:dd:ddZ";
     if (len != sizeof(pattern) - 1) {
         return false;
@@ -134,8 +138,8 @@ static bool ota_manifest_timestamp(const char *value, size_t len)
     return true;
 }
 
-static bool ota_manifest_store(ota_manifest_t *m, ota_manifest_key_t key, const char *v, size_t len)
-{
+static bool ota_manifest_store(ota_manifest_t *m, ota_manifest_key_t key, const char *v,
+                               size_t len) {
     uint32_t n = 0;
     ota_version_t version;
     switch (key) {
@@ -197,8 +201,7 @@ static bool ota_manifest_store(ota_manifest_t *m, ota_manifest_key_t key, const 
     return false;
 }
 
-static int ota_manifest_find_key(const char *key, size_t len)
-{
+static int ota_manifest_find_key(const char *key, size_t len) {
     for (int i = 0; i < MF_KEY_COUNT; i++) {
         if (strlen(OTA_MANIFEST_KEYS[i]) == len && memcmp(OTA_MANIFEST_KEYS[i], key, len) == 0) {
             return i;
@@ -207,8 +210,7 @@ static int ota_manifest_find_key(const char *key, size_t len)
     return -1;
 }
 
-ota_status_t ota_manifest_parse(const char *data, size_t len, ota_manifest_t *out)
-{
+ota_status_t ota_manifest_parse(const char *data, size_t len, ota_manifest_t *out) {
     if (data == NULL || out == NULL || len == 0 || len > OTA_MANIFEST_MAX_BYTES ||
         data[len - 1] != '\n') {
         return OTA_ERR_MANIFEST_FORMAT;
@@ -271,8 +273,7 @@ ota_status_t ota_manifest_parse(const char *data, size_t len, ota_manifest_t *ou
     return OTA_OK;
 }
 
-static ota_status_t ota_manifest_digest(const char *data, size_t len, uint8_t digest[32])
-{
+static ota_status_t ota_manifest_digest(const char *data, size_t len, uint8_t digest[32]) {
     ota_port_sha256_t *sha = NULL;
     ota_status_t status = ota_port_sha256_begin(&sha);
     if (status != OTA_OK) {
@@ -287,8 +288,7 @@ static ota_status_t ota_manifest_digest(const char *data, size_t len, uint8_t di
 }
 
 ota_status_t ota_manifest_verify(const char *data, size_t len, const ota_trusted_key_t *keys,
-                                 size_t key_count, ota_manifest_t *out)
-{
+                                 size_t key_count, ota_manifest_t *out) {
     ota_status_t status = ota_manifest_parse(data, len, out);
     if (status != OTA_OK) {
         return status;

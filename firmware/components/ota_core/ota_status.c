@@ -27,8 +27,7 @@ static const char *const OTA_STATUS_REASONS[] = {
 #define OTA_STATUS_REASON_MAX_BYTES 40
 static char ota_status_reason_buf[OTA_STATUS_COUNT][OTA_STATUS_REASON_MAX_BYTES];
 
-static const ota_status_entry_t *ota_status_find(ota_status_t status, size_t *index)
-{
+static const ota_status_entry_t *ota_status_find(ota_status_t status, size_t *index) {
     for (size_t i = 0; i < OTA_STATUS_COUNT; i++) {
         if (OTA_STATUS_TABLE[i].status == status) {
             *index = i;
@@ -38,22 +37,19 @@ static const ota_status_entry_t *ota_status_find(ota_status_t status, size_t *in
     return NULL;
 }
 
-const char *ota_status_to_str(ota_status_t status)
-{
+const char *ota_status_to_str(ota_status_t status) {
     size_t index = 0;
     const ota_status_entry_t *entry = ota_status_find(status, &index);
     return entry != NULL ? entry->name : "OTA_ERR_UNKNOWN";
 }
 
-const char *ota_status_describe(ota_status_t status)
-{
+const char *ota_status_describe(ota_status_t status) {
     size_t index = 0;
     const ota_status_entry_t *entry = ota_status_find(status, &index);
     return entry != NULL ? entry->description : "unknown status";
 }
 
-const char *ota_status_to_reason(ota_status_t status)
-{
+const char *ota_status_to_reason(ota_status_t status) {
     size_t index = 0;
     if (ota_status_find(status, &index) == NULL) {
         return "unknown";

@@ -4,8 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static size_t ota_url_scheme_len(const char *url)
-{
+static size_t ota_url_scheme_len(const char *url) {
     if (strncmp(url, "http://", 7) == 0) {
         return 7;
     }
@@ -15,8 +14,7 @@ static size_t ota_url_scheme_len(const char *url)
     return 0;
 }
 
-bool ota_url_is_absolute_http(const char *url)
-{
+bool ota_url_is_absolute_http(const char *url) {
     if (url == NULL) {
         return false;
     }
@@ -24,8 +22,7 @@ bool ota_url_is_absolute_http(const char *url)
     return scheme > 0 && url[scheme] != '\0' && url[scheme] != '/';
 }
 
-bool ota_url_origin(const char *url, char *out, size_t cap)
-{
+bool ota_url_origin(const char *url, char *out, size_t cap) {
     if (!ota_url_is_absolute_http(url)) {
         return false;
     }
@@ -39,8 +36,7 @@ bool ota_url_origin(const char *url, char *out, size_t cap)
     return true;
 }
 
-bool ota_url_resolve(const char *base, const char *ref, char *out, size_t cap)
-{
+bool ota_url_resolve(const char *base, const char *ref, char *out, size_t cap) {
     if (ref == NULL || ref[0] == '\0') {
         return false;
     }
@@ -66,14 +62,12 @@ bool ota_url_resolve(const char *base, const char *ref, char *out, size_t cap)
     return true;
 }
 
-static bool ota_url_unreserved(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+static bool ota_url_unreserved(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
-bool ota_url_append_query(char *url, size_t cap, const char *key, const char *value)
-{
+bool ota_url_append_query(char *url, size_t cap, const char *key, const char *value) {
     size_t len = strlen(url);
     char sep = strchr(url, '?') != NULL ? '&' : '?';
     int n = snprintf(url + len, cap - len, "%c%s=", sep, key);
@@ -102,8 +96,7 @@ bool ota_url_append_query(char *url, size_t cap, const char *key, const char *va
     return true;
 }
 
-static int ota_url_hex(char c)
-{
+static int ota_url_hex(char c) {
     if (c >= '0' && c <= '9') {
         return c - '0';
     }
@@ -117,8 +110,7 @@ static int ota_url_hex(char c)
 }
 
 /* Decodes [s, s+n) into out; false if it does not fit or an escape is malformed. */
-static bool ota_url_decode(const char *s, size_t n, char *out, size_t cap)
-{
+static bool ota_url_decode(const char *s, size_t n, char *out, size_t cap) {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -146,8 +138,7 @@ static bool ota_url_decode(const char *s, size_t n, char *out, size_t cap)
 }
 
 bool ota_url_form_next(const char **cursor, char *key, size_t key_cap, char *value,
-                       size_t value_cap, bool *too_long)
-{
+                       size_t value_cap, bool *too_long) {
     const char *p = *cursor;
     while (*p == '&') {
         p++;
@@ -157,8 +148,7 @@ bool ota_url_form_next(const char **cursor, char *key, size_t key_cap, char *val
         const char *eq = memchr(p, '=', pair_len);
         const char *next = p + pair_len;
         *cursor = next;
-        if (eq != NULL && eq != p &&
-            ota_url_decode(p, (size_t)(eq - p), key, key_cap) &&
+        if (eq != NULL && eq != p && ota_url_decode(p, (size_t)(eq - p), key, key_cap) &&
             ota_url_decode(eq + 1, pair_len - (size_t)(eq - p) - 1, value, value_cap)) {
             return true;
         }

@@ -3,19 +3,16 @@
 
 #include <string.h>
 
-static bool ota_version_is_digit(char c)
-{
+static bool ota_version_is_digit(char c) {
     return c >= '0' && c <= '9';
 }
 
-static bool ota_version_is_ident_char(char c)
-{
+static bool ota_version_is_ident_char(char c) {
     return ota_version_is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-';
 }
 
 /* One numeric component: digits, no leading zero (except "0"), fits u32. */
-static const char *ota_version_parse_number(const char *p, uint32_t *out)
-{
+static const char *ota_version_parse_number(const char *p, uint32_t *out) {
     if (!ota_version_is_digit(*p)) {
         return NULL;
     }
@@ -35,8 +32,7 @@ static const char *ota_version_parse_number(const char *p, uint32_t *out)
 }
 
 /* Dot-separated identifiers, each non-empty; stops at '+' or end. */
-static const char *ota_version_scan_identifiers(const char *p)
-{
+static const char *ota_version_scan_identifiers(const char *p) {
     for (;;) {
         const char *start = p;
         while (ota_version_is_ident_char(*p)) {
@@ -52,8 +48,7 @@ static const char *ota_version_scan_identifiers(const char *p)
     }
 }
 
-bool ota_version_parse(const char *text, ota_version_t *out)
-{
+bool ota_version_parse(const char *text, ota_version_t *out) {
     if (text == NULL || out == NULL || strlen(text) >= OTA_VERSION_MAX_BYTES) {
         return false;
     }
@@ -92,8 +87,7 @@ bool ota_version_parse(const char *text, ota_version_t *out)
     return *p == '\0';
 }
 
-static bool ota_version_all_digits(const char *s, size_t len)
-{
+static bool ota_version_all_digits(const char *s, size_t len) {
     for (size_t i = 0; i < len; i++) {
         if (!ota_version_is_digit(s[i])) {
             return false;
@@ -103,8 +97,7 @@ static bool ota_version_all_digits(const char *s, size_t len)
 }
 
 /* Compares one pre-release identifier of each side (semver 2.0 rule 11). */
-static int ota_version_compare_ident(const char *a, size_t a_len, const char *b, size_t b_len)
-{
+static int ota_version_compare_ident(const char *a, size_t a_len, const char *b, size_t b_len) {
     bool a_num = ota_version_all_digits(a, a_len);
     bool b_num = ota_version_all_digits(b, b_len);
     if (a_num && b_num) {
@@ -125,8 +118,7 @@ static int ota_version_compare_ident(const char *a, size_t a_len, const char *b,
     return a_len == b_len ? 0 : (a_len < b_len ? -1 : 1);
 }
 
-static int ota_version_compare_prerelease(const char *a, const char *b)
-{
+static int ota_version_compare_prerelease(const char *a, const char *b) {
     if (a[0] == '\0' || b[0] == '\0') {
         if (a[0] == b[0]) {
             return 0;
@@ -153,8 +145,7 @@ static int ota_version_compare_prerelease(const char *a, const char *b)
     }
 }
 
-int ota_version_compare(const ota_version_t *a, const ota_version_t *b)
-{
+int ota_version_compare(const ota_version_t *a, const ota_version_t *b) {
     if (a->major != b->major) {
         return a->major < b->major ? -1 : 1;
     }

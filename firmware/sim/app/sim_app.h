@@ -13,9 +13,9 @@
 typedef struct {
     const sim_config_t *config;
     ota_client_t *client;
-    char behaviour[32];      /* image marker: normal, crash_at_boot, fail_selftest */
+    char behaviour[32]; /* image marker: normal, crash_at_boot, fail_selftest */
     char partition_label[17];
-    uint64_t app_start_ms;   /* monotonic time the app started */
+    uint64_t app_start_ms; /* monotonic time the app started */
 } sim_app_t;
 
 /* Installs the four self-test hooks (wifi, controller, csi_frames, heartbeat) in config. */

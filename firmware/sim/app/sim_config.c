@@ -12,8 +12,7 @@
 #define SIM_CONFIG_LINE_MAX 2048
 #define SIM_CONFIG_DEFAULT_SELFTEST_TIMEOUT_MS 3000u
 
-static bool sim_config_copy(char *dst, size_t cap, const char *value)
-{
+static bool sim_config_copy(char *dst, size_t cap, const char *value) {
     size_t len = strlen(value);
     if (len >= cap) {
         return false;
@@ -22,8 +21,7 @@ static bool sim_config_copy(char *dst, size_t cap, const char *value)
     return true;
 }
 
-static bool sim_config_u32(const char *value, uint32_t min, uint32_t max, uint32_t *out)
-{
+static bool sim_config_u32(const char *value, uint32_t min, uint32_t max, uint32_t *out) {
     if (value[0] < '0' || value[0] > '9') {
         return false;
     }
@@ -37,8 +35,7 @@ static bool sim_config_u32(const char *value, uint32_t min, uint32_t max, uint32
     return true;
 }
 
-static bool sim_config_key_id_matches(const uint8_t raw[65], const uint8_t key_id[8])
-{
+static bool sim_config_key_id_matches(const uint8_t raw[65], const uint8_t key_id[8]) {
     ota_port_sha256_t *sha = NULL;
     uint8_t digest[32];
     if (ota_port_sha256_begin(&sha) != OTA_OK) {
@@ -52,8 +49,7 @@ static bool sim_config_key_id_matches(const uint8_t raw[65], const uint8_t key_i
 }
 
 bool sim_config_parse_trusted_keys(const char *text, ota_client_config_t *client, char *why,
-                                   size_t why_len)
-{
+                                   size_t why_len) {
     client->trusted_key_count = 0;
     const char *p = text;
     while (*p != '\0') {
@@ -87,8 +83,7 @@ bool sim_config_parse_trusted_keys(const char *text, ota_client_config_t *client
 }
 
 static bool sim_config_set(sim_config_t *cfg, const char *key, const char *value, char *why,
-                           size_t why_len)
-{
+                           size_t why_len) {
     ota_client_config_t *c = &cfg->client;
     ota_deployment_config_t *d = &c->deployment;
     bool ok = true;
@@ -135,8 +130,7 @@ static bool sim_config_set(sim_config_t *cfg, const char *key, const char *value
     return ok;
 }
 
-bool sim_config_load(const char *path, sim_config_t *out, char *why, size_t why_len)
-{
+bool sim_config_load(const char *path, sim_config_t *out, char *why, size_t why_len) {
     memset(out, 0, sizeof(*out));
     ota_client_config_defaults(&out->client);
     out->selftest_timeout_ms = SIM_CONFIG_DEFAULT_SELFTEST_TIMEOUT_MS;
@@ -156,7 +150,8 @@ bool sim_config_load(const char *path, sim_config_t *out, char *why, size_t why_
             ok = false;
             break;
         }
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ')) {
+        while (len > 0 &&
+               (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ')) {
             line[--len] = '\0';
         }
         const char *start = line;

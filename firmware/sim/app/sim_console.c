@@ -12,22 +12,20 @@
 static void sim_console_log(ota_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-static void sim_console_log(ota_log_level_t level, const char *fmt, ...)
-{
+static void sim_console_log(ota_log_level_t level, const char *fmt, ...) {
     va_list args;
     va_start(args, fmt);
     ota_port_log(level, "console", fmt, args);
     va_end(args);
 }
 
-static void sim_console_help(void)
-{
-    sim_console_log(OTA_LOG_INFO, "commands: version | ota check | ota status | ota url <manifest-url> | "
-                                  "reboot | selftest fail-next | exit");
+static void sim_console_help(void) {
+    sim_console_log(OTA_LOG_INFO,
+                    "commands: version | ota check | ota status | ota url <manifest-url> | "
+                    "reboot | selftest fail-next | exit");
 }
 
-bool sim_console_execute(sim_app_t *app, const char *line)
-{
+bool sim_console_execute(sim_app_t *app, const char *line) {
     while (*line == ' ' || *line == '\t') {
         line++;
     }

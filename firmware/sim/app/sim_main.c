@@ -62,16 +62,15 @@ static char sim_console_buf[SIM_CONSOLE_BUFFER_BYTES];
 static size_t sim_console_len;
 static bool sim_stdin_open = true;
 
-static void sim_usage(const char *why)
-{
+static void sim_usage(const char *why) {
     fprintf(stderr, "csi-ota-sim: %s\n", why);
     fprintf(stderr, "usage: csi-ota-sim --flash FILE --config FILE [--power-cut-at N] "
                     "[--chip-rev-full N] [--time-scale X] [--max-boots N]\n");
     exit(SIM_EXIT_USAGE);
 }
 
-static unsigned long long sim_parse_number(const char *flag, const char *value, unsigned long long max)
-{
+static unsigned long long sim_parse_number(const char *flag, const char *value,
+                                           unsigned long long max) {
     char *end = NULL;
     errno = 0;
     unsigned long long n = strtoull(value, &end, 10);
@@ -83,8 +82,7 @@ static unsigned long long sim_parse_number(const char *flag, const char *value, 
     return n;
 }
 
-static void sim_parse_args(int argc, char **argv, sim_args_t *args)
-{
+static void sim_parse_args(int argc, char **argv, sim_args_t *args) {
     memset(args, 0, sizeof(*args));
     args->chip_rev_full = -1;
     args->time_scale = 1.0;
@@ -132,22 +130,19 @@ static void sim_parse_args(int argc, char **argv, sim_args_t *args)
 static void sim_log(ota_log_level_t level, const char *tag, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void sim_log(ota_log_level_t level, const char *tag, const char *fmt, ...)
-{
+static void sim_log(ota_log_level_t level, const char *tag, const char *fmt, ...) {
     va_list args;
     va_start(args, fmt);
     ota_port_log(level, tag, fmt, args);
     va_end(args);
 }
 
-static void sim_reboot_handler(void)
-{
+static void sim_reboot_handler(void) {
     longjmp(sim_boot_env, 1);
 }
 
 /* Takes the first complete line out of the input buffer; false if there is none. */
-static bool sim_console_take_line(char *line, size_t cap)
-{
+static bool sim_console_take_line(char *line, size_t cap) {
     char *nl = memchr(sim_console_buf, '\n', sim_console_len);
     if (nl == NULL) {
         if (sim_console_len == sizeof(sim_console_buf)) {
@@ -170,8 +165,7 @@ static bool sim_console_take_line(char *line, size_t cap)
 /* Reads what stdin has (waiting at most timeout_ms) and runs complete lines.
  * A line is removed from the buffer before it runs, so input queued behind a
  * `reboot` survives the reboot (like bytes in the UART FIFO). */
-static void sim_console_poll(int timeout_ms)
-{
+static void sim_console_poll(int timeout_ms) {
     char line[SIM_CONSOLE_LINE_MAX];
     if (sim_stdin_open && sim_console_len < sizeof(sim_console_buf)) {
         struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
@@ -196,20 +190,19 @@ static void sim_console_poll(int timeout_ms)
     }
 }
 
-static void sim_print_app_start(const sim_boot_result_t *boot)
-{
+static void sim_print_app_start(const sim_boot_result_t *boot) {
     const ota_app_desc_t *desc = &boot->image.app_desc;
     sim_log(OTA_LOG_INFO, "cpu_start", "Project name:     %s", desc->project_name);
     sim_log(OTA_LOG_INFO, "cpu_start", "App version:      %s", desc->version);
     sim_log(OTA_LOG_INFO, "cpu_start", "ESP-IDF:          %s", desc->idf_ver);
-    sim_log(OTA_LOG_INFO, "cpu_start", "Secure version:   %lu", (unsigned long)desc->secure_version);
+    sim_log(OTA_LOG_INFO, "cpu_start", "Secure version:   %lu",
+            (unsigned long)desc->secure_version);
     sim_log(OTA_LOG_INFO, "app", "running partition %s, version %s", boot->partition.label,
             desc->version);
 }
 
 /* Runs one boot: bootloader model, app start, confirm/rollback, main loop. */
-static int sim_run_boot(void)
-{
+static int sim_run_boot(void) {
     sim_boot_count++;
     sim_port_mark_boot();
     if (sim_boot_count > sim_args.max_boots) {
@@ -234,7 +227,8 @@ static int sim_run_boot(void)
     snprintf(sim_app.partition_label, sizeof(sim_app.partition_label), "%s", boot.partition.label);
 
     if (strcmp(sim_app.behaviour, "crash_at_boot") == 0) {
-        printf("Guru Meditation Error: Core  0 panic'ed (LoadProhibited). Exception was unhandled.\n");
+        printf(
+            "Guru Meditation Error: Core  0 panic'ed (LoadProhibited). Exception was unhandled.\n");
         printf("Rebooting...\n");
         ota_port_reboot(); /* does not return */
     }
@@ -270,8 +264,7 @@ static int sim_run_boot(void)
     }
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     sim_parse_args(argc, argv, &sim_args);
     char why[512];

@@ -15,16 +15,14 @@
 #define SIM_SELFTEST_MIN_FRAMES 10u
 #define SIM_SELFTEST_POLL_MS 20u
 
-uint64_t sim_app_csi_frames(const sim_app_t *app)
-{
+uint64_t sim_app_csi_frames(const sim_app_t *app) {
     if (strcmp(app->behaviour, "fail_selftest") == 0) {
         return 0;
     }
     return (ota_port_monotonic_ms() - app->app_start_ms) * SIM_CSI_FRAMES_PER_SEC / 1000u;
 }
 
-static ota_status_t sim_selftest_wifi(void *ctx, uint32_t timeout_ms)
-{
+static ota_status_t sim_selftest_wifi(void *ctx, uint32_t timeout_ms) {
     (void)ctx;
     (void)timeout_ms;
     return OTA_OK; /* the virtual station is associated as soon as the app runs */
@@ -33,8 +31,7 @@ static ota_status_t sim_selftest_wifi(void *ctx, uint32_t timeout_ms)
 /* One request to the controller's origin; any HTTP status proves reachability
  * unless want_2xx, when the answer must be a success. */
 static ota_status_t sim_selftest_request(const sim_app_t *app, const char *path, const char *body,
-                                         uint32_t timeout_ms, bool want_2xx)
-{
+                                         uint32_t timeout_ms, bool want_2xx) {
     const ota_deployment_config_t *d = ota_client_deployment(app->client);
     char url[600];
     if (!ota_url_resolve(d->version_check_url, path, url, sizeof(url))) {
@@ -63,27 +60,27 @@ static ota_status_t sim_selftest_request(const sim_app_t *app, const char *path,
     return response.status > 0 ? OTA_OK : OTA_ERR_HTTP_CONNECT;
 }
 
-static ota_status_t sim_selftest_controller(void *ctx, uint32_t timeout_ms)
-{
+static ota_status_t sim_selftest_controller(void *ctx, uint32_t timeout_ms) {
     return sim_selftest_request(ctx, "/healthz", NULL, timeout_ms, false);
 }
 
-static ota_status_t sim_selftest_csi(void *ctx, uint32_t timeout_ms)
-{
+static ota_status_t sim_selftest_csi(void *ctx, uint32_t timeout_ms) {
     const sim_app_t *app = ctx;
     uint64_t deadline_ms = ota_port_monotonic_ms() + timeout_ms;
     uint64_t first = sim_app_csi_frames(app);
-    while (ota_port_monotonic_ms() < deadline_ms) {
+    for (;;) { /* frames are checked once more after the deadline: a stall is not a failure */
+        bool late = ota_port_monotonic_ms() >= deadline_ms;
         if (sim_app_csi_frames(app) - first >= SIM_SELFTEST_MIN_FRAMES) {
             return OTA_OK;
         }
+        if (late) {
+            return OTA_ERR_TIMEOUT;
+        }
         ota_port_sleep_ms(SIM_SELFTEST_POLL_MS);
     }
-    return OTA_ERR_TIMEOUT;
 }
 
-static ota_status_t sim_selftest_heartbeat(void *ctx, uint32_t timeout_ms)
-{
+static ota_status_t sim_selftest_heartbeat(void *ctx, uint32_t timeout_ms) {
     const sim_app_t *app = ctx;
     const ota_deployment_config_t *d = ota_client_deployment(app->client);
     char path[96];
@@ -98,8 +95,7 @@ static ota_status_t sim_selftest_heartbeat(void *ctx, uint32_t timeout_ms)
     return sim_selftest_request(app, path, body, timeout_ms, true);
 }
 
-void sim_selftest_install(sim_app_t *app, ota_client_config_t *config)
-{
+void sim_selftest_install(sim_app_t *app, ota_client_config_t *config) {
     uint32_t timeout_ms = app->config->selftest_timeout_ms;
     const ota_selftest_hook_t hooks[] = {
         {"wifi", sim_selftest_wifi, timeout_ms},

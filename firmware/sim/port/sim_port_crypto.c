@@ -16,8 +16,7 @@ struct ota_port_sha256 {
 
 static struct ota_port_sha256 *sim_crypto_live;
 
-static void sim_crypto_unlink(struct ota_port_sha256 *ctx)
-{
+static void sim_crypto_unlink(struct ota_port_sha256 *ctx) {
     for (struct ota_port_sha256 **p = &sim_crypto_live; *p != NULL; p = &(*p)->next) {
         if (*p == ctx) {
             *p = ctx->next;
@@ -26,22 +25,19 @@ static void sim_crypto_unlink(struct ota_port_sha256 *ctx)
     }
 }
 
-static void sim_crypto_free(struct ota_port_sha256 *ctx)
-{
+static void sim_crypto_free(struct ota_port_sha256 *ctx) {
     sim_crypto_unlink(ctx);
     EVP_MD_CTX_free(ctx->md);
     free(ctx);
 }
 
-void sim_crypto_reset(void)
-{
+void sim_crypto_reset(void) {
     while (sim_crypto_live != NULL) {
         sim_crypto_free(sim_crypto_live);
     }
 }
 
-ota_status_t ota_port_sha256_begin(ota_port_sha256_t **out)
-{
+ota_status_t ota_port_sha256_begin(ota_port_sha256_t **out) {
     struct ota_port_sha256 *ctx = calloc(1, sizeof(*ctx));
     if (ctx == NULL) {
         return OTA_ERR_NO_MEM;
@@ -58,29 +54,25 @@ ota_status_t ota_port_sha256_begin(ota_port_sha256_t **out)
     return OTA_OK;
 }
 
-ota_status_t ota_port_sha256_update(ota_port_sha256_t *ctx, const void *data, size_t len)
-{
+ota_status_t ota_port_sha256_update(ota_port_sha256_t *ctx, const void *data, size_t len) {
     return EVP_DigestUpdate(ctx->md, data, len) == 1 ? OTA_OK : OTA_ERR_CRYPTO;
 }
 
-ota_status_t ota_port_sha256_finish(ota_port_sha256_t *ctx, uint8_t digest[32])
-{
+ota_status_t ota_port_sha256_finish(ota_port_sha256_t *ctx, uint8_t digest[32]) {
     unsigned int len = 0;
     int ok = EVP_DigestFinal_ex(ctx->md, digest, &len);
     sim_crypto_free(ctx);
     return ok == 1 && len == 32 ? OTA_OK : OTA_ERR_CRYPTO;
 }
 
-void ota_port_sha256_discard(ota_port_sha256_t *ctx)
-{
+void ota_port_sha256_discard(ota_port_sha256_t *ctx) {
     if (ctx != NULL) {
         sim_crypto_free(ctx);
     }
 }
 
 /* EVP_PKEY for an uncompressed P-256 point (04||X||Y); NULL when not a valid point. */
-static EVP_PKEY *sim_crypto_public_key(const uint8_t raw[65])
-{
+static EVP_PKEY *sim_crypto_public_key(const uint8_t raw[65]) {
     EVP_PKEY *pkey = NULL;
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     OSSL_PARAM *params = NULL;
@@ -105,8 +97,7 @@ done:
 }
 
 /* DER ECDSA-Sig-Value from raw r||s; length or 0. */
-static int sim_crypto_der_signature(const uint8_t signature[64], unsigned char **der)
-{
+static int sim_crypto_der_signature(const uint8_t signature[64], unsigned char **der) {
     ECDSA_SIG *sig = ECDSA_SIG_new();
     BIGNUM *r = BN_bin2bn(signature, 32, NULL);
     BIGNUM *s = BN_bin2bn(signature + 32, 32, NULL);
@@ -123,8 +114,7 @@ static int sim_crypto_der_signature(const uint8_t signature[64], unsigned char *
 }
 
 ota_status_t ota_port_ecdsa_p256_verify(const uint8_t public_key[65], const uint8_t digest[32],
-                                        const uint8_t signature[64])
-{
+                                        const uint8_t signature[64]) {
     if (public_key[0] != 0x04) {
         return OTA_ERR_MANIFEST_SIGNATURE;
     }

@@ -26,8 +26,8 @@ struct ota_port_http {
     CURL *easy;
     struct curl_slist *headers;
     uint8_t *buf;
-    size_t buf_len;  /* bytes buffered */
-    size_t buf_pos;  /* bytes already handed out */
+    size_t buf_len; /* bytes buffered */
+    size_t buf_pos; /* bytes already handed out */
     size_t buf_cap;
     bool paused;
     bool done;
@@ -43,22 +43,19 @@ static char sim_http_ca_cert[512];
 static struct ota_port_http *sim_http_open_request; /* at most one at a time */
 static uint64_t sim_http_requests;
 
-void sim_http_init(const char *ca_cert)
-{
+void sim_http_init(const char *ca_cert) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     snprintf(sim_http_ca_cert, sizeof(sim_http_ca_cert), "%s", ca_cert != NULL ? ca_cert : "");
 }
 
-static uint64_t sim_http_now_ms(void)
-{
+static uint64_t sim_http_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* "bytes 100-199/1000" → start, end, total. */
-static void sim_http_parse_content_range(const char *value, ota_port_http_response_t *r)
-{
+static void sim_http_parse_content_range(const char *value, ota_port_http_response_t *r) {
     long long start = -1;
     long long end = -1;
     long long total = -1;
@@ -69,8 +66,7 @@ static void sim_http_parse_content_range(const char *value, ota_port_http_respon
     }
 }
 
-static void sim_http_copy_value(char *dst, size_t cap, const char *value, size_t len)
-{
+static void sim_http_copy_value(char *dst, size_t cap, const char *value, size_t len) {
     if (len >= cap) {
         len = cap - 1;
     }
@@ -78,8 +74,7 @@ static void sim_http_copy_value(char *dst, size_t cap, const char *value, size_t
     dst[len] = '\0';
 }
 
-static void sim_http_reset_response(ota_port_http_response_t *r)
-{
+static void sim_http_reset_response(ota_port_http_response_t *r) {
     memset(r, 0, sizeof(*r));
     r->content_length = -1;
     r->content_range_start = -1;
@@ -87,8 +82,7 @@ static void sim_http_reset_response(ota_port_http_response_t *r)
     r->content_range_total = -1;
 }
 
-static size_t sim_http_header_cb(char *data, size_t size, size_t count, void *user)
-{
+static size_t sim_http_header_cb(char *data, size_t size, size_t count, void *user) {
     struct ota_port_http *http = user;
     size_t len = size * count;
     ota_port_http_response_t *r = http->response;
@@ -137,8 +131,7 @@ static size_t sim_http_header_cb(char *data, size_t size, size_t count, void *us
     return len;
 }
 
-static size_t sim_http_write_cb(char *data, size_t size, size_t count, void *user)
-{
+static size_t sim_http_write_cb(char *data, size_t size, size_t count, void *user) {
     struct ota_port_http *http = user;
     size_t len = size * count;
     if (http->buf_pos == http->buf_len) {
@@ -164,8 +157,7 @@ static size_t sim_http_write_cb(char *data, size_t size, size_t count, void *use
 
 /* Drives the transfer until body bytes are buffered or it ends; OTA_ERR_TIMEOUT
  * when nothing happens for timeout_ms. */
-static ota_status_t sim_http_pump(struct ota_port_http *http)
-{
+static ota_status_t sim_http_pump(struct ota_port_http *http) {
     uint64_t deadline_ms = sim_http_now_ms() + http->timeout_ms;
     while (http->buf_pos == http->buf_len && !http->done) {
         if (http->paused) {
@@ -197,8 +189,7 @@ static ota_status_t sim_http_pump(struct ota_port_http *http)
     return OTA_OK;
 }
 
-static ota_status_t sim_http_map_error(CURLcode code)
-{
+static ota_status_t sim_http_map_error(CURLcode code) {
     switch (code) {
     case CURLE_OK:
         return OTA_OK;
@@ -222,8 +213,7 @@ static ota_status_t sim_http_map_error(CURLcode code)
     }
 }
 
-static void sim_http_free(struct ota_port_http *http)
-{
+static void sim_http_free(struct ota_port_http *http) {
     if (http == NULL) {
         return;
     }
@@ -236,8 +226,7 @@ static void sim_http_free(struct ota_port_http *http)
     free(http);
 }
 
-static bool sim_http_setup(struct ota_port_http *http, const ota_port_http_request_t *request)
-{
+static bool sim_http_setup(struct ota_port_http *http, const ota_port_http_request_t *request) {
     CURL *e = http->easy;
     curl_easy_reset(e); /* keeps live connections and the TLS session cache */
     char line[200];
@@ -282,8 +271,7 @@ static bool sim_http_setup(struct ota_port_http *http, const ota_port_http_reque
 }
 
 ota_status_t ota_port_http_open(const ota_port_http_request_t *request, ota_port_http_t **out,
-                                ota_port_http_response_t *response)
-{
+                                ota_port_http_response_t *response) {
     if (request == NULL || out == NULL || response == NULL || request->url == NULL ||
         request->method == NULL) {
         return OTA_ERR_INVALID_ARG;
@@ -333,8 +321,7 @@ ota_status_t ota_port_http_open(const ota_port_http_request_t *request, ota_port
     return OTA_OK;
 }
 
-ota_status_t ota_port_http_read(ota_port_http_t *http, void *buf, size_t cap, size_t *n_read)
-{
+ota_status_t ota_port_http_read(ota_port_http_t *http, void *buf, size_t cap, size_t *n_read) {
     *n_read = 0;
     ota_status_t status = sim_http_pump(http);
     if (status != OTA_OK) {
@@ -351,18 +338,15 @@ ota_status_t ota_port_http_read(ota_port_http_t *http, void *buf, size_t cap, si
     return OTA_OK;
 }
 
-void ota_port_http_close(ota_port_http_t *http)
-{
+void ota_port_http_close(ota_port_http_t *http) {
     sim_http_free(http);
 }
 
-void sim_http_reset(void)
-{
+void sim_http_reset(void) {
     sim_http_free(sim_http_open_request);
 }
 
-void sim_http_shutdown(void)
-{
+void sim_http_shutdown(void) {
     sim_http_reset();
     if (sim_http_easy != NULL) {
         curl_easy_cleanup(sim_http_easy);
@@ -375,7 +359,6 @@ void sim_http_shutdown(void)
     curl_global_cleanup();
 }
 
-uint64_t sim_http_request_count(void)
-{
+uint64_t sim_http_request_count(void) {
     return sim_http_requests;
 }

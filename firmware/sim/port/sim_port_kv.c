@@ -24,8 +24,7 @@
 
 static char sim_kv_dir[SIM_KV_PATH_MAX - 32];
 
-bool sim_kv_init(const char *dir)
-{
+bool sim_kv_init(const char *dir) {
     if (strlen(dir) >= sizeof(sim_kv_dir)) {
         return false;
     }
@@ -37,8 +36,7 @@ bool sim_kv_init(const char *dir)
     return stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static bool sim_kv_path(const char *key, char *out, size_t cap)
-{
+static bool sim_kv_path(const char *key, char *out, size_t cap) {
     size_t len = strlen(key);
     if (len == 0 || len > SIM_KV_KEY_MAX_CHARS || sim_kv_dir[0] == '\0') {
         return false;
@@ -52,8 +50,7 @@ static bool sim_kv_path(const char *key, char *out, size_t cap)
     return snprintf(out, cap, "%s/%s", sim_kv_dir, key) < (int)cap;
 }
 
-static void sim_kv_sync_dir(void)
-{
+static void sim_kv_sync_dir(void) {
     int fd = open(sim_kv_dir, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) {
         fsync(fd);
@@ -61,8 +58,7 @@ static void sim_kv_sync_dir(void)
     }
 }
 
-ota_status_t ota_port_kv_get(const char *key, void *buf, size_t *len)
-{
+ota_status_t ota_port_kv_get(const char *key, void *buf, size_t *len) {
     char path[SIM_KV_PATH_MAX];
     if (key == NULL || buf == NULL || len == NULL || !sim_kv_path(key, path, sizeof(path))) {
         return OTA_ERR_INVALID_ARG;
@@ -85,8 +81,7 @@ ota_status_t ota_port_kv_get(const char *key, void *buf, size_t *len)
     return OTA_OK;
 }
 
-ota_status_t ota_port_kv_set(const char *key, const void *buf, size_t len)
-{
+ota_status_t ota_port_kv_set(const char *key, const void *buf, size_t len) {
     char path[SIM_KV_PATH_MAX];
     char tmp[SIM_KV_PATH_MAX + 8];
     if (key == NULL || (buf == NULL && len > 0) || !sim_kv_path(key, path, sizeof(path))) {
@@ -125,8 +120,7 @@ ota_status_t ota_port_kv_set(const char *key, const void *buf, size_t len)
     return OTA_OK;
 }
 
-ota_status_t ota_port_kv_erase(const char *key)
-{
+ota_status_t ota_port_kv_erase(const char *key) {
     char path[SIM_KV_PATH_MAX];
     if (key == NULL || !sim_kv_path(key, path, sizeof(path))) {
         return OTA_ERR_INVALID_ARG;

@@ -13,6 +13,7 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from csi_ota import __version__
 from csi_ota.errors import CsiOtaError
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="csi-ota", standalone_mode=False)
     except CsiOtaError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}")
+        err_console.print(f"[bold red]error:[/] {escape(exc.message)}")
         return exc.exit_code
     except click.exceptions.Abort:
         err_console.print("aborted")

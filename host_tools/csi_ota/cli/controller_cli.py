@@ -50,8 +50,8 @@ def _kv_table(title: str, data: dict[str, Any]) -> Table:
 
 def _rows_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
     table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
+    for index, column in enumerate(columns):
+        table.add_column(column, no_wrap=index == 0)
     for row in rows:
         table.add_row(
             *[
@@ -118,6 +118,12 @@ def _config_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option("--device-burst", type=click.IntRange(1), default=60, show_default=True)
 @click.option(
+    "--x-accel-redirect",
+    "accel_redirect_prefix",
+    metavar="PREFIX",
+    help="Let nginx in front send firmware: answer downloads with X-Accel-Redirect: PREFIX<sha256>.bin.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="warning",
@@ -138,6 +144,7 @@ def serve_command(
     mqtt_password_file: Path | None,
     device_rate: float,
     device_burst: int,
+    accel_redirect_prefix: str | None,
     log_level: str,
 ) -> None:
     """Run the OTA controller: device API (8080) and management API (8081).
@@ -154,6 +161,7 @@ def serve_command(
         trusted_key_paths=trusted_keys,
         device_rate_per_s=device_rate,
         device_rate_burst=device_burst,
+        accel_redirect_prefix=accel_redirect_prefix,
     )
     listen = ListenOptions(host, device_port, management_port, tls_cert, tls_key, insecure_http, log_level)
     check_listen_options(listen)

@@ -13,7 +13,14 @@ from rich.table import Table
 
 from csi_ota.errors import CsiOtaError
 from csi_ota.partitions import Layout, load_layout, load_table, parse_flash_size
-from csi_ota.partitions.files import DEFAULT_CSV_PATH, check_csv, choose_spec, generate_files, write_atomic
+from csi_ota.partitions.files import (
+    DEFAULT_CSV_PATH,
+    choose_spec,
+    csv_diff,
+    generate_files,
+    stale_csv_error,
+    write_atomic,
+)
 from csi_ota.partitions.model import flash_size_label
 from csi_ota.partitions.spec import SHIPPED_LAYOUTS
 
@@ -114,7 +121,10 @@ def generate_cmd(
 def check_cmd(spec_path: str | None, flash_size: str | None, csv_path: str) -> None:
     """Fail (exit 1, with a diff) when the committed CSV is out of date with the spec."""
     choice = choose_spec(spec_path, flash_size)
-    check_csv(choice, csv_path)
+    diff = csv_diff(choice, csv_path)
+    if diff:
+        click.echo(diff, nl=False)
+        raise stale_csv_error(choice, csv_path)
     make_console().print(escape(f"{csv_path} matches {choice.label}"))
 
 

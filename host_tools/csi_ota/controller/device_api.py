@@ -35,6 +35,7 @@ STATE_NAME_REGEX = r"^[a-z_]{1,20}$"
 FIRMWARE_URL_TEMPLATE = "/api/ota/firmware/{sha256}"
 U32 = registry.U32_MAX
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
+FIRMWARE_CHUNK_BYTES = 256 * 1024
 
 DeviceIdQuery = Annotated[str | None, Query(pattern=DEVICE_ID_REGEX, description="the device's id")]
 
@@ -74,7 +75,12 @@ class Ok(BaseModel):
 
 
 class CountingFileResponse(FileResponse):
-    """A FileResponse (Range, 206/416, ETag, 64 KiB chunks) that counts the body bytes it sends."""
+    """A FileResponse (Range, 206/416, ETag) that counts the body bytes it sends.
+
+    Chunks of FIRMWARE_CHUNK_BYTES bound the memory per download (at most one chunk in flight per client).
+    """
+
+    chunk_size = FIRMWARE_CHUNK_BYTES
 
     def __init__(self, *args, on_bytes, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -115,6 +121,15 @@ def _firmware_response(ctx: ControllerContext, release: Release) -> Response:
     if not path.is_file():
         raise HTTPException(404, "firmware image missing from the store")
     ctx.metrics.downloads.labels(status="started").inc()
+    prefix = ctx.settings.accel_redirect_prefix
+    if prefix:  # nginx in front sends the file (Range, sendfile); the controller only authorises
+        return Response(
+            headers={
+                "X-Accel-Redirect": f"{prefix}{release.sha256}.bin",
+                "ETag": f'"{release.sha256}"',
+                "Content-Type": "application/octet-stream",
+            }
+        )
     return CountingFileResponse(
         path,
         media_type="application/octet-stream",

@@ -313,7 +313,9 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
             return [releases.release_to_dict(r) for r in releases.sorted_releases(session.scalars(statement))]
 
     @app.get("/api/releases/{ref}", tags=["releases"])
-    def show_release(ref: Annotated[str, PathParam(pattern=RELEASE_REF_REGEX)], caller: Viewer) -> dict[str, Any]:
+    def show_release(
+        ref: Annotated[str, PathParam(pattern=RELEASE_REF_REGEX)], caller: Viewer
+    ) -> dict[str, Any]:
         with ctx.session() as session:
             release = find_release_ref(session, ref)
             result = releases.release_to_dict(release)
@@ -324,7 +326,9 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
             return result
 
     @app.post("/api/releases/{ref}/retire", tags=["releases"])
-    def retire_release(ref: Annotated[str, PathParam(pattern=RELEASE_REF_REGEX)], caller: Operator) -> dict[str, Any]:
+    def retire_release(
+        ref: Annotated[str, PathParam(pattern=RELEASE_REF_REGEX)], caller: Operator
+    ) -> dict[str, Any]:
         """A retired release is no longer offered (assignments to it answer 204) nor assignable."""
         with ctx.session() as session:
             release = find_release_ref(session, ref)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from csi_ota.controller.models import Device
+
+disable_created_metrics()  # no *_created samples: counters only
 
 
 class FleetCollector:

@@ -33,6 +33,8 @@ U32_MAX = 0xFFFFFFFF
 # A device is offline after this many missed health-check intervals.
 OFFLINE_AFTER_INTERVALS = 3
 DEGRADED_OTADATA_STATES = ("pending_verify", "invalid", "aborted")
+# How stale devices.last_seen may get before a version check with nothing new rewrites it.
+LAST_SEEN_RESOLUTION_S = 10
 
 # Configuration a controller may push (ota_deployment_config_t fields) and how to check each value.
 CONFIG_URL_MAX_CHARS = 255
@@ -241,14 +243,24 @@ def config_header(config: dict[str, str]) -> str | None:
 # --------------------------------------------------------------------------- device reports
 
 
-def reconcile_version_check(device: Device, query: dict[str, Any], now: dt.datetime) -> None:
-    """Updates what the device runs from its version check (already validated)."""
-    device.last_seen = now
+def reconcile_version_check(device: Device, query: dict[str, Any], now: dt.datetime) -> bool:
+    """Updates what the device runs from its version check (already validated); True if anything changed.
+
+    ``last_seen`` is only rewritten when it is LAST_SEEN_RESOLUTION_S old, so a device polling
+    again with nothing new costs a read, not a write.
+    """
+    changed = False
     for name in ("version", "secure_version", "slot"):
-        if query.get(name) is not None:
+        if query.get(name) is not None and getattr(device, name) != query[name]:
             setattr(device, name, query[name])
-    if query.get("state") is not None:
+            changed = True
+    if query.get("state") is not None and device.ota_state != query["state"]:
         device.ota_state = query["state"]
+        changed = True
+    stale = device.last_seen is None or now - device.last_seen >= dt.timedelta(seconds=LAST_SEEN_RESOLUTION_S)
+    if changed or stale:
+        device.last_seen = now
+    return changed
 
 
 def health_from_heartbeat(ota_state: str | None) -> str:

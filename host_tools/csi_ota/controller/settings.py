@@ -46,6 +46,8 @@ class ControllerSettings:
     max_csi_body_bytes: int = 256 * 1024
     csi_file_max_bytes: int = 8 * 1024 * 1024
     csi_files_kept: int = 3
+    # Offload: answer firmware downloads with X-Accel-Redirect: <prefix><sha256>.bin for nginx to send.
+    accel_redirect_prefix: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 

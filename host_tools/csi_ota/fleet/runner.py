@@ -132,9 +132,11 @@ def _percentile(values: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def _fetch_rollout(client: httpx.AsyncClient, rollout_id: int) -> dict[str, Any] | None:
+async def _fetch_rollout(client: httpx.AsyncClient, config: FleetConfig) -> dict[str, Any] | None:
+    """The followed rollout from the management API (URL and token read each time: they may change)."""
+    headers = {"Authorization": f"Bearer {config.admin_token}"} if config.admin_token else {}
     try:
-        response = await client.get(f"/api/rollouts/{rollout_id}")
+        response = await client.get(f"{config.management_url}/api/rollouts/{config.rollout_id}", headers=headers)
     except httpx.HTTPError:
         return None
     return response.json() if response.status_code == 200 else None
@@ -199,13 +201,12 @@ class Fleet:
         deadline = self.started + config.duration_s
         management = None
         if config.rollout_id is not None and config.management_url:
-            headers = {"Authorization": f"Bearer {config.admin_token}"} if config.admin_token else {}
-            management = httpx.AsyncClient(base_url=config.management_url, headers=headers, timeout=10)
+            management = httpx.AsyncClient(timeout=10)
         ended_at = None
         try:
             while time.monotonic() < deadline:
                 if management is not None:
-                    detail = await _fetch_rollout(management, config.rollout_id)
+                    detail = await _fetch_rollout(management, config)
                     if detail is not None:
                         self.rollout = detail
                         if detail["state"] in TERMINAL_ROLLOUT_STATES and ended_at is None:

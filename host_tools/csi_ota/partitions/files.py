@@ -73,8 +73,11 @@ def generate_files(
     return {path: f"{len(data)} bytes" for path, data in outputs.items()}
 
 
-def check_csv(choice: SpecChoice, csv_path: str | Path) -> None:
-    """Raise CsiOtaError (exit 1) with a unified diff when the committed CSV differs from the spec."""
+def csv_diff(choice: SpecChoice, csv_path: str | Path) -> str:
+    """Unified diff from the committed CSV to what the spec generates; '' when up to date.
+
+    Raises CsiOtaError (exit 1) when the CSV does not exist, (exit 2) when it cannot be read.
+    """
     expected = choice.layout.to_csv(header=csv_header(choice))
     path = Path(csv_path)
     try:
@@ -87,8 +90,8 @@ def check_csv(choice: SpecChoice, csv_path: str | Path) -> None:
     except (OSError, UnicodeDecodeError) as exc:
         raise CsiOtaError(f"cannot read {path}: {exc}") from exc
     if actual == expected:
-        return
-    diff = "".join(
+        return ""
+    return "".join(
         difflib.unified_diff(
             actual.splitlines(keepends=True),
             expected.splitlines(keepends=True),
@@ -96,7 +99,18 @@ def check_csv(choice: SpecChoice, csv_path: str | Path) -> None:
             tofile=f"{path} (from {choice.label})",
         )
     )
-    raise CsiOtaError(
-        f"{path} is out of date with {choice.label}; run `csi-ota partitions generate --csv {path}`:\n{diff}",
+
+
+def stale_csv_error(choice: SpecChoice, csv_path: str | Path) -> CsiOtaError:
+    return CsiOtaError(
+        f"{csv_path} is out of date with {choice.label}; run `csi-ota partitions generate --csv {csv_path}`",
         exit_code=EXIT_OPERATION_FAILED,
     )
+
+
+def check_csv(choice: SpecChoice, csv_path: str | Path) -> None:
+    """Raise CsiOtaError (exit 1, the diff in the message) when the committed CSV differs from the spec."""
+    diff = csv_diff(choice, csv_path)
+    if diff:
+        error = stale_csv_error(choice, csv_path)
+        raise CsiOtaError(f"{error.message}:\n{diff}", exit_code=error.exit_code)

@@ -131,21 +131,35 @@ def load_spec(path: str | Path) -> Layout:
     return layout_from_spec(spec, source=str(path))
 
 
-def load_table(path: str | Path, *, flash_size_bytes: int | None = None, validate: bool = True) -> Layout:
-    """Read a CSV or binary partition table file (detected by content)."""
+def load_table(
+    path: str | Path,
+    *,
+    flash_size_bytes: int | None = None,
+    validate: bool = True,
+    table_offset: int = DEFAULT_TABLE_OFFSET,
+) -> Layout:
+    """Read a CSV or binary partition table file (detected by content).
+
+    ``table_offset`` is CONFIG_PARTITION_TABLE_OFFSET: where empty CSV offsets start and what
+    the after-table rule checks.
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise CsiOtaError(f"cannot read partition table {path}: {exc.strerror or exc}") from exc
     if data[:2] == ENTRY_MAGIC or data[:2] == b"\xeb\xeb":
-        layout = parse_binary(data, flash_size_bytes=flash_size_bytes, source=str(path))
+        layout = parse_binary(
+            data, flash_size_bytes=flash_size_bytes, table_offset=table_offset, source=str(path)
+        )
     else:
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise CsiOtaError(f"{path} is neither a binary partition table nor a UTF-8 CSV") from exc
-        layout = parse_csv(text, flash_size_bytes=flash_size_bytes, source=str(path))
+        layout = parse_csv(
+            text, flash_size_bytes=flash_size_bytes, table_offset=table_offset, source=str(path)
+        )
     if validate:
         layout.validate()
     return layout

@@ -61,8 +61,8 @@ typedef struct {
 
 /* A release-signing public key built into the firmware. */
 typedef struct {
-    uint8_t key_id[OTA_CLIENT_KEY_ID_BYTES];   /* first 8 bytes of SHA-256(raw) */
-    uint8_t raw[OTA_CLIENT_PUBLIC_KEY_BYTES];  /* uncompressed point 04||X||Y */
+    uint8_t key_id[OTA_CLIENT_KEY_ID_BYTES];  /* first 8 bytes of SHA-256(raw) */
+    uint8_t raw[OTA_CLIENT_PUBLIC_KEY_BYTES]; /* uncompressed point 04||X||Y */
 } ota_trusted_key_t;
 
 /* One post-update self-test (Wi-Fi up, controller reachable, CSI frames
@@ -78,13 +78,13 @@ typedef struct {
     ota_deployment_config_t deployment;
     ota_trusted_key_t trusted_keys[OTA_CLIENT_MAX_TRUSTED_KEYS];
     size_t trusted_key_count;
-    char project_name[32];            /* must equal the manifest's `project` */
-    uint32_t retry_count;             /* download attempts per check after the first */
-    uint32_t backoff_initial_ms;      /* capped exponential backoff: initial·2^k … */
-    uint32_t backoff_max_ms;          /* … never above this */
-    uint32_t http_timeout_ms;         /* connect and per-read inactivity timeout */
-    uint32_t chunk_size_bytes;        /* HTTP read / flash write unit */
-    uint32_t persist_interval_bytes;  /* download state saved every N bytes */
+    char project_name[32];           /* must equal the manifest's `project` */
+    uint32_t retry_count;            /* download attempts per check after the first */
+    uint32_t backoff_initial_ms;     /* capped exponential backoff: initial·2^k … */
+    uint32_t backoff_max_ms;         /* … never above this */
+    uint32_t http_timeout_ms;        /* connect and per-read inactivity timeout */
+    uint32_t chunk_size_bytes;       /* HTTP read / flash write unit */
+    uint32_t persist_interval_bytes; /* download state saved every N bytes */
     ota_selftest_hook_t selftests[OTA_CLIENT_MAX_SELFTESTS];
     size_t selftest_count;
     void *selftest_ctx; /* passed to every hook */

@@ -20,8 +20,8 @@ extern "C" {
 #endif
 
 /* Formats one line and hands it to ota_port_log(). */
-void ota_log_write(ota_log_level_t level, const char *tag, const char *fmt, ...)
-    OTA_LOG_PRINTF_FORMAT_;
+void ota_log_write(ota_log_level_t level, const char *tag, const char *fmt,
+                   ...) OTA_LOG_PRINTF_FORMAT_;
 
 #define OTA_LOGE(...) ota_log_write(OTA_LOG_ERROR, OTA_LOG_TAG, __VA_ARGS__)
 #define OTA_LOGW(...) ota_log_write(OTA_LOG_WARN, OTA_LOG_TAG, __VA_ARGS__)

@@ -11,14 +11,12 @@
 
 #include "ota_manifest.h"
 
-static void ota_test_die(const char *what)
-{
+static void ota_test_die(const char *what) {
     fprintf(stderr, "test support: %s failed\n", what);
     abort();
 }
 
-void ota_test_key_generate(ota_test_key_t *key)
-{
+void ota_test_key_generate(ota_test_key_t *key) {
     memset(key, 0, sizeof(*key));
     EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     if (pkey == NULL) {
@@ -39,14 +37,12 @@ void ota_test_key_generate(ota_test_key_t *key)
     key->pkey = pkey;
 }
 
-void ota_test_key_free(ota_test_key_t *key)
-{
+void ota_test_key_free(ota_test_key_t *key) {
     EVP_PKEY_free(key->pkey);
     key->pkey = NULL;
 }
 
-size_t ota_test_sign(const ota_test_key_t *key, char *buf, size_t len, size_t cap)
-{
+size_t ota_test_sign(const ota_test_key_t *key, char *buf, size_t len, size_t cap) {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned char der[80];
     size_t der_len = sizeof(der);
@@ -76,8 +72,7 @@ size_t ota_test_sign(const ota_test_key_t *key, char *buf, size_t len, size_t ca
 }
 
 size_t ota_test_manifest_body(char *buf, size_t cap, const char *version, uint32_t sequence,
-                              const ota_test_key_t *key)
-{
+                              const ota_test_key_t *key) {
     char key_id[17];
     ota_manifest_hex_encode(key->trusted.key_id, sizeof(key->trusted.key_id), key_id);
     int n = snprintf(buf, cap,

@@ -3,13 +3,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* needs the four headers above */
 
 #include "ota_backoff.h"
 #include "ota_port.h"
 
-static void test_backoff_doubles_then_caps(void **state)
-{
+static void test_backoff_doubles_then_caps(void **state) {
     (void)state;
     assert_int_equal(ota_backoff_delay_ms(2000, 300000, 0), 2000);
     assert_int_equal(ota_backoff_delay_ms(2000, 300000, 1), 4000);
@@ -21,8 +21,7 @@ static void test_backoff_doubles_then_caps(void **state)
     assert_int_equal(ota_backoff_delay_ms(500, 400, 0), 400);
 }
 
-static void test_jitter_extremes(void **state)
-{
+static void test_jitter_extremes(void **state) {
     (void)state;
     assert_int_equal(ota_backoff_jittered_ms(3600000, 0), 3240000);
     uint64_t top = ota_backoff_jittered_ms(3600000, UINT32_MAX);
@@ -31,8 +30,7 @@ static void test_jitter_extremes(void **state)
     assert_int_equal(ota_backoff_jittered_ms(0, 12345), 0);
 }
 
-static void test_jitter_bounds_and_spread_with_real_randomness(void **state)
-{
+static void test_jitter_bounds_and_spread_with_real_randomness(void **state) {
     (void)state;
     const uint64_t interval = 600000;
     uint64_t lo = UINT64_MAX;
@@ -49,8 +47,7 @@ static void test_jitter_bounds_and_spread_with_real_randomness(void **state)
     assert_true(hi > interval * 108 / 100);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backoff_doubles_then_caps),
         cmocka_unit_test(test_jitter_extremes),

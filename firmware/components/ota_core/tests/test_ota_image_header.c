@@ -3,14 +3,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* needs the four headers above */
 #include <string.h>
 
 #include "ota_image_header.h"
 
 /* A header as esptool writes it for an ESP32-S3 app (chip 9, rev 0.0–0.99). */
-static void make_header(uint8_t h[24], uint16_t chip, uint16_t min_rev, uint16_t max_rev)
-{
+static void make_header(uint8_t h[24], uint16_t chip, uint16_t min_rev, uint16_t max_rev) {
     memset(h, 0, 24);
     h[0] = 0xE9;
     h[1] = 4;    /* segments */
@@ -31,8 +31,7 @@ static void make_header(uint8_t h[24], uint16_t chip, uint16_t min_rev, uint16_t
     h[23] = 1; /* hash appended */
 }
 
-static void test_parse_fields(void **state)
-{
+static void test_parse_fields(void **state) {
     (void)state;
     uint8_t h[24];
     make_header(h, 9, 1, 99);
@@ -47,8 +46,7 @@ static void test_parse_fields(void **state)
     assert_int_equal(out.hash_appended, 1);
 }
 
-static void test_parse_rejects(void **state)
-{
+static void test_parse_rejects(void **state) {
     (void)state;
     uint8_t h[24];
     ota_image_header_t out;
@@ -65,8 +63,7 @@ static void test_parse_rejects(void **state)
     assert_int_equal(ota_image_header_parse(h, sizeof(h), &out), OTA_OK);
 }
 
-static void test_chip_checks(void **state)
-{
+static void test_chip_checks(void **state) {
     (void)state;
     uint8_t h[24];
     ota_image_header_t out;
@@ -86,8 +83,7 @@ static void test_chip_checks(void **state)
     assert_int_equal(ota_image_header_check_chip(&out, 9, 300), OTA_OK);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_fields),
         cmocka_unit_test(test_parse_rejects),

@@ -3,15 +3,15 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* needs the four headers above */
 #include <string.h>
 
 #include "ota_client_internal.h"
 #include "ota_json.h"
 #include "ota_status.h"
 
-static void test_report_json_exact(void **state)
-{
+static void test_report_json_exact(void **state) {
     (void)state;
     ota_client_report_t report = {
         .seq = 12,
@@ -33,8 +33,7 @@ static void test_report_json_exact(void **state)
     assert_int_equal(len, strlen(expected));
 }
 
-static void test_escaping(void **state)
-{
+static void test_escaping(void **state) {
     (void)state;
     char buf[128];
     ota_json_t json;
@@ -43,11 +42,11 @@ static void test_escaping(void **state)
     ota_json_bool(&json, "ok", true);
     ota_json_i64(&json, "slot", -1);
     ota_json_end(&json);
-    assert_string_equal(buf, "{\"a\\\"b\": \"q\\\"\\\\\\u000a\\u0001\", \"ok\": true, \"slot\": -1}");
+    assert_string_equal(buf,
+                        "{\"a\\\"b\": \"q\\\"\\\\\\u000a\\u0001\", \"ok\": true, \"slot\": -1}");
 }
 
-static void test_truncation_reports_needed_length(void **state)
-{
+static void test_truncation_reports_needed_length(void **state) {
     (void)state;
     char big[128];
     char small[10];
@@ -62,8 +61,7 @@ static void test_truncation_reports_needed_length(void **state)
     assert_memory_equal(small, big, sizeof(small) - 1);
 }
 
-static void test_find_ack_seq(void **state)
-{
+static void test_find_ack_seq(void **state) {
     (void)state;
     uint32_t v = 0;
     const char *a = "{\"ack_seq\": 12}";
@@ -80,8 +78,7 @@ static void test_find_ack_seq(void **state)
     assert_false(ota_json_find_u32(e, strlen(e), "ack_seq", &v));
 }
 
-static void test_status_reasons(void **state)
-{
+static void test_status_reasons(void **state) {
     (void)state;
     assert_string_equal(ota_status_to_reason(OTA_OK), "ok");
     assert_string_equal(ota_status_to_reason(OTA_ERR_IMAGE_DIGEST), "image_digest");
@@ -94,8 +91,7 @@ static void test_status_reasons(void **state)
     assert_string_equal(ota_status_to_reason((ota_status_t)9999), "unknown");
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_report_json_exact),
         cmocka_unit_test(test_escaping),

@@ -3,7 +3,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* needs the four headers above */
 #include <stdio.h>
 #include <string.h>
 
@@ -39,28 +40,24 @@ static const char PYTHON_PUBLIC_KEY[] =
 
 static ota_test_key_t test_key;
 
-static int setup(void **state)
-{
+static int setup(void **state) {
     (void)state;
     ota_test_key_generate(&test_key);
     return 0;
 }
 
-static int teardown(void **state)
-{
+static int teardown(void **state) {
     (void)state;
     ota_test_key_free(&test_key);
     return 0;
 }
 
-static size_t signed_manifest(char *buf, const char *version, uint32_t sequence)
-{
+static size_t signed_manifest(char *buf, const char *version, uint32_t sequence) {
     size_t len = ota_test_manifest_body(buf, BUF_BYTES, version, sequence, &test_key);
     return ota_test_sign(&test_key, buf, len, BUF_BYTES);
 }
 
-static void test_python_vector_verifies(void **state)
-{
+static void test_python_vector_verifies(void **state) {
     (void)state;
     ota_trusted_key_t key;
     assert_true(ota_manifest_hex_decode(PYTHON_KEY_ID, 16, key.key_id, sizeof(key.key_id)));
@@ -79,8 +76,7 @@ static void test_python_vector_verifies(void **state)
     assert_int_equal(m.signed_len_bytes, strlen(PYTHON_MANIFEST) - strlen("signature=") - 128 - 1);
 }
 
-static void test_python_vector_one_bit_flipped_fails(void **state)
-{
+static void test_python_vector_one_bit_flipped_fails(void **state) {
     (void)state;
     ota_trusted_key_t key;
     ota_manifest_hex_decode(PYTHON_KEY_ID, 16, key.key_id, sizeof(key.key_id));
@@ -94,8 +90,7 @@ static void test_python_vector_one_bit_flipped_fails(void **state)
                      OTA_ERR_MANIFEST_SIGNATURE);
 }
 
-static void test_generated_key_roundtrip(void **state)
-{
+static void test_generated_key_roundtrip(void **state) {
     (void)state;
     char buf[BUF_BYTES];
     size_t len = signed_manifest(buf, "1.2.0-rc.1", 42);
@@ -107,8 +102,7 @@ static void test_generated_key_roundtrip(void **state)
     assert_string_equal(m.created, "2026-11-28T16:50:00Z");
 }
 
-static void test_unknown_key_id(void **state)
-{
+static void test_unknown_key_id(void **state) {
     (void)state;
     char buf[BUF_BYTES];
     size_t len = signed_manifest(buf, "2.0.0", 1);
@@ -119,8 +113,7 @@ static void test_unknown_key_id(void **state)
     assert_int_equal(ota_manifest_verify(buf, len, NULL, 0, &m), OTA_ERR_MANIFEST_KEY);
 }
 
-static void test_signature_by_other_key(void **state)
-{
+static void test_signature_by_other_key(void **state) {
     (void)state;
     ota_test_key_t other;
     ota_test_key_generate(&other);
@@ -133,8 +126,7 @@ static void test_signature_by_other_key(void **state)
     ota_test_key_free(&other);
 }
 
-static void test_second_trusted_key_is_used(void **state)
-{
+static void test_second_trusted_key_is_used(void **state) {
     (void)state;
     ota_test_key_t other;
     ota_test_key_generate(&other);
@@ -147,8 +139,7 @@ static void test_second_trusted_key_is_used(void **state)
 }
 
 /* Replaces the first occurrence of `from` with `to` in a body (unsigned part). */
-static size_t edit_body(char *buf, size_t len, const char *from, const char *to)
-{
+static size_t edit_body(char *buf, size_t len, const char *from, const char *to) {
     char *at = strstr(buf, from);
     assert_non_null(at);
     size_t from_len = strlen(from);
@@ -158,8 +149,7 @@ static size_t edit_body(char *buf, size_t len, const char *from, const char *to)
     return len - from_len + to_len;
 }
 
-static ota_status_t parse_edited(const char *from, const char *to)
-{
+static ota_status_t parse_edited(const char *from, const char *to) {
     char buf[BUF_BYTES];
     size_t len = ota_test_manifest_body(buf, sizeof(buf), "2.0.0", 5, &test_key);
     len = edit_body(buf, len, from, to);
@@ -168,13 +158,13 @@ static ota_status_t parse_edited(const char *from, const char *to)
     return ota_manifest_verify(buf, len, &test_key.trusted, 1, &m);
 }
 
-static void test_malformed_fields(void **state)
-{
+static void test_malformed_fields(void **state) {
     (void)state;
     assert_int_equal(parse_edited("format=1\n", "format=2\n"), OTA_ERR_MANIFEST_FORMAT);
     assert_int_equal(parse_edited("version=2.0.0\n", "version=2.0\n"), OTA_ERR_MANIFEST_FORMAT);
     assert_int_equal(parse_edited("sequence=5\n", "sequence=05\n"), OTA_ERR_MANIFEST_FORMAT);
-    assert_int_equal(parse_edited("sequence=5\n", "sequence=4294967296\n"), OTA_ERR_MANIFEST_FORMAT);
+    assert_int_equal(parse_edited("sequence=5\n", "sequence=4294967296\n"),
+                     OTA_ERR_MANIFEST_FORMAT);
     assert_int_equal(parse_edited("sequence=5\n", "sequence=-5\n"), OTA_ERR_MANIFEST_FORMAT);
     assert_int_equal(parse_edited("chip_id=9\n", "chip_id=65536\n"), OTA_ERR_MANIFEST_FORMAT);
     assert_int_equal(parse_edited("size=812345\n", "size=0\n"), OTA_ERR_MANIFEST_FORMAT);
@@ -188,7 +178,8 @@ static void test_malformed_fields(void **state)
     assert_int_equal(parse_edited("chip_id=9\n", "chip_id=9\r\n"), OTA_ERR_MANIFEST_FORMAT);
     assert_int_equal(parse_edited("chip_id=9\n", "Chip_id=9\n"), OTA_ERR_MANIFEST_FORMAT);
     /* duplicate and missing keys */
-    assert_int_equal(parse_edited("chip_id=9\n", "chip_id=9\nchip_id=9\n"), OTA_ERR_MANIFEST_FORMAT);
+    assert_int_equal(parse_edited("chip_id=9\n", "chip_id=9\nchip_id=9\n"),
+                     OTA_ERR_MANIFEST_FORMAT);
     assert_int_equal(parse_edited("rollback=0\n", ""), OTA_ERR_MANIFEST_FORMAT);
     assert_int_equal(parse_edited("chip_id=9\n", "chip_id\n"), OTA_ERR_MANIFEST_FORMAT);
     /* an unknown key is signed like the rest and ignored */
@@ -197,8 +188,7 @@ static void test_malformed_fields(void **state)
     assert_int_equal(parse_edited("rollback=0\n", "rollback=1\n"), OTA_OK);
 }
 
-static void test_notes_limit(void **state)
-{
+static void test_notes_limit(void **state) {
     (void)state;
     char notes[260];
     memset(notes, 'n', 200);
@@ -213,8 +203,7 @@ static void test_notes_limit(void **state)
     assert_int_equal(parse_edited(from, to), OTA_ERR_MANIFEST_FORMAT);
 }
 
-static void test_structure(void **state)
-{
+static void test_structure(void **state) {
     (void)state;
     char buf[BUF_BYTES];
     size_t len = signed_manifest(buf, "2.0.0", 9);
@@ -236,8 +225,7 @@ static void test_structure(void **state)
     assert_int_equal(ota_manifest_parse("", 0, &m), OTA_ERR_MANIFEST_FORMAT);
 }
 
-static void test_truncated_signature(void **state)
-{
+static void test_truncated_signature(void **state) {
     (void)state;
     char buf[BUF_BYTES];
     size_t len = signed_manifest(buf, "2.0.0", 9);
@@ -246,8 +234,7 @@ static void test_truncated_signature(void **state)
     assert_int_equal(ota_manifest_parse(buf, len - 2, &m), OTA_ERR_MANIFEST_FORMAT);
 }
 
-static void test_zero_signature_rejected(void **state)
-{
+static void test_zero_signature_rejected(void **state) {
     (void)state;
     char buf[BUF_BYTES];
     size_t len = signed_manifest(buf, "2.0.0", 9);
@@ -258,8 +245,7 @@ static void test_zero_signature_rejected(void **state)
                      OTA_ERR_MANIFEST_SIGNATURE);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_python_vector_verifies),
         cmocka_unit_test(test_python_vector_one_bit_flipped_fails),

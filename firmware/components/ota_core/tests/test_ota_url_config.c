@@ -3,14 +3,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* needs the four headers above */
 #include <string.h>
 
 #include "ota_client_internal.h"
 #include "ota_url.h"
 
-static void test_origin_and_resolve(void **state)
-{
+static void test_origin_and_resolve(void **state) {
     (void)state;
     char out[256];
     assert_true(ota_url_origin("https://ota.local:8080/api/ota/version?x=1", out, sizeof(out)));
@@ -31,8 +31,7 @@ static void test_origin_and_resolve(void **state)
     assert_false(ota_url_resolve("http://abc/x", "/long/path", tiny, sizeof(tiny)));
 }
 
-static void test_query_encoding(void **state)
-{
+static void test_query_encoding(void **state) {
     (void)state;
     char url[64] = "http://h/v";
     assert_true(ota_url_append_query(url, sizeof(url), "device_id", "csi 01&x"));
@@ -43,8 +42,7 @@ static void test_query_encoding(void **state)
     assert_string_equal(small, "http://h/v"); /* unchanged on failure */
 }
 
-static void test_form_decoding(void **state)
-{
+static void test_form_decoding(void **state) {
     (void)state;
     const char *cursor = "a=1&&b=x%20y+z&bad&c=%zz&d=%41";
     char key[16];
@@ -63,8 +61,7 @@ static void test_form_decoding(void **state)
     assert_false(ota_url_form_next(&cursor, key, sizeof(key), value, sizeof(value), &too_long));
 }
 
-static void test_config_push(void **state)
-{
+static void test_config_push(void **state) {
     (void)state;
     ota_deployment_config_t config = {
         .update_url = "http://a/fw",
@@ -81,8 +78,8 @@ static void test_config_push(void **state)
     assert_false(config.auto_update_enabled);
     assert_string_equal(config.device_id, "csi_sensor_001"); /* identity never pushed */
     /* invalid values are ignored, valid ones in the same header applied */
-    changed = ota_config_apply_form(
-        &config, "check_interval_sec=0&version_check_url=ftp://x&auth_token=t1");
+    changed = ota_config_apply_form(&config,
+                                    "check_interval_sec=0&version_check_url=ftp://x&auth_token=t1");
     assert_int_equal(changed, OTA_CONFIG_AUTH_TOKEN);
     assert_int_equal(config.check_interval_sec, 600);
     assert_string_equal(config.version_check_url, "http://a/api/ota/version");
@@ -91,8 +88,7 @@ static void test_config_push(void **state)
     assert_int_equal(changed, 0);
 }
 
-static void test_config_form_roundtrip(void **state)
-{
+static void test_config_form_roundtrip(void **state) {
     (void)state;
     ota_deployment_config_t config = {
         .version_check_url = "http://127.0.0.1:8080/api/ota/version?x=a&b",
@@ -101,7 +97,8 @@ static void test_config_form_roundtrip(void **state)
         .device_id = "d",
     };
     char form[512];
-    uint32_t mask = OTA_CONFIG_VERSION_CHECK_URL | OTA_CONFIG_CHECK_INTERVAL | OTA_CONFIG_AUTO_UPDATE;
+    uint32_t mask =
+        OTA_CONFIG_VERSION_CHECK_URL | OTA_CONFIG_CHECK_INTERVAL | OTA_CONFIG_AUTO_UPDATE;
     assert_true(ota_config_to_form(&config, mask, form, sizeof(form)));
     ota_deployment_config_t copy = {.device_id = "d", .check_interval_sec = 1};
     assert_int_equal(ota_config_apply_form(&copy, form), mask);
@@ -112,13 +109,10 @@ static void test_config_form_roundtrip(void **state)
     assert_false(ota_config_to_form(&config, mask, tiny, sizeof(tiny)));
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_origin_and_resolve),
-        cmocka_unit_test(test_query_encoding),
-        cmocka_unit_test(test_form_decoding),
-        cmocka_unit_test(test_config_push),
+        cmocka_unit_test(test_origin_and_resolve),    cmocka_unit_test(test_query_encoding),
+        cmocka_unit_test(test_form_decoding),         cmocka_unit_test(test_config_push),
         cmocka_unit_test(test_config_form_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

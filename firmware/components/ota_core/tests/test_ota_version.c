@@ -3,12 +3,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* needs the four headers above */
 
 #include "ota_version.h"
 
-static int cmp(const char *a, const char *b)
-{
+static int cmp(const char *a, const char *b) {
     ota_version_t va;
     ota_version_t vb;
     assert_true(ota_version_parse(a, &va));
@@ -17,8 +17,7 @@ static int cmp(const char *a, const char *b)
     return c < 0 ? -1 : (c > 0 ? 1 : 0);
 }
 
-static void test_parse_valid(void **state)
-{
+static void test_parse_valid(void **state) {
     (void)state;
     ota_version_t v;
     assert_true(ota_version_parse("1.2.3", &v));
@@ -34,21 +33,31 @@ static void test_parse_valid(void **state)
     assert_int_equal(v.major, 4294967295u);
 }
 
-static void test_parse_invalid(void **state)
-{
+static void test_parse_invalid(void **state) {
     (void)state;
     ota_version_t v;
-    const char *bad[] = {"",      "1",         "1.2",   "1.2.3.4", "01.2.3", "1.2.3-",
-                         "1.2.3-rc..1", "1.2.3+", "a.b.c", "1.2.3 ", "4294967296.0.0",
-                         "1.2.3-rc_1", "-1.2.3", "1.2.3-rc.1+", "123456789012345678901234567890.1.1"};
+    const char *bad[] = {"",
+                         "1",
+                         "1.2",
+                         "1.2.3.4",
+                         "01.2.3",
+                         "1.2.3-",
+                         "1.2.3-rc..1",
+                         "1.2.3+",
+                         "a.b.c",
+                         "1.2.3 ",
+                         "4294967296.0.0",
+                         "1.2.3-rc_1",
+                         "-1.2.3",
+                         "1.2.3-rc.1+",
+                         "123456789012345678901234567890.1.1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_false(ota_version_parse(bad[i], &v));
     }
     assert_false(ota_version_parse(NULL, &v));
 }
 
-static void test_precedence(void **state)
-{
+static void test_precedence(void **state) {
     (void)state;
     assert_int_equal(cmp("1.0.0", "2.0.0"), -1);
     assert_int_equal(cmp("2.0.0", "1.9.9"), 1);
@@ -58,17 +67,15 @@ static void test_precedence(void **state)
     assert_int_equal(cmp("v1.0.0", "1.0.0"), 0);
     assert_int_equal(cmp("1.0.0+a", "1.0.0+b"), 0); /* build metadata ignored */
     /* semver 2.0 §11 example chain */
-    const char *chain[] = {"1.0.0-alpha",      "1.0.0-alpha.1", "1.0.0-alpha.beta",
-                           "1.0.0-beta",       "1.0.0-beta.2",  "1.0.0-beta.11",
-                           "1.0.0-rc.1",       "1.0.0"};
+    const char *chain[] = {"1.0.0-alpha",  "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta",
+                           "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1",       "1.0.0"};
     for (size_t i = 0; i + 1 < sizeof(chain) / sizeof(chain[0]); i++) {
         assert_int_equal(cmp(chain[i], chain[i + 1]), -1);
         assert_int_equal(cmp(chain[i + 1], chain[i]), 1);
     }
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_valid),
         cmocka_unit_test(test_parse_invalid),

@@ -3,7 +3,8 @@
  * esp_image_verify(ESP_IMAGE_VERIFY) does them (no secure boot):
  *   magic 0xE9; chip id 9 and min/max chip revision; ≤ 16 segments; each
  *   segment length a multiple of 4 and < 16 MiB; segment 0 long enough for
- *   esp_app_desc_t; flash-mapped segments (DROM/IROM) at the same offset
+ *   esp_app_desc_t, whose min/max_efuse_blk_rev_full must admit the chip's
+ *   efuse block revision (v0.0); flash-mapped segments (DROM/IROM) at the same offset
  *   modulo the 64 KiB MMU page as their load address; the checksum byte
  *   (XOR of all segment data, seed 0xEF) at the end of the 16-byte padding;
  *   the appended SHA-256 of everything before it when hash_appended; the
@@ -38,6 +39,8 @@ extern "C" {
 #define SIM_APP_DESC_MAGIC 0xABCD5432u
 #define SIM_BEHAVIOUR_PREFIX "CSI_SIM_BEHAVIOUR:"
 #define SIM_BEHAVIOUR_NAME_MAX 32
+/* The virtual chip's efuse block revision (major*100 + minor). */
+#define SIM_IMAGE_EFUSE_BLK_REV_FULL 0u
 
 typedef enum {
     SIM_IMAGE_OK = 0,
@@ -49,9 +52,10 @@ typedef enum {
     SIM_IMAGE_ERR_SEGMENT_MAPPING,
     SIM_IMAGE_ERR_APP_DESC, /* segment 0 too short for esp_app_desc_t */
     SIM_IMAGE_ERR_CHECKSUM,
-    SIM_IMAGE_ERR_DIGEST,    /* appended SHA-256 mismatch */
-    SIM_IMAGE_ERR_TOO_LARGE, /* image does not fit in the partition */
-    SIM_IMAGE_ERR_READ,      /* flash read failed / outside the chip */
+    SIM_IMAGE_ERR_DIGEST,             /* appended SHA-256 mismatch */
+    SIM_IMAGE_ERR_TOO_LARGE,          /* image does not fit in the partition */
+    SIM_IMAGE_ERR_READ,               /* flash read failed / outside the chip */
+    SIM_IMAGE_ERR_EFUSE_BLK_REVISION, /* esp_app_desc_t min/max_efuse_blk_rev_full */
 } sim_image_result_t;
 
 typedef struct {

@@ -27,6 +27,8 @@ enum {
     APP_DESC_VERSION = 16,
     APP_DESC_PROJECT_NAME = 48,
     APP_DESC_IDF_VER = 112,
+    APP_DESC_MIN_EFUSE_BLK_REV_FULL = 176,
+    APP_DESC_MAX_EFUSE_BLK_REV_FULL = 178,
     APP_DESC_TEXT_LEN = 32,
 };
 
@@ -126,6 +128,31 @@ static void find_behaviour(const sim_flash_t *flash, uint32_t data_offset, uint3
         }
         return;
     }
+}
+
+/* bootloader_common_check_efuse_blk_validity on esp_app_desc_t's min/max_efuse_blk_rev_full. */
+static sim_image_result_t check_efuse_blk_revision(const sim_flash_t *flash,
+                                                   uint32_t app_desc_offset, why_t why) {
+    uint8_t raw[4];
+    if (sim_flash_read(flash, app_desc_offset + APP_DESC_MIN_EFUSE_BLK_REV_FULL, raw,
+                       sizeof(raw)) != SIM_FLASH_OK) {
+        say(why, "cannot read the app description at 0x%x", (unsigned)app_desc_offset);
+        return SIM_IMAGE_ERR_READ;
+    }
+    uint16_t min_rev = sim_le16(raw);
+    uint16_t max_rev = sim_le16(raw + 2);
+    const unsigned blk = SIM_IMAGE_EFUSE_BLK_REV_FULL;
+    if (rev_field_set(min_rev) && blk < min_rev) {
+        say(why, "Image requires efuse blk rev >= v%u.%u, but chip is v%u.%u", min_rev / 100u,
+            min_rev % 100u, blk / 100u, blk % 100u);
+        return SIM_IMAGE_ERR_EFUSE_BLK_REVISION;
+    }
+    if (rev_field_set(max_rev) && blk > max_rev) {
+        say(why, "Image requires efuse blk rev <= v%u.%u, but chip is v%u.%u", max_rev / 100u,
+            max_rev % 100u, blk / 100u, blk % 100u);
+        return SIM_IMAGE_ERR_EFUSE_BLK_REVISION;
+    }
+    return SIM_IMAGE_OK;
 }
 
 typedef struct {
@@ -242,6 +269,12 @@ sim_image_result_t sim_image_verify(const sim_flash_t *flash, uint32_t part_offs
                 (unsigned)load_addr, (unsigned long long)data_offset);
             return SIM_IMAGE_ERR_SEGMENT_MAPPING;
         }
+        if (index == 0) {
+            sim_image_result_t efuse = check_efuse_blk_revision(flash, (uint32_t)data_offset, why);
+            if (efuse != SIM_IMAGE_OK) {
+                return efuse;
+            }
+        }
         if (data_offset + data_len > sim_flash_size_bytes(flash) ||
             !consume(&state, (uint32_t)data_offset, data_len, true)) {
             say(why, "segment %u data at 0x%08llx runs past the flash chip", index,
@@ -332,6 +365,8 @@ const char *sim_image_result_str(sim_image_result_t result) {
         return "image does not fit in the partition";
     case SIM_IMAGE_ERR_READ:
         return "read failed";
+    case SIM_IMAGE_ERR_EFUSE_BLK_REVISION:
+        return "efuse block revision outside the image's range";
     }
     return "unknown";
 }

@@ -43,6 +43,16 @@ int sim_ota_update_open_count(void) {
     return count;
 }
 
+/* Like ESP-IDF's handle lookup: a handle from before a reboot (or already ended) is unknown. */
+static bool update_is_open(const struct ota_port_update *update) {
+    for (struct ota_port_update *it = s_updates; it != NULL; it = it->next) {
+        if (it == update) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool update_in_progress(const sim_partition_t *p) {
     for (struct ota_port_update *it = s_updates; it != NULL; it = it->next) {
         if (sim_ota_common_same_partition(&it->partition, p)) {
@@ -211,8 +221,12 @@ static ota_status_t program(struct ota_port_update *update, uint32_t at_bytes, c
 }
 
 ota_status_t ota_port_update_write(ota_port_update_t *update, const void *data, size_t len) {
-    if (update == NULL || data == NULL) {
+    if (data == NULL) {
         sim_device_log(OTA_LOG_ERROR, TAG, "write data is invalid");
+        return OTA_ERR_INVALID_ARG;
+    }
+    if (!update_is_open(update)) {
+        sim_device_log(OTA_LOG_ERROR, TAG, "not found the handle");
         return OTA_ERR_INVALID_ARG;
     }
     if (len == 0) {
@@ -262,7 +276,7 @@ ota_status_t ota_port_update_write(ota_port_update_t *update, const void *data, 
 }
 
 ota_status_t ota_port_update_end(ota_port_update_t *update) {
-    if (update == NULL) {
+    if (!update_is_open(update)) {
         return OTA_ERR_INVALID_ARG;
     }
     ota_status_t status = OTA_OK;

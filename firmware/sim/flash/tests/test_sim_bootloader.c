@@ -385,6 +385,30 @@ static void test_fallback_goes_down_to_factory_first(void **state) {
     t_flash_free(flash);
 }
 
+/* Last resort: the test app, after every OTA slot and the factory app failed. */
+static void test_falls_back_to_test_app(void **state) {
+    (void)state;
+    const t_part_t parts[] = {
+        {"otadata", SIM_PART_TYPE_DATA, SIM_PART_SUBTYPE_DATA_OTA, 0xd000, 0x2000},
+        {"test", SIM_PART_TYPE_APP, SIM_PART_SUBTYPE_TEST, 0x10000, 0x100000},
+        {"ota_0", SIM_PART_TYPE_APP, 0x10, 0x110000, 0x100000},
+    };
+    uint8_t table[SIM_PARTITION_TABLE_MAX_LEN_BYTES];
+    t_build_table(parts, 3, true, table);
+    sim_flash_t *flash = t_flash_new(table);
+    t_put_image(flash, 0x10000, "app_v3.bin");
+    t_put_image(flash, 0x110000, "app_v1.bin");
+    t_device_init(flash, true);
+    assert_int_equal(t_boot(NULL), 0); /* a good ota_0 wins over the test app */
+    corrupt_slot(flash, 0x110000);
+    sim_boot_result_t result;
+    assert_int_equal(t_boot(&result), OTA_SLOT_NONE);
+    assert_int_equal(result.boot_index, SIM_BOOT_INDEX_TEST);
+    assert_string_equal(result.image.app_desc.version, "3.0.0");
+    assert_true(t_log_contains("W boot: Falling back to test app as only bootable partition"));
+    t_flash_free(flash);
+}
+
 /* The pure selection function agrees with what the boot writes. */
 static void test_select_reports_writes(void **state) {
     (void)state;
@@ -421,6 +445,7 @@ int main(void) {
         cmocka_unit_test(test_rule14_unknown_state_usable),
         cmocka_unit_test(test_rule17_gap_slot_never_boots),
         cmocka_unit_test(test_fallback_goes_down_to_factory_first),
+        cmocka_unit_test(test_falls_back_to_test_app),
         cmocka_unit_test(test_select_reports_writes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

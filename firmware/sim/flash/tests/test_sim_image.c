@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "sim_digest.h"
 #include "sim_image.h"
 #include "sim_test_support.h"
 
@@ -158,6 +159,38 @@ static void test_header_fields_checked(void **state) {
     t_flash_free(flash);
 }
 
+/* Changes one byte inside segment data and fixes the checksum byte and the appended SHA-256. */
+static void patch_sealed(uint8_t *image, size_t len, size_t offset, uint8_t value) {
+    image[len - SIM_IMAGE_DIGEST_SIZE_BYTES - 1] ^= (uint8_t)(image[offset] ^ value);
+    image[offset] = value;
+    sim_sha256_t sha;
+    sim_sha256_init(&sha);
+    sim_sha256_update(&sha, image, len - SIM_IMAGE_DIGEST_SIZE_BYTES);
+    sim_sha256_finish(&sha, image + len - SIM_IMAGE_DIGEST_SIZE_BYTES);
+}
+
+/* esp_app_desc_t.min/max_efuse_blk_rev_full against the virtual chip's block revision v0.0. */
+static void test_efuse_block_revision(void **state) {
+    (void)state;
+    size_t len = 0;
+    uint8_t *image = t_fixture("app_v1.bin", &len);
+    const size_t min_blk = SIM_APP_DESC_OFFSET_BYTES + 176; /* min_efuse_blk_rev_full, u16 */
+    patch_sealed(image, len, min_blk, 100);                 /* v1.0 */
+    sim_flash_t *flash = t_flash_new(NULL);
+    assert_int_equal(sim_flash_write(flash, T_OTA0_OFFSET, image, len), SIM_FLASH_OK);
+    char why[160];
+    assert_int_equal(verify(flash, T_SLOT_SIZE, 0, NULL, why, sizeof(why)),
+                     SIM_IMAGE_ERR_EFUSE_BLK_REVISION);
+    assert_string_equal(why, "Image requires efuse blk rev >= v1.0, but chip is v0.0");
+    /* Back to 0 ("not set"): the same bytes as the fixture, valid again. */
+    patch_sealed(image, len, min_blk, 0);
+    assert_int_equal(sim_flash_erase_range(flash, T_OTA0_OFFSET, 0x12000), SIM_FLASH_OK);
+    assert_int_equal(sim_flash_write(flash, T_OTA0_OFFSET, image, len), SIM_FLASH_OK);
+    assert_int_equal(verify(flash, T_SLOT_SIZE, 0, NULL, NULL, 0), SIM_IMAGE_OK);
+    free(image);
+    t_flash_free(flash);
+}
+
 static void test_mapped_segment_alignment(void **state) {
     (void)state;
     /* The same image one word further into flash: DROM/IROM no longer line up with the MMU pages.
@@ -182,6 +215,7 @@ int main(void) {
         cmocka_unit_test(test_image_larger_than_partition),
         cmocka_unit_test(test_chip_id_and_revision),
         cmocka_unit_test(test_header_fields_checked),
+        cmocka_unit_test(test_efuse_block_revision),
         cmocka_unit_test(test_mapped_segment_alignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

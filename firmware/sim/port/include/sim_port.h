@@ -15,9 +15,9 @@ extern "C" {
 #endif
 
 typedef struct {
-    const char *kv_dir;      /* directory of the KV store (created if missing) */
-    const char *ca_cert;     /* PEM CA bundle for https://, NULL/"" for the system default */
-    double time_scale;       /* monotonic clock runs this many times faster than real time */
+    const char *kv_dir;  /* directory of the KV store (created if missing) */
+    const char *ca_cert; /* PEM CA bundle for https://, NULL/"" for the system default */
+    double time_scale;   /* monotonic clock runs this many times faster than real time */
 } sim_port_config_t;
 
 /* Once per process. false (and a message on stderr) when kv_dir cannot be created. */

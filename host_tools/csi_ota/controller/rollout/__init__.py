@@ -21,6 +21,7 @@ import contextlib
 import os
 from contextlib import asynccontextmanager
 
+from csi_ota.controller.rollout import alerts
 from csi_ota.controller.rollout.clock import VirtualClock
 from csi_ota.controller.rollout.engine import DEFAULT_LEASE_TTL_S, DEFAULT_TICK_INTERVAL_S, RolloutEngine
 from csi_ota.controller.rollout.rollback import signing_key_path
@@ -81,7 +82,9 @@ def attach(app) -> None:
     @asynccontextmanager
     async def lifespan_with_engine(the_app):
         async with original(the_app) as state:
-            engine = engine_from_env(the_app.state.ctx.session_factory)
+            ctx = the_app.state.ctx
+            engine = engine_from_env(ctx.session_factory)
+            alerts.register_metrics(ctx.metrics.registry)
             the_app.state.rollout_engine = engine
             stop = asyncio.Event()
             task = asyncio.create_task(engine.run(stop)) if run_engine else None

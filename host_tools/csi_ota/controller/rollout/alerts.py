@@ -7,6 +7,7 @@ so a crash between deciding and sending still sends it (at least once).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 
@@ -24,11 +25,30 @@ WEBHOOK_TIMEOUT_S = 5.0
 MAX_DELIVERY_ATTEMPTS = 5
 DELIVERY_BATCH = 20
 
-ROLLOUT_HALTS = Counter("csi_ota_rollout_halts", "Rollouts halted by a failure gate", ["rollout"])
-ROLLOUT_ALERTS = Counter("csi_ota_rollout_alerts", "Rollout alert webhooks by delivery result", ["result"])
-ROLLOUT_DEVICES = Gauge("csi_ota_rollout_devices", "Devices of open rollouts by state", ["rollout", "state"])
-ROLLOUT_STAGE = Gauge("csi_ota_rollout_stage", "Current stage index of open rollouts", ["rollout"])
-ENGINE_ACTIVE = Gauge("csi_ota_rollout_engine_active", "1 when this process holds the engine lease")
+# Created unregistered; attach() registers them with the controller's /metrics registry.
+ROLLOUT_HALTS = Counter(
+    "csi_ota_rollout_halts", "Rollouts halted by a failure gate", ["rollout"], registry=None
+)
+ROLLOUT_ALERTS = Counter(
+    "csi_ota_rollout_alerts", "Rollout alert webhooks by delivery result", ["result"], registry=None
+)
+ROLLOUT_DEVICES = Gauge(
+    "csi_ota_rollout_devices", "Devices of open rollouts by state", ["rollout", "state"], registry=None
+)
+ROLLOUT_STAGE = Gauge(
+    "csi_ota_rollout_stage", "Current stage index of open rollouts", ["rollout"], registry=None
+)
+ENGINE_ACTIVE = Gauge(
+    "csi_ota_rollout_engine_active", "1 when this process holds the engine lease", registry=None
+)
+ALL_METRICS = (ROLLOUT_HALTS, ROLLOUT_ALERTS, ROLLOUT_DEVICES, ROLLOUT_STAGE, ENGINE_ACTIVE)
+
+
+def register_metrics(registry) -> None:
+    """Adds the rollout metrics to ``registry`` (the controller's), once."""
+    for metric in ALL_METRICS:
+        with contextlib.suppress(ValueError):  # already registered with this registry
+            registry.register(metric)
 
 
 def queue_alert(session: Session, rollout_id: int, url: str, payload: dict) -> None:

@@ -154,12 +154,10 @@ class RolloutStep:
         rd.decided_real = self.now_real
 
     def _with_devices(self, statement) -> list[tuple[RolloutDevice, Device]]:
-        return [
-            (rd, device)
-            for rd, device in self.session.execute(
-                statement.join(Device, Device.id == RolloutDevice.device_id).add_columns(Device)
-            ).tuples()
-        ]
+        rows = self.session.execute(
+            statement.join(Device, Device.id == RolloutDevice.device_id).add_columns(Device)
+        )
+        return [(rd, device) for rd, device in rows]
 
     def _rds(self, *conditions, order=None, limit: int | None = None) -> list[tuple[RolloutDevice, Device]]:
         statement = select(RolloutDevice).where(RolloutDevice.rollout_id == self.rollout.id, *conditions)

@@ -184,7 +184,10 @@ def _as_int(key: str, value: Any) -> int:
         raise ValueError(f"{key} must be an integer")
     if isinstance(value, float) and not value.is_integer():
         raise ValueError(f"{key} must be an integer")
-    return int(value)
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{key} must be an integer, got {value!r}") from None
 
 
 def device_bucket(rollout_id: int, device_id: str) -> int:

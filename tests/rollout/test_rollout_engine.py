@@ -1,0 +1,335 @@
+"""The rollout engine's decisions, tick by tick, on a real SQLite registry with explicit times."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from sqlalchemy import select
+
+from csi_ota import keys
+from csi_ota.controller.models import Release
+from csi_ota.controller.problems import Conflict
+from csi_ota.controller.rollout import service
+from csi_ota.controller.rollout.models import EngineLease, RolloutAlert, RolloutMembership
+from csi_ota.controller.rollout.policy import stage_for_device
+from csi_ota.fleet.behaviours import BehaviourMix
+from csi_ota.manifest import verify_manifest
+
+FAST = {"soak_s": 3600, "health_timeout_s": 600, "max_retries": 0, "failure_min_count": 3}
+
+
+def test_stage_membership_is_stable_and_close_to_the_percentages(make_world):
+    world = make_world(devices=400)
+    rollout_id = world.create({"stages": [10, 50, 100], "batch_size": 5})
+    states = world.states(rollout_id)
+    sizes = [sum(1 for rd in states.values() if rd.stage == s) for s in range(3)]
+    assert sum(sizes) == 400
+    assert 20 <= sizes[0] <= 60 and 120 <= sizes[1] <= 200 and 160 <= sizes[2] <= 240
+    for device_id, rd in states.items():  # a restarted controller recomputes exactly these sets
+        assert stage_for_device(rollout_id, device_id, (10, 50, 100)) == rd.stage
+    other = {d: stage_for_device(rollout_id + 1, d, (10, 50, 100)) for d in states}
+    assert other != {d: rd.stage for d, rd in states.items()}  # the rollout id is part of the hash
+
+
+def test_batch_size_and_update_window_limit_offers(make_world):
+    world = make_world(devices=30, start=dt.datetime(2026, 11, 28, 23, 30, tzinfo=dt.UTC))  # 00:30 in Berlin
+    policy = {
+        **FAST,
+        "stages": [100],
+        "batch_size": 5,
+        "health_timeout_s": 6 * 3600,
+        "window": "01:00-05:00",
+        "window_time_zone": "Europe/Berlin",
+    }
+    rollout_id = world.create(policy)
+    assert world.tick()
+    assert world.in_state(rollout_id, "offered") == []  # window closed
+    world.advance(45 * 60)  # 01:15 Berlin
+    world.tick()
+    offered = world.in_state(rollout_id, "offered")
+    assert len(offered) == 5
+    assert all(world.assigned(d) == world.releases["2.0.0"] for d in offered)
+    world.tick()
+    assert len(world.in_state(rollout_id, "offered")) == 5  # still at most the batch size in flight
+    for device_id in offered[:2]:
+        world.install(device_id)
+    world.tick()
+    assert len(world.in_state(rollout_id, "succeeded")) == 2
+    assert len(world.in_state(rollout_id, "offered")) == 5
+    world.advance(4 * 3600)  # 05:15 Berlin: closed again
+    for device_id in world.in_state(rollout_id, "offered"):
+        world.install(device_id)
+    world.tick()
+    assert len(world.in_state(rollout_id, "succeeded")) == 7
+    assert world.in_state(rollout_id, "offered") == []  # no offers outside the window
+
+
+def test_success_needs_a_healthy_heartbeat_after_the_update(make_world):
+    world = make_world(devices=3)
+    rollout_id = world.create({**FAST, "stages": [100], "batch_size": 3})
+    world.tick()
+    device = world.in_state(rollout_id, "offered")[0]
+    world.install(device, heartbeat=False)
+    world.tick()
+    assert world.states(rollout_id)[device].state == "offered"
+    world.heartbeat(device, "2.0.0", ota_state="pending_verify")  # degraded health is not success
+    world.tick()
+    assert world.states(rollout_id)[device].state == "offered"
+    world.heartbeat(device, "2.0.0")
+    world.tick()
+    assert world.states(rollout_id)[device].state == "succeeded"
+
+
+def test_failed_attempts_are_retried_then_the_device_fails(make_world):
+    world = make_world(devices=10)
+    rollout_id = world.create(
+        {**FAST, "stages": [100], "batch_size": 10, "max_retries": 2, "failure_min_count": 5}
+    )
+    world.tick()
+    device = world.in_state(rollout_id, "offered")[0]
+    for attempt in range(1, 3):
+        world.fail_selftest(device)
+        world.tick()
+        rd = world.states(rollout_id)[device]
+        assert (rd.state, rd.attempts, rd.reason) == ("offered", attempt, "rolled_back:selftest")
+        assert world.assigned(device) == world.releases["2.0.0"]  # the retry keeps the offer
+    world.fail_selftest(device)
+    world.tick()
+    rd = world.states(rollout_id)[device]
+    assert (rd.state, rd.attempts) == ("failed", 3)
+    assert world.assigned(device) is None  # the offer is withdrawn (nothing was assigned before)
+
+
+def test_silence_trips_the_health_timeout_and_counts_as_failure(make_world):
+    world = make_world(devices=4)
+    policy = {
+        **FAST,
+        "stages": [100],
+        "batch_size": 4,
+        "max_retries": 1,
+        "failure_min_count": 4,
+        "rollback": "none",
+    }
+    rollout_id = world.create(policy)
+    world.tick()
+    world.advance(599)
+    world.tick()
+    assert len(world.in_state(rollout_id, "offered")) == 4
+    world.advance(2)
+    world.tick()
+    states = world.states(rollout_id)
+    assert {(rd.state, rd.attempts, rd.reason) for rd in states.values()} == {("offered", 1, "timeout")}
+    world.advance(601)
+    world.tick()
+    assert world.rollout(rollout_id).state == "halted"  # 4 of 4 failed: silence is not success
+    assert {rd.reason for rd in world.states(rollout_id).values()} == {"timeout"}
+
+
+def test_coming_back_on_the_old_version_is_a_failure(make_world):
+    world = make_world(devices=5)
+    rollout_id = world.create({**FAST, "stages": [100], "batch_size": 5, "failure_min_count": 5})
+    world.tick()
+    device = world.in_state(rollout_id, "offered")[0]
+    world.report(device, "downloading", version="1.0.0")
+    world.report(device, "downloaded", version="1.0.0")
+    world.tick()
+    assert world.states(rollout_id)[device].state == "offered"
+    world.check(device, "1.0.0")  # rebooted, still (again) on the old version, no report
+    world.tick()
+    rd = world.states(rollout_id)[device]
+    assert (rd.state, rd.reason) == ("failed", "old_version")
+
+
+def test_gate_waits_for_the_soak_then_opens_the_next_stage(make_world):
+    world = make_world(devices=40)
+    rollout_id = world.create({**FAST, "stages": [50, 100], "batch_size": 40, "soak_s": 24 * 3600})
+    world.tick()
+    first = world.in_state(rollout_id, "offered")
+    assert first and all(world.states(rollout_id)[d].stage == 0 for d in first)
+    for device in first:
+        world.install(device)
+    world.tick()
+    world.tick()
+    assert world.detail(rollout_id)["stages"][0]["state"] == "soaking"
+    world.advance(23 * 3600)
+    world.heartbeat(first[0], "2.0.0")
+    for device in first:
+        world.check(device, "2.0.0")
+    world.tick()
+    assert world.rollout(rollout_id).current_stage == 0
+    world.advance(3600)
+    for device in first:
+        world.check(device, "2.0.0")
+    world.tick()
+    assert world.rollout(rollout_id).current_stage == 1
+    events = [e["kind"] for e in world.detail(rollout_id)["events"]]
+    assert events[:3] == ["created", "soak", "gate"]
+    world.tick()
+    second = world.in_state(rollout_id, "offered")
+    assert len(second) == 40 - len(first)
+    for device in second:
+        world.install(device)
+    world.tick()
+    world.advance(24 * 3600)
+    for device in world.device_ids:
+        world.check(device, "2.0.0")
+    world.tick()
+    assert world.rollout(rollout_id).state == "completed"
+    with world.sessions() as session:  # a completed rollout frees its devices
+        assert session.scalars(select(RolloutMembership)).all() == []
+
+
+def test_a_device_that_goes_silent_during_the_soak_fails(make_world):
+    world = make_world(devices=10)
+    rollout_id = world.create({**FAST, "stages": [100], "batch_size": 10, "failure_min_count": 5})
+    world.tick()
+    for device in world.device_ids:
+        world.install(device)
+    world.tick()
+    world.advance(500)
+    for device in world.device_ids[1:]:
+        world.heartbeat(device, "2.0.0")
+    world.advance(200)
+    world.tick()
+    rd = world.states(rollout_id)[world.device_ids[0]]
+    assert (rd.state, rd.reason) == ("failed", "silent_after_update")
+    assert len(world.in_state(rollout_id, "succeeded")) == 9
+
+
+def test_failure_threshold_halts_alerts_and_rolls_back_with_a_signed_manifest(make_world):
+    world = make_world(devices=30)
+    policy = {
+        **FAST,
+        "stages": [100],
+        "batch_size": 30,
+        "failure_percent": 20,
+        "failure_min_count": 3,
+        "alert_webhook": "http://127.0.0.1:9/hook",
+    }
+    rollout_id = world.create(policy)
+    world.tick()
+    offered = world.in_state(rollout_id, "offered")
+    good, bad = offered[:7], offered[7:10]
+    for device in good:
+        world.install(device)
+    for device in bad:
+        world.fail_selftest(device)
+    world.tick()
+    rollout = world.rollout(rollout_id)
+    assert rollout.state == "rolling_back"
+    assert "3 of 10 decided devices failed" in rollout.halt_reason
+    assert world.in_state(rollout_id, "offered") == []  # undecided offers were withdrawn
+    with world.sessions() as session:
+        alert = session.scalars(select(RolloutAlert)).one()
+        assert alert.url == "http://127.0.0.1:9/hook" and alert.state == "pending"
+        assert alert.payload["event"] == "rollout_halted" and alert.payload["failed"] == 3
+        json.dumps(alert.payload)
+        rollback = session.get(Release, rollout.rollback_release_id)
+        v1 = session.get(Release, world.releases["1.0.0"])
+        v2 = session.get(Release, world.releases["2.0.0"])
+        manifest = verify_manifest(bytes(rollback.manifest), [keys.load_public_key(world.key_path)])
+    assert manifest.rollback and manifest.version == "1.0.0" and manifest.sha256 == v1.sha256
+    assert manifest.sequence > v2.sequence > v1.sequence
+    assert sorted(world.in_state(rollout_id, "rolling_back")) == sorted(good)
+    assert all(world.assigned(d) == rollback.id for d in good)
+    for device in good:
+        world.install(device, old="2.0.0", new="1.0.0")
+    world.tick()
+    assert world.rollout(rollout_id).state == "rolled_back"
+    assert sorted(world.in_state(rollout_id, "rolled_back")) == sorted(good)
+
+
+def test_one_engine_holds_the_lease_and_another_takes_over_when_it_dies(make_world):
+    world = make_world(devices=20)
+    rollout_id = world.create({**FAST, "stages": [100], "batch_size": 4})
+    a, b = world.new_engine("a", ttl_s=5), world.new_engine("b", ttl_s=5)
+    assert world.tick(a) and not world.tick(b)
+    offered_by_a = world.in_state(rollout_id, "offered")
+    assert len(offered_by_a) == 4
+    world.advance(4)
+    assert not world.tick(b)  # a's lease still runs
+    world.advance(2)  # a died: its lease expired
+    assert world.tick(b)
+    assert world.in_state(rollout_id, "offered") == offered_by_a  # same state, same decisions
+    assert not world.tick(a)  # the old holder must not decide any more
+    with world.sessions() as session:
+        lease = session.scalars(select(EngineLease)).one()
+        assert lease.holder == "b" and lease.generation == 2
+    for device in offered_by_a:
+        world.install(device)
+    world.tick(b)
+    assert len(world.in_state(rollout_id, "succeeded")) == 4
+    assert len(world.in_state(rollout_id, "offered")) == 4
+
+
+def test_operator_controls(make_world):
+    world = make_world(devices=20)
+    rollout_id = world.create({**FAST, "stages": [50, 100], "batch_size": 3})
+    with world.sessions.begin() as session:
+        service.pause(session, rollout_id, actor="op", clock=world.clock)
+    world.tick()
+    assert world.in_state(rollout_id, "offered") == []
+    with world.sessions.begin() as session:
+        service.resume(session, rollout_id, actor="op", clock=world.clock)
+    world.tick()
+    offered = world.in_state(rollout_id, "offered")
+    assert len(offered) == 3
+    with world.sessions.begin() as session:
+        service.exclude(session, rollout_id, offered[0], actor="op", clock=world.clock)
+    assert world.states(rollout_id)[offered[0]].state == "excluded" and world.assigned(offered[0]) is None
+    with world.sessions.begin() as session:
+        service.promote(session, rollout_id, actor="op", clock=world.clock)
+    assert world.rollout(rollout_id).current_stage == 1
+    with world.sessions.begin() as session, pytest.raises(Conflict):
+        service.promote(session, rollout_id, actor="op", clock=world.clock)
+    # A device belongs to at most one open rollout.
+    with world.sessions.begin() as session, pytest.raises(Conflict, match="already belong"):
+        service.create_rollout(
+            session, release="2.0.0", selection={"all": True}, actor="op", clock=world.clock
+        )
+    with world.sessions.begin() as session:  # the excluded device is free again
+        other = service.create_rollout(
+            session, release="2.0.0", selection={"devices": [offered[0]]}, actor="op", clock=world.clock
+        )
+        other_id = other.id
+    world.tick()
+    with world.sessions.begin() as session:
+        service.abort(session, rollout_id, actor="op", clock=world.clock)
+    assert world.rollout(rollout_id).state == "aborted"
+    assert all(world.assigned(d) is None for d in offered[1:])  # downloading devices stop at their next check
+    with world.sessions.begin() as session, pytest.raises(Conflict):
+        service.resume(session, rollout_id, actor="op", clock=world.clock)
+    assert world.rollout(other_id).state == "active"
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({"stages": [50, 10, 100]}, "increasing"),
+        ({"stages": [10, 50]}, "last stage must be 100"),
+        ({"batch_size": 0}, "batch size"),
+        ({"window": "1am-5am"}, "01:00-05:00"),
+        ({"window": "01:00-05:00", "window_time_zone": "Mars/Olympus"}, "unknown time zone"),
+        ({"failure_percent": 150}, "failure percent"),
+        ({"rollback": "maybe"}, "rollback policy"),
+        ({"soak_hours": 3}, "unknown rollout policy field"),
+        ({"batch_size": "many"}, "batch_size"),
+    ],
+)
+def test_bad_policies_are_refused_and_nothing_is_stored(make_world, policy, message):
+    from csi_ota.errors import CsiOtaError
+
+    world = make_world(devices=2)
+    with pytest.raises(CsiOtaError, match=message), world.sessions.begin() as session:
+        service.create_rollout(session, release="2.0.0", selection={"all": True}, policy=policy, actor="t")
+    with world.sessions() as session:
+        assert session.scalars(select(RolloutMembership)).all() == []
+
+
+def test_behaviour_mix_is_exact_and_deterministic():
+    mix = BehaviourMix.parse("healthy=70,fail_selftest=30")
+    first = mix.assign(1000, seed="s")
+    assert first.count("fail_selftest") == 300 and first.count("healthy") == 700
+    assert first == mix.assign(1000, seed="s") and first != mix.assign(1000, seed="t")
