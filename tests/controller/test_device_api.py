@@ -286,3 +286,35 @@ def test_memory_per_download_is_bounded(tmp_path, make_release, release_public_k
                 sock.close()
     whole_images = clients * len(release.image)
     assert growth < whole_images / 3, f"RSS grew {growth} bytes for {clients} stalled downloads"
+
+
+def test_x_accel_redirect_offload_through_nginx(tmp_path, make_release, release_public_key):
+    """nginx in front sends the bytes (Range included); the controller still decides who may download."""
+    from services import controller_server, nginx_server
+
+    release = make_release()
+    args = ["--x-accel-redirect", "/_firmware/"]
+    with controller_server(tmp_path / "data", trusted_keys=[release_public_key], extra_args=args) as server:
+        assert upload(server, release).status_code == 201
+        with server.management_client() as mgmt:
+            token = mgmt.post("/api/devices", json={"device_id": "offloaded"}).json()["token"]
+        with server.device_client(token) as direct:
+            redirected = direct.get(f"/api/ota/firmware/{release.sha256}")
+        assert redirected.headers["x-accel-redirect"] == f"/_firmware/{release.sha256}.bin"
+        assert redirected.content == b""
+        port = server.device_url.rsplit(":", 1)[1]
+        front = f"""
+            location /_firmware/ {{ internal; alias {server.firmware_dir}/; }}
+            location / {{ proxy_pass http://127.0.0.1:{port}; }}
+        """
+        with nginx_server(tmp_path / "empty-root", extra_server_config=front) as nginx:
+            headers = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(base_url=nginx.base_url, headers=headers) as device:
+                full = device.get(f"/api/ota/firmware/{release.sha256}")
+                partial = device.get(f"/api/ota/firmware/{release.sha256}", headers={"Range": "bytes=500-"})
+                assert device.get(f"/_firmware/{release.sha256}.bin").status_code == 404  # internal only
+            with httpx.Client(base_url=nginx.base_url) as stranger:
+                assert stranger.get(f"/api/ota/firmware/{release.sha256}").status_code == 401
+    assert full.status_code == 200 and full.content == release.image
+    assert partial.status_code == 206 and partial.content == release.image[500:]
+    assert partial.headers["content-range"] == f"bytes 500-{len(release.image) - 1}/{len(release.image)}"

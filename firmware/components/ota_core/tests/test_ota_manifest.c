@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ota_manifest.h"
+#include "ota_port.h"
 #include "ota_test_support.h"
 
 #define BUF_BYTES 2048
@@ -245,6 +246,28 @@ static void test_zero_signature_rejected(void **state) {
                      OTA_ERR_MANIFEST_SIGNATURE);
 }
 
+/* Any single changed byte anywhere in a signed manifest is refused (and never crashes). */
+static void test_every_single_byte_mutation_is_refused(void **state) {
+    (void)state;
+    char original[BUF_BYTES];
+    size_t len = signed_manifest(original, "2.0.0", 77);
+    ota_manifest_t m;
+    assert_int_equal(ota_manifest_verify(original, len, &test_key.trusted, 1, &m), OTA_OK);
+    for (int i = 0; i < 3000; i++) {
+        char copy[BUF_BYTES];
+        memcpy(copy, original, len);
+        size_t at = ota_port_random_u32() % len;
+        char value = (char)(ota_port_random_u32() & 0xFF);
+        if (value == copy[at]) {
+            continue;
+        }
+        copy[at] = value;
+        ota_status_t status = ota_manifest_verify(copy, len, &test_key.trusted, 1, &m);
+        assert_true(status == OTA_ERR_MANIFEST_FORMAT || status == OTA_ERR_MANIFEST_SIGNATURE ||
+                    status == OTA_ERR_MANIFEST_KEY);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_python_vector_verifies),
@@ -258,6 +281,7 @@ int main(void) {
         cmocka_unit_test(test_structure),
         cmocka_unit_test(test_truncated_signature),
         cmocka_unit_test(test_zero_signature_rejected),
+        cmocka_unit_test(test_every_single_byte_mutation_is_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

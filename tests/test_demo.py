@@ -1,0 +1,34 @@
+"""The README's first Quick-start command: `csi-ota demo` end to end."""
+
+from __future__ import annotations
+
+import json
+
+from csi_ota.cli import main
+from csi_ota.sim.flashfile import read_otadata
+
+
+def test_demo_updates_the_virtual_device_to_v2(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    steps = [s["step"] for s in result["steps"]]
+    assert steps[:4] == ["partitions", "images", "budget", "release"]
+    assert "update" in steps
+    assert result["device"]["device_id"] == "csi_sensor_001"
+    states = [r["state"] for r in result["reports"]]
+    assert states[0] == "success"
+    assert {"downloading", "downloaded", "pending_verify"} <= set(states)
+    # The flash file agrees with the controller: v2's slot is the active, VALID entry.
+    entries = [e for e in read_otadata(out / "device-flash.bin") if e.crc_ok]
+    active = max(entries, key=lambda e: e.seq)
+    assert (active.seq, active.state_name) == (2, "valid")  # seq 2 → ota_1
+
+
+def test_demo_refuses_to_wipe_a_foreign_directory(tmp_path, capsys):
+    foreign = tmp_path / "precious"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert main(["demo", "--out", str(foreign), "--no-device"]) == 2
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    assert "not a csi-ota demo directory" in capsys.readouterr().err
