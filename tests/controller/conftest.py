@@ -27,7 +27,7 @@ from csi_ota.controller.models import AuditEntry, Device, Release, StatusReport 
 from csi_ota.manifest import manifest_for_image, sign_manifest  # noqa: E402
 from services import ControllerServer, postgres_server, start_controller  # noqa: E402
 
-BACKENDS = ["sqlite", "postgres"]
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 _sequence = itertools.count(100)
 _version_minor = itertools.count(1)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.slow
 SCALE = 10_800.0  # 24 h of virtual time = 8 s
 CHECK_REAL_S = 10.0
 HEARTBEAT_REAL_S = 40.0
-FLEET_SIZE = 1000
+FLEET_SIZE = int(os.environ.get("ROLLOUT_TEST_FLEET_SIZE", "1000"))  # smaller only to debug locally
 RUN_BOUND_S = 240.0
 
 

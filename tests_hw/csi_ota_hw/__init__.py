@@ -4,7 +4,11 @@
   ``Dut`` and ``DuplicateStdoutPopen`` base classes), with a throttled stdout redirect.
 - :mod:`csi_ota_hw.actions` — reset, write/corrupt a partition, read otadata, erase NVS:
   esptool command lines on hardware, the flash file on the simulator.
+- :mod:`csi_ota_hw.device` — ``DeviceSession``: the steps and documented log lines the
+  scenarios are written in.
 - :mod:`csi_ota_hw.ota_server` — a small threaded HTTP server speaking the device protocol
   (docs/device-protocol.md) that records every report and can misbehave on purpose.
 - :mod:`csi_ota_hw.releases` — signed releases (good and deliberately bad) for the scenarios.
+- :mod:`csi_ota_hw.sim_env` — the virtual device's flash file and configuration.
+- :mod:`csi_ota_hw.power_cut` — the power cut at every flash operation of an update.
 """

@@ -17,9 +17,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pexpect
+
 from csi_ota_hw.ota_server import OtaTestServer
 from csi_ota_hw.releases import ReleaseKit, version_of
 
+HW_CONSOLE_ATTEMPTS = 5
 # Stable log lines (docs/log-lines.md) as bytes regexes; {…} filled with re.escape'd values.
 LOG = {
     "app_version": rb"App version:\s+(\S+)",
@@ -76,9 +79,22 @@ class DeviceSession:
         return self.expect("app_version", timeout_s=timeout_s).group(1).decode()
 
     def status(self, timeout_s: float = 20.0) -> dict:
-        """``ota status`` on the console (answered once the app serves its console)."""
-        self.console("ota status")
-        return json.loads(self.expect("status_json", timeout_s=timeout_s).group(1))
+        """``ota status`` on the console (answered once the app serves its console).
+
+        The simulator buffers stdin, so one request is enough. A board's UART console drops
+        what arrives before its REPL starts, so on hardware the request is repeated.
+        """
+        attempts = 1 if self.target == "sim" else HW_CONSOLE_ATTEMPTS
+        for attempt in range(attempts):
+            self.console("ota status")
+            try:
+                match = self.expect("status_json", timeout_s=timeout_s / attempts)
+            except pexpect.TIMEOUT:
+                if attempt == attempts - 1:
+                    raise
+                continue
+            return json.loads(match.group(1))
+        raise AssertionError("unreachable")
 
     def wait_ready(self, version: str | None = None, timeout_s: float = 20.0) -> dict:
         """Wait for a boot into ``version`` (any if None) and for the console; returns ``ota status``."""

@@ -433,6 +433,9 @@ class RolloutStep:
         previous = (
             self.session.get(Release, rollout.previous_release_id) if rollout.previous_release_id else None
         )
+        if previous is None:  # not known at creation (devices had not checked in): what they ran when offered
+            previous = self._previous_from_offers()
+            rollout.previous_release_id = previous.id if previous is not None else None
         if previous is None:
             self.event(
                 "rollback_skipped",
@@ -460,6 +463,25 @@ class RolloutStep:
             sequence=rollback_release.sequence,
         )
         self.sweep_rollback()
+
+    def _previous_from_offers(self) -> Release | None:
+        versions = self.session.execute(
+            select(RolloutDevice.from_version, func.count())
+            .where(
+                RolloutDevice.rollout_id == self.rollout.id,
+                RolloutDevice.from_version.is_not(None),
+                RolloutDevice.from_version != self.release.version,
+            )
+            .group_by(RolloutDevice.from_version)
+            .order_by(func.count().desc())
+        ).all()
+        for version, _count in versions:
+            release = self.session.scalar(
+                select(Release).where(Release.version == version, Release.rollback.is_(False))
+            )
+            if release is not None:
+                return release
+        return None
 
     def sweep_rollback(self) -> None:
         rollout = self.rollout
