@@ -3,7 +3,7 @@
 FROM python:3.11-slim
 
 WORKDIR /src
-COPY pyproject.toml ./
+COPY pyproject.toml README.md* ./
 COPY host_tools ./host_tools
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 --home-dir /data csiota \

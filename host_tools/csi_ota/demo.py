@@ -92,7 +92,9 @@ def _trusted_keys_value(public_key_path: Path) -> str:
     return line.split("=", 1)[1].strip('"')
 
 
-def run_demo(out_dir: Path, *, with_device: bool = True, say: Callable[[str, str], None] | None = None) -> DemoResult:
+def run_demo(
+    out_dir: Path, *, with_device: bool = True, say: Callable[[str, str], None] | None = None
+) -> DemoResult:
     """Run the walk-through in ``out_dir`` (wiped first); returns what each step produced."""
     out_dir = Path(out_dir).resolve()
     if out_dir.exists():
@@ -114,7 +116,10 @@ def run_demo(out_dir: Path, *, with_device: bool = True, say: Callable[[str, str
     table = layout.to_binary()
     (out_dir / "partition-table.bin").write_bytes(table)
     slots = layout.ota_slots()
-    step("partitions", f"4 MB layout: {', '.join(f'{s.name} {s.size:#x}' for s in slots)}; table {len(table)} bytes")
+    step(
+        "partitions",
+        f"4 MB layout: {', '.join(f'{s.name} {s.size:#x}' for s in slots)}; table {len(table)} bytes",
+    )
 
     # 2. images
     v1_path, v2_path = out_dir / "csi_sensor-v1.bin", out_dir / "csi_sensor-v2.bin"
@@ -125,8 +130,11 @@ def run_demo(out_dir: Path, *, with_device: bool = True, say: Callable[[str, str
     # 3. budget
     report = budget.check_budget(v2_path, partitions=out_dir / "partition-table.bin")
     budget.enforce(report)
-    step("budget", f"v2 uses {report.counted_bytes:,} of {report.slot_bytes:,} bytes "
-         f"({report.used_percent:.1f} %, {report.status})")
+    step(
+        "budget",
+        f"v2 uses {report.counted_bytes:,} of {report.slot_bytes:,} bytes "
+        f"({report.used_percent:.1f} %, {report.status})",
+    )
 
     # 4. key + releases
     (out_dir / "keys").mkdir()
@@ -136,8 +144,11 @@ def run_demo(out_dir: Path, *, with_device: bool = True, say: Callable[[str, str
     rel1 = release.create_release(v1_path, key_path, releases_dir, notes="demo v1")
     rel2 = release.create_release(v2_path, key_path, releases_dir, notes="demo v2")
     release.verify_release(rel2.image_path, rel2.manifest_path, [public_key_path])
-    step("release", f"signed {rel1.manifest_path.name} (seq {rel1.manifest.sequence}), "
-         f"{rel2.manifest_path.name} (seq {rel2.manifest.sequence}); verified")
+    step(
+        "release",
+        f"signed {rel1.manifest_path.name} (seq {rel1.manifest.sequence}), "
+        f"{rel2.manifest_path.name} (seq {rel2.manifest.sequence}); verified",
+    )
 
     if not with_device:
         return result
@@ -153,10 +164,26 @@ def run_demo(out_dir: Path, *, with_device: bool = True, say: Callable[[str, str
 
     # 6. controller
     log_path = out_dir / "controller.log"
-    argv = [sys.executable, "-m", "csi_ota", "serve", "--host", LOOPBACK,
-            "--device-port", str(device_port), "--management-port", str(management_port),
-            "--data-dir", str(data_dir), "--tls-cert", str(server_files.cert),
-            "--tls-key", str(server_files.key), "--trusted-key", str(public_key_path)]
+    argv = [
+        sys.executable,
+        "-m",
+        "csi_ota",
+        "serve",
+        "--host",
+        LOOPBACK,
+        "--device-port",
+        str(device_port),
+        "--management-port",
+        str(management_port),
+        "--data-dir",
+        str(data_dir),
+        "--tls-cert",
+        str(server_files.cert),
+        "--tls-key",
+        str(server_files.key),
+        "--trusted-key",
+        str(public_key_path),
+    ]
     env = dict(os.environ, DEVICE_REGISTRY_DB=database_url, FIRMWARE_STORAGE_PATH=str(data_dir / "firmware"))
     with open(log_path, "wb") as log:
         controller = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -169,27 +196,40 @@ def run_demo(out_dir: Path, *, with_device: bool = True, say: Callable[[str, str
             client.upload_release(rel1.image_path, rel1.manifest_path)
             client.upload_release(rel2.image_path, rel2.manifest_path)
             device_token = client.post("/api/devices", {"device_id": DEVICE_ID, "tags": ["demo"]})["token"]
-            step("controller", f"csi-ota serve on {device_url} (devices) and {management_url} (management), "
-                 f"SQLite {data_dir.name}/; 2 releases uploaded; {DEVICE_ID} registered")
+            step(
+                "controller",
+                f"csi-ota serve on {device_url} (devices) and {management_url} (management), "
+                f"SQLite {data_dir.name}/; 2 releases uploaded; {DEVICE_ID} registered",
+            )
 
-            nvs = provision.build_nvs_image(provision.ProvisionConfig(
-                device_id=DEVICE_ID, auth_token=device_token,
-                update_url=f"{device_url}/firmware/latest",
-                version_check_url=f"{device_url}/api/ota/version",
-                check_interval_sec=3600, auto_update_enabled=True,
-                ca_cert=ca_files.cert.read_text()))
+            nvs = provision.build_nvs_image(
+                provision.ProvisionConfig(
+                    device_id=DEVICE_ID,
+                    auth_token=device_token,
+                    update_url=f"{device_url}/firmware/latest",
+                    version_check_url=f"{device_url}/api/ota/version",
+                    check_interval_sec=3600,
+                    auto_update_enabled=True,
+                    ca_cert=ca_files.cert.read_text(),
+                )
+            )
             (out_dir / "nvs.bin").write_bytes(nvs)
             step("provision", f"nvs.bin: {len(nvs):,} bytes (OTA config + CA) for {DEVICE_ID}")
 
             # 7. the virtual ESP32-S3
             build_sim()
-            flash_path = flashfile.create_flash_file(out_dir / "device-flash.bin",
-                                                     images={0: v1_path.read_bytes()}, nvs=nvs)
+            flash_path = flashfile.create_flash_file(
+                out_dir / "device-flash.bin", images={0: v1_path.read_bytes()}, nvs=nvs
+            )
             config_path = SimConfig(
-                device_id=DEVICE_ID, auth_token=device_token,
-                version_check_url=f"{device_url}/api/ota/version", update_url=f"{device_url}/firmware/latest",
+                device_id=DEVICE_ID,
+                auth_token=device_token,
+                version_check_url=f"{device_url}/api/ota/version",
+                update_url=f"{device_url}/firmware/latest",
                 trusted_keys=_trusted_keys_value(public_key_path),
-                ca_cert=str(ca_files.cert), check_interval_sec=3600, auto_update_enabled=True,
+                ca_cert=str(ca_files.cert),
+                check_interval_sec=3600,
+                auto_update_enabled=True,
             ).write(out_dir / "device.conf")
             sim = SimProcess(flash_path, config_path).start()
             sim.expect(r"app: running partition ota_0, version 1\.0\.0", timeout_s=30)
@@ -206,10 +246,15 @@ def run_demo(out_dir: Path, *, with_device: bool = True, say: Callable[[str, str
             result.reports = client.get(f"/api/devices/{DEVICE_ID}/reports", limit=10)
             running = result.device.get("running_version") or result.device.get("version")
             if running != "2.0.0":
-                raise CsiOtaError(f"controller says {DEVICE_ID} runs {running!r}, expected 2.0.0",
-                                  exit_code=EXIT_OPERATION_FAILED)
-            step("controller record", f"{DEVICE_ID} runs {running}; last reports: "
-                 + ", ".join(f"{r['state']}" for r in result.reports[:4]))
+                raise CsiOtaError(
+                    f"controller says {DEVICE_ID} runs {running!r}, expected 2.0.0",
+                    exit_code=EXIT_OPERATION_FAILED,
+                )
+            step(
+                "controller record",
+                f"{DEVICE_ID} runs {running}; last reports: "
+                + ", ".join(f"{r['state']}" for r in result.reports[:4]),
+            )
     finally:
         if sim is not None:
             sim.stop()

@@ -11,8 +11,8 @@ from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
+from controller_helpers import new_device, sign_release, upload
 
-from conftest import new_device, sign_release, upload
 from csi_ota import imagegen, keys
 from csi_ota.manifest import manifest_for_image, sign_manifest
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 
 from click.testing import CliRunner
 
 from csi_ota.cli import main
+from services import free_port
 
 
 def run_cli(*args: object, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -148,6 +150,13 @@ def test_serve_validates_configuration_before_listening(tmp_path):
     code, _, err = run_cli(*base, "--device-port", "9000", "--management-port", "9000")
     assert code == 2 and "must differ" in err
     assert not (tmp_path / "registry.db").exists()  # nothing created before the configuration passed
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, _, err = run_cli(
+            *base, "--device-port", taken.getsockname()[1], "--management-port", free_port()
+        )
+    assert code == 1 and "cannot listen on" in err
 
 
 def test_openapi_command_prints_the_spec(tmp_path):

@@ -9,9 +9,9 @@ import time
 
 import httpx
 import pytest
+from controller_helpers import BACKENDS, upload
 from sqlalchemy import select
 
-from conftest import BACKENDS, upload
 from csi_ota.controller.db import make_engine
 from csi_ota.controller.models import Release, StatusReport
 from services import start_controller

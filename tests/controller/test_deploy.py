@@ -103,3 +103,19 @@ def test_operations_doc_uses_the_same_command_as_the_image():
     command = " ".join(_dockerfile_instruction("ENTRYPOINT") + _dockerfile_instruction("CMD"))
     assert command in " ".join(text.split()), f"docs/operations.md should show: {command}"
     assert shlex.split(command)[:2] == ["csi-ota", "serve"]
+
+
+def test_serve_lines_in_the_readme_and_docs_parse():
+    """Every `csi-ota serve …` shown to users is the image's command with options serve accepts."""
+    found = 0
+    for doc in (ROOT / "README.md", ROOT / "docs" / "operations.md"):
+        text = doc.read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            line = line.split("#")[0].strip()
+            if not line.startswith("csi-ota serve"):
+                continue
+            argv = [a for a in shlex.split(line)[2:] if a != "…"]
+            values, extra, _ = serve_command.make_parser(click.Context(serve_command)).parse_args(argv)
+            assert extra == [], (doc.name, line)
+            found += 1
+    assert found >= 2

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from controller_helpers import new_device, upload
 from sqlalchemy import select
 
-from conftest import new_device, upload
 from csi_ota.controller.csi_sink import read_records
 from csi_ota.controller.db import make_engine
 from csi_ota.controller.models import AuditEntry, StatusReport
@@ -77,6 +77,18 @@ def test_config_push_merges_tag_then_device_config(controller, make_release):
         response = device.get("/api/ota/version", params={"device_id": device_id})
     assert response.status_code == 204
     assert response.headers["x-device-config"] == "auto_update_enabled=0&check_interval_sec=600"
+    with controller.management_client() as mgmt:
+        tag_config = mgmt.get("/api/tags/cfgtag/config").json()
+        assert tag_config["config"] == {"check_interval_sec": "900", "auto_update_enabled": "0"}
+        assert mgmt.get(f"/api/devices/{device_id}").json()["effective_config"] == {
+            "check_interval_sec": "600",
+            "auto_update_enabled": "0",
+        }
+        assert mgmt.put("/api/tags/cfgtag/config", json={"config": None}).status_code == 200
+        assert mgmt.get("/api/tags/cfgtag/config").status_code == 404
+    with controller.device_client(token) as device:
+        after = device.get("/api/ota/version", params={"device_id": device_id})
+    assert after.headers["x-device-config"] == "check_interval_sec=600"
 
 
 def test_firmware_download_full_range_and_etag(controller, make_release):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import httpx
+from controller_helpers import new_device, upload
 
-from conftest import new_device, upload
 from csi_ota.controller.semver import semver_key
 
 
@@ -129,6 +129,15 @@ def test_audit_log_records_who_what_and_exports_json_lines(controller):
     assert export.headers["content-type"].startswith("application/x-ndjson")
     lines = export.text.splitlines()
     assert [json.loads(line) for line in lines] == entries
+    with controller.management_client() as mgmt:
+        first = mgmt.get(
+            "/api/audit/export", params={"limit": 1, "target": f"device:{device_id}"}
+        ).text.splitlines()
+        rest = mgmt.get(
+            "/api/audit/export", params={"after_id": entries[0]["id"], "target": f"device:{device_id}"}
+        ).text.splitlines()
+        assert mgmt.get("/api/audit/export", params={"since": "not a time"}).status_code == 422
+    assert [json.loads(line) for line in first + rest] == entries
 
 
 def test_roles_viewer_operator_admin(controller):

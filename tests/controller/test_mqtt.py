@@ -8,9 +8,9 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 from click.testing import CliRunner
+from controller_helpers import BACKENDS
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import BACKENDS
 from csi_ota.cli import cli
 from csi_ota.controller.csi_sink import read_records
 from services import free_port, mosquitto_broker, start_controller

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import schemathesis
+from controller_helpers import BACKENDS
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from conftest import BACKENDS
 from csi_ota.controller.openapi import combined_spec
 from services import start_controller
 

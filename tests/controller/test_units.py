@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import time
 
 import pytest
 
@@ -59,8 +61,14 @@ def test_store_commits_only_whole_files_and_cleans_parts(tmp_path):
     assert store.path_for(digest).read_bytes() == data
     abandoned = store.new_incoming()
     abandoned.write(b"half")
+    host = abandoned.path.name.rsplit("-", 2)[0]
+    live_other = store.incoming / f"{host}-{os.getppid()}-00ff.part"  # another controller, still running
+    live_other.write_bytes(b"in flight")
+    foreign = store.incoming / "otherhost-1-00ff.part"  # another host's, recent
+    foreign.write_bytes(b"in flight")
     assert store.clean_incoming() == 1
-    assert list(store.incoming.iterdir()) == []
+    assert sorted(p.name for p in store.incoming.iterdir()) == sorted([live_other.name, foreign.name])
+    assert store.clean_incoming(now=time.time() + 2 * 3600) == 2  # stale parts go whoever wrote them
     with pytest.raises(ValueError):
         store.path_for("../../etc/passwd")
 

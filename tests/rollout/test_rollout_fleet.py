@@ -135,7 +135,9 @@ def postgres():
         yield server
 
 
-def test_healthy_release_reaches_all_1000_devices_within_batch_and_window_across_a_restart(tmp_path, postgres):
+def test_healthy_release_reaches_all_1000_devices_within_batch_and_window_across_a_restart(
+    tmp_path, postgres
+):
     """10/50/100 % with 24 h soaks, 150 at a time, only 20:00-08:00 Berlin; kill -9 of the controller mid-way."""
     world = start_world(
         tmp_path, devices=FLEET_SIZE, scale=SCALE, database_url=postgres.create_database("healthy")
@@ -182,12 +184,18 @@ def test_healthy_release_reaches_all_1000_devices_within_batch_and_window_across
 def test_bad_release_halts_in_its_first_stage_and_rolls_back_with_an_alert(tmp_path, postgres):
     """30 % of devices fail the self-test: halt in stage 1, webhook alert, signed rollback of the rest."""
     hook = WebhookReceiver()
-    world = start_world(tmp_path, devices=FLEET_SIZE, scale=SCALE, database_url=postgres.create_database("bad"))
+    world = start_world(
+        tmp_path, devices=FLEET_SIZE, scale=SCALE, database_url=postgres.create_database("bad")
+    )
     try:
         policy = base_policy(max_retries=0, alert_webhook=hook.url)
         rollout = create_rollout(world, "2.0.0", policy)
         config = fleet_config(
-            world, behaviours="healthy=70,fail_selftest=30", rollout_id=rollout["id"], settle_s=2, **fleet_timing()
+            world,
+            behaviours="healthy=70,fail_selftest=30",
+            rollout_id=rollout["id"],
+            settle_s=2,
+            **fleet_timing(),
         )
         fleet, summary = run_fleet(config)
         detail = rollout_detail(world, rollout["id"])
@@ -198,7 +206,7 @@ def test_bad_release_halts_in_its_first_stage_and_rolls_back_with_an_alert(tmp_p
     finally:
         stop_world(world)
         hook.close()
-    assert detail["state"] == "rolled_back"
+    assert detail["state"] == "rolled_back", [e["message"] for e in detail["events"]]
     halt = next(e for e in detail["events"] if e["kind"] == "halt")
     assert "stage 1" in halt["message"]
     assert all(d["first_offered_vt"] is None for d in devices if d["stage"] > 1)  # never got past stage 1
@@ -224,7 +232,11 @@ def test_silent_devices_trip_the_health_timeout(tmp_path):
     world = start_world(tmp_path, devices=200, scale=SCALE)
     try:
         policy = base_policy(
-            stages=[100], batch_size=200, health_timeout_s=real_to_virtual_s(12), failure_percent=15, success_percent=85
+            stages=[100],
+            batch_size=200,
+            health_timeout_s=real_to_virtual_s(12),
+            failure_percent=15,
+            success_percent=85,
         )
         rollout = create_rollout(world, "2.0.0", policy)
         config = fleet_config(
@@ -270,7 +282,9 @@ def test_fail_over_between_two_controllers_keeps_the_rollout_going(tmp_path, pos
         holder = active.index(True)
         rollout = create_rollout(world, "2.0.0", base_policy(stages=[10, 100], batch_size=200))
         runner = FleetThread(fleet_config(world, rollout_id=rollout["id"], **fleet_timing()))
-        wait_for(lambda: rollout_detail(world, rollout["id"], 1 - holder)["current_stage"] >= 2, 120, "stage 2")
+        wait_for(
+            lambda: rollout_detail(world, rollout["id"], 1 - holder)["current_stage"] >= 2, 120, "stage 2"
+        )
         generation = engine(1 - holder)["generation"]
         world.servers[holder].kill9()
         survivor = 1 - holder

@@ -15,8 +15,14 @@ console = Console(highlight=False)
 
 
 @click.command("demo")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"),
-              show_default=True, help="Working directory (wiped and recreated).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-out"),
+    show_default=True,
+    help="Working directory (wiped and recreated).",
+)
 @click.option("--no-device", is_flag=True, help="Stop after the build pipeline (no controller, no device).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def demo(out_dir: Path, no_device: bool, as_json: bool) -> None:
@@ -32,11 +38,13 @@ def demo(out_dir: Path, no_device: bool, as_json: bool) -> None:
         click.echo(json.dumps(result.as_json(), indent=2, default=str))
         return
     if result.reports:
-        table = Table(title=f"OTA reports from the device (controller record)")
+        table = Table(title="OTA reports from the device (controller record)")
         for column in ("seq", "state", "reason", "version", "target_version"):
             table.add_column(column)
         for report in result.reports:
-            table.add_row(*(str(report.get(c, "")) for c in ("seq", "state", "reason", "version", "target_version")))
+            table.add_row(
+                *(str(report.get(c, "")) for c in ("seq", "state", "reason", "version", "target_version"))
+            )
         console.print(table)
     console.print(f"Everything the demo made is in {result.out_dir}")
 

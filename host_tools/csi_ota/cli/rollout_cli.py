@@ -267,13 +267,17 @@ def exclude_command(rollout_id, device_id, server, token, as_json) -> None:
 @click.option("--ca-cert", type=EXISTING_FILE, help="CA certificate of the controller (HTTPS).")
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the JSON summary here too.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for behaviours and jitter.")
+@click.option(
+    "--mqtt", "mqtt_address", help="Broker HOST:PORT: the first --mqtt-devices heart-beat over MQTT."
+)
+@click.option("--mqtt-devices", type=int, default=0, show_default=True, help="Devices that use MQTT.")
 @server_option
 @token_option
 @click.option("--quiet", is_flag=True, help="No live display; only the JSON summary.")
 def fleet_command(
     device_urls, credentials, register_count, prefix, trusted_keys, behaviours, initial_version,
     initial_sequence, check_interval, heartbeat_interval, time_scale, duration, rollout_id, ca_cert,
-    summary_path, seed, server, token, quiet,
+    summary_path, seed, mqtt_address, mqtt_devices, server, token, quiet,
 ) -> None:  # fmt: skip
     """Simulate a fleet of devices speaking the real protocol to a controller; print a JSON summary."""
     import asyncio
@@ -299,6 +303,12 @@ def fleet_command(
         save_credentials(credentials, creds)
     elif not credentials.exists():
         raise CsiOtaError(f"{credentials}: no such file (use --register N to create devices)")
+    mqtt_host, mqtt_port = None, 1883
+    if mqtt_address:
+        mqtt_host, sep, port_text = mqtt_address.rpartition(":")
+        if not sep or not port_text.isdigit() or not mqtt_host:
+            raise CsiOtaError(f"--mqtt must be HOST:PORT, got {mqtt_address!r}")
+        mqtt_port = int(port_text)
     config = FleetConfig(
         device_urls=list(device_urls),
         credentials=load_credentials(credentials),
@@ -315,6 +325,9 @@ def fleet_command(
         admin_token=token,
         seed=seed,
         verify=str(ca_cert) if ca_cert else True,
+        mqtt_host=mqtt_host,
+        mqtt_port=mqtt_port,
+        mqtt_devices=mqtt_devices,
     )
     fleet = Fleet(config)
     if quiet:

@@ -42,6 +42,7 @@ MAX_LIST_LIMIT = 10_000
 MAX_BATCH_IDS = 10_000
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 AuditText = Annotated[str | None, Query(max_length=128)]
+AUDIT_PAGE = 1000
 
 
 # --------------------------------------------------------------------------- request bodies
@@ -597,9 +598,22 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
         after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
         limit: Annotated[int, Query(ge=1, le=1_000_000)] = 1_000_000,
     ) -> StreamingResponse:
-        """The same entries as JSON Lines."""
-        entries = _audit_entries(actor, action, target, since, until, after_id, limit)
-        return StreamingResponse(audit.to_json_lines(entries), media_type="application/x-ndjson")
+        """The same entries as JSON Lines, read and sent a page at a time (memory stays bounded)."""
+        for value, name in ((since, "since"), (until, "until")):
+            _parse_time(value, name)  # a bad time is a 422 before the stream starts
+
+        def pages():
+            last_id, remaining = after_id, limit
+            while remaining > 0:
+                page = _audit_entries(
+                    actor, action, target, since, until, last_id, min(AUDIT_PAGE, remaining)
+                )
+                if not page:
+                    return
+                yield from audit.to_json_lines(page)
+                last_id, remaining = page[-1].id, remaining - len(page)
+
+        return StreamingResponse(pages(), media_type="application/x-ndjson")
 
     # ----------------------------------------------------------------- admin users
 

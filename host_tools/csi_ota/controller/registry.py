@@ -33,8 +33,9 @@ U32_MAX = 0xFFFFFFFF
 # A device is offline after this many missed health-check intervals.
 OFFLINE_AFTER_INTERVALS = 3
 DEGRADED_OTADATA_STATES = ("pending_verify", "invalid", "aborted")
-# How stale devices.last_seen may get before a version check with nothing new rewrites it.
-LAST_SEEN_RESOLUTION_S = 10
+# How stale devices.last_seen may get before a version check with nothing new rewrites it. 0: always
+# (the rollout engine judges silence from last_seen, on a virtual clock that may run 3600x real time).
+LAST_SEEN_RESOLUTION_S = 0.0
 
 # Configuration a controller may push (ota_deployment_config_t fields) and how to check each value.
 CONFIG_URL_MAX_CHARS = 255
@@ -246,8 +247,8 @@ def config_header(config: dict[str, str]) -> str | None:
 def reconcile_version_check(device: Device, query: dict[str, Any], now: dt.datetime) -> bool:
     """Updates what the device runs from its version check (already validated); True if anything changed.
 
-    ``last_seen`` is only rewritten when it is LAST_SEEN_RESOLUTION_S old, so a device polling
-    again with nothing new costs a read, not a write.
+    ``last_seen`` is rewritten when it is LAST_SEEN_RESOLUTION_S old; a positive resolution
+    makes a device polling again with nothing new cost a read, not a write.
     """
     changed = False
     for name in ("version", "secure_version", "slot"):

@@ -15,6 +15,8 @@ import contextlib
 import importlib
 import logging
 import signal
+import socket
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,6 +78,17 @@ def create_apps(ctx: ControllerContext) -> tuple[FastAPI, FastAPI]:
     return device_app, management_app
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raises CsiOtaError (exit 1) if ``host:port`` cannot be bound now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CsiOtaError(f"cannot listen on {host}:{port}: {exc.strerror}", exit_code=1) from None
+
+
 def check_listen_options(options: ListenOptions) -> None:
     if options.device_port == options.management_port:
         raise CsiOtaError("the device and management ports must differ")
@@ -132,6 +145,8 @@ async def _run_servers(servers: list[uvicorn.Server]) -> None:
 def serve(settings: ControllerSettings, listen: ListenOptions, mqtt: MqttOptions | None = None) -> None:
     """Runs the controller until SIGTERM/SIGINT."""
     check_listen_options(listen)
+    for port in (listen.device_port, listen.management_port):
+        check_port_free(listen.host, port)
     logging.basicConfig(level=getattr(logging, listen.log_level.upper(), logging.WARNING))
     upgrade_database(settings.database_url)
     ctx = build_context(settings)
@@ -161,6 +176,13 @@ def serve(settings: ControllerSettings, listen: ListenOptions, mqtt: MqttOptions
     stop_flusher = threading.Event()
     flusher = threading.Thread(target=_flush_loop, args=(ctx, stop_flusher), name="csi-flush", daemon=True)
     flusher.start()
+    if not ctx.trusted_keys:
+        print(
+            "csi-ota serve: warning: no trusted release keys (--trusted-key / TRUSTED_KEYS_DIR); "
+            "every release upload will be refused",
+            file=sys.stderr,
+            flush=True,
+        )
     print(
         f"csi-ota serve: devices on {'http' if listen.insecure_http else 'https'}://{listen.host}:{listen.device_port}, "
         f"management on http://{listen.host}:{listen.management_port}, registry {safe_url(settings.database_url)}",
@@ -168,6 +190,10 @@ def serve(settings: ControllerSettings, listen: ListenOptions, mqtt: MqttOptions
     )
     try:
         asyncio.run(_run_servers(servers))
+    except SystemExit as exc:  # uvicorn exits when a socket cannot be opened
+        raise CsiOtaError(
+            f"the server stopped at start-up (exit {exc.code}); is a port in use?", exit_code=1
+        ) from None
     finally:
         stop_flusher.set()
         flusher.join(timeout=5)

@@ -1,9 +1,12 @@
 """The firmware store: ``<FIRMWARE_STORAGE_PATH>/<sha256>.bin``, written only whole.
 
-Uploads stream into ``.incoming/<random>.part`` while being hashed; a file is
-moved into place (fsync, ``os.replace``, fsync of the directory) only after
-its digest and size matched the verified manifest. A crash leaves at most a
-``.part`` file, which :meth:`FirmwareStore.clean_incoming` removes at start.
+Uploads stream into ``.incoming/<host>-<pid>-<random>.part`` while being
+hashed; a file is moved into place (fsync, ``os.replace``, fsync of the
+directory) only after its digest and size matched the verified manifest. A
+crash leaves at most a ``.part`` file, which :meth:`FirmwareStore.clean_incoming`
+removes at the next start: this host's parts whose process is gone, and any
+part untouched for STALE_PART_S (another host's crash, on a shared store).
+Parts of live controller processes sharing the store are left alone.
 """
 
 from __future__ import annotations
@@ -12,15 +15,44 @@ import hashlib
 import os
 import re
 import secrets
+import socket
+import time
 from pathlib import Path
 
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 INCOMING_DIR_NAME = ".incoming"
 PART_SUFFIX = ".part"
+STALE_PART_S = 3600
 
 
 def is_sha256_hex(value: str) -> bool:
     return SHA256_PATTERN.match(value) is not None
+
+
+_HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:64] or "host"
+
+
+def _owner_is_gone(part_name: str) -> bool:
+    """True when the part was written on this host by a process that no longer runs.
+
+    Called at start-up, before this process accepts uploads: a part bearing this process's
+    own pid comes from an earlier process that had the same pid (containers restart at pid 1).
+    """
+    match = re.match(r"^(.*)-(\d+)-[0-9a-f]+" + re.escape(PART_SUFFIX) + "$", part_name)
+    if match is None:
+        return True  # not ours: an old-format or foreign leftover
+    host, pid = match.group(1), int(match.group(2))
+    if host != _HOST:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _fsync_dir(path: Path) -> None:
@@ -66,18 +98,21 @@ class FirmwareStore:
     def prepare(self) -> None:
         self.incoming.mkdir(parents=True, exist_ok=True)
 
-    def clean_incoming(self) -> int:
-        """Removes half-written uploads left by a crash; returns how many."""
+    def clean_incoming(self, *, now: float | None = None) -> int:
+        """Removes half-written uploads left by crashed processes; returns how many."""
         removed = 0
+        now = time.time() if now is None else now
         if self.incoming.is_dir():
             for part in self.incoming.glob(f"*{PART_SUFFIX}"):
-                part.unlink(missing_ok=True)
-                removed += 1
+                if _owner_is_gone(part.name) or now - part.stat().st_mtime > STALE_PART_S:
+                    part.unlink(missing_ok=True)
+                    removed += 1
         return removed
 
     def new_incoming(self) -> IncomingFile:
         self.prepare()
-        return IncomingFile(self.incoming / f"{secrets.token_hex(12)}{PART_SUFFIX}")
+        name = f"{_HOST}-{os.getpid()}-{secrets.token_hex(8)}{PART_SUFFIX}"
+        return IncomingFile(self.incoming / name)
 
     def path_for(self, sha256: str) -> Path:
         if not is_sha256_hex(sha256):

@@ -54,7 +54,9 @@ class FleetConfig:
     verify: Any = False
     boot_s: float = 0.05
     slow_link_bytes_per_s: float = 64 * 1024
-    mqtt_publish: Callable[[str, str, dict], bool] | None = None
+    mqtt_host: str | None = None  # heart-beat over MQTT for the first mqtt_devices devices
+    mqtt_port: int = 1883
+    mqtt_devices: int = 0
 
     def __post_init__(self) -> None:
         if not self.device_urls:
@@ -136,7 +138,9 @@ async def _fetch_rollout(client: httpx.AsyncClient, config: FleetConfig) -> dict
     """The followed rollout from the management API (URL and token read each time: they may change)."""
     headers = {"Authorization": f"Bearer {config.admin_token}"} if config.admin_token else {}
     try:
-        response = await client.get(f"{config.management_url}/api/rollouts/{config.rollout_id}", headers=headers)
+        response = await client.get(
+            f"{config.management_url}/api/rollouts/{config.rollout_id}", headers=headers
+        )
     except httpx.HTTPError:
         return None
     return response.json() if response.status_code == 200 else None
@@ -153,6 +157,8 @@ class Fleet:
         self.rollout: dict[str, Any] | None = None
         self.started = 0.0
         self.ended_by = ""
+        self.mqtt = None
+        self.mqtt_connected = 0
 
     async def run(self, on_update: Callable[[Fleet], None] | None = None) -> dict[str, Any]:
         config = self.config
@@ -161,6 +167,13 @@ class Fleet:
             max_connections=config.max_connections, max_keepalive_connections=config.max_connections
         )
         self.started = time.monotonic()
+        if config.mqtt_host and config.mqtt_devices > 0:
+            from csi_ota.fleet.mqtt import MqttDevices
+
+            self.mqtt = MqttDevices(
+                config.mqtt_host, config.mqtt_port, config.credentials[: config.mqtt_devices]
+            )
+            self.mqtt_connected = await asyncio.to_thread(self.mqtt.start)
         async with httpx.AsyncClient(limits=limits, verify=config.verify, http2=False) as client:
             ctx = FleetContext(
                 client=client,
@@ -169,7 +182,7 @@ class Fleet:
                 timing=config.timing(),
                 stats=self.stats,
                 stop=self.stop,
-                mqtt_publish=config.mqtt_publish,
+                mqtt_publish=self.mqtt.publish if self.mqtt is not None else None,
             )
             self.devices = [
                 SimulatedDevice(
@@ -194,6 +207,8 @@ class Fleet:
                 for task in done:
                     if not task.cancelled() and task.exception() is not None:
                         self.stats.errors[f"device_task:{type(task.exception()).__name__}"] += 1
+                if self.mqtt is not None:
+                    await asyncio.to_thread(self.mqtt.stop)
         return self.summary()
 
     async def _watch(self, on_update: Callable[[Fleet], None] | None) -> None:
@@ -242,6 +257,8 @@ class Fleet:
             "rejected": dict(stats.rejected),
             "outcomes": dict(stats.outcomes),
             "max_concurrent_downloads": stats.max_downloads_in_flight,
+            "mqtt_devices_connected": self.mqtt_connected,
+            "mqtt_heartbeats": stats.requests.get("heartbeat_mqtt", 0),
             "bytes_downloaded": stats.bytes_downloaded,
             "link_drops": stats.link_drops,
             "range_resumes": stats.range_resumes,
