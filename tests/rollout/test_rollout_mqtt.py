@@ -6,7 +6,7 @@ import json
 import re
 
 from click.testing import CliRunner
-from rollout_harness import DAY_S, create_rollout, start_world, stop_world
+from rollout_harness import create_rollout, start_world, stop_world
 
 from csi_ota.cli import cli
 from csi_ota.controller.mqtt_acl import write_mqtt_files
@@ -41,7 +41,7 @@ def test_fleet_command_heart_beats_over_mqtt_and_completes_a_rollout(tmp_path):
             )
             policy = {
                 "stages": [50, 100],
-                "soak_s": DAY_S,
+                "soak_s": 3 * 3600,
                 "batch_size": DEVICES,
                 "health_timeout_s": int(30 * SCALE),
             }

@@ -32,7 +32,7 @@ COMMAND_MODULES = (
     "csi_ota.cli.demo_cli",  # csi-ota demo
 )
 
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,9 +6,9 @@ a 4xx with a reason and changes nothing (each request is one transaction).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from csi_ota.controller.admin import authenticate_admin, role_allows
@@ -17,12 +17,16 @@ from csi_ota.controller.rollout.models import ROLLOUT_STATES
 from csi_ota.controller.tokens import bearer_token
 
 ROUTE_PREFIX = "/api/rollouts"
+MAX_ID = 2**31 - 1
+RolloutId = Annotated[int, Path(ge=1, le=MAX_ID, description="rollout id")]
 
 
 class RolloutCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    release: str | int = Field(description="release id or version")
+    release: Annotated[str, Field(max_length=64)] | Annotated[int, Field(ge=1, le=MAX_ID)] = Field(
+        description="release id or version"
+    )
     selection: dict[str, Any] = Field(description='{"all": true}, {"tag": "..."} or {"devices": [...]}')
     policy: dict[str, Any] = Field(default_factory=dict)
     name: str = Field("", max_length=80)
@@ -112,7 +116,9 @@ def build_router() -> APIRouter:
             }
 
     @router.get("/{rollout_id}")
-    def show(rollout_id: int, request: Request, events_after: int = Query(0, ge=0)) -> dict[str, Any]:
+    def show(
+        rollout_id: RolloutId, request: Request, events_after: int = Query(0, ge=0, le=2**62)
+    ) -> dict[str, Any]:
         """A rollout with per-stage counts and its gate decisions and events."""
         _actor(request, "viewer")
         with _ctx(request).session() as session:
@@ -122,7 +128,7 @@ def build_router() -> APIRouter:
 
     @router.get("/{rollout_id}/devices")
     def devices(
-        rollout_id: int, request: Request, state: str | None = Query(None, max_length=16)
+        rollout_id: RolloutId, request: Request, state: str | None = Query(None, max_length=16)
     ) -> list[dict[str, Any]]:
         """The rollout's devices with stage, state, attempts and reason."""
         _actor(request, "viewer")
@@ -131,7 +137,7 @@ def build_router() -> APIRouter:
             return service.rollout_devices(session, rollout_id, state=state)
 
     def _control(name: str, action):
-        def endpoint(rollout_id: int, request: Request) -> dict[str, Any]:
+        def endpoint(rollout_id: RolloutId, request: Request) -> dict[str, Any]:
             actor = _actor(request, "operator")
             with _ctx(request).session() as session:
                 rollout = action(session, rollout_id, actor=actor, clock=_clock(request))
@@ -152,7 +158,7 @@ def build_router() -> APIRouter:
     _control("promote", service.promote)
 
     @router.post("/{rollout_id}/exclude")
-    def exclude(rollout_id: int, body: ExcludeIn, request: Request) -> dict[str, Any]:
+    def exclude(rollout_id: RolloutId, body: ExcludeIn, request: Request) -> dict[str, Any]:
         """Removes one device from the rollout (its offer is withdrawn)."""
         actor = _actor(request, "operator")
         with _ctx(request).session() as session:

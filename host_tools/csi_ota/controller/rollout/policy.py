@@ -30,6 +30,8 @@ BUCKET_SPACE = 1 << BUCKET_BITS
 _WINDOW = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])$")
 MAX_STAGES = 10
 MAX_SOAK_S = 30 * 24 * 3600
+MAX_BATCH_SIZE = 1_000_000
+MAX_COUNT = 1_000_000_000
 
 
 def _env_int(name: str, default: int, minimum: int, environ: dict[str, str] | None = None) -> int:
@@ -56,7 +58,7 @@ class UpdateWindow:
     def __post_init__(self) -> None:
         try:
             ZoneInfo(self.time_zone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError, TypeError) as exc:
             raise CsiOtaError(f"update window: unknown time zone {self.time_zone!r}") from exc
         if self.spec and not _WINDOW.match(self.spec):
             raise CsiOtaError(f"update window must look like 01:00-05:00, got {self.spec!r}")
@@ -113,21 +115,23 @@ class RolloutPolicy:
             raise CsiOtaError(f"the last stage must be 100 %, got {list(self.stages)}")
         if not (0 <= self.soak_s <= MAX_SOAK_S):
             raise CsiOtaError(f"soak must be between 0 and {MAX_SOAK_S} s, got {self.soak_s}")
-        if self.batch_size < 1:
-            raise CsiOtaError(f"batch size must be at least 1, got {self.batch_size}")
+        if not (1 <= self.batch_size <= MAX_BATCH_SIZE):
+            raise CsiOtaError(f"batch size must be 1..{MAX_BATCH_SIZE}, got {self.batch_size}")
         for name in ("success_percent", "failure_percent"):
             value = getattr(self, name)
             if not (0 <= value <= 100):
                 raise CsiOtaError(f"{name.replace('_', ' ')} must be 0..100, got {value}")
-        if self.success_min_count < 0 or self.failure_min_count < 1:
-            raise CsiOtaError("success minimum must be ≥ 0 and failure minimum ≥ 1")
-        if self.health_timeout_s < 1:
-            raise CsiOtaError(f"health timeout must be at least 1 s, got {self.health_timeout_s}")
+        if not (0 <= self.success_min_count <= MAX_COUNT) or not (1 <= self.failure_min_count <= MAX_COUNT):
+            raise CsiOtaError(f"success minimum must be 0..{MAX_COUNT} and failure minimum 1..{MAX_COUNT}")
+        if not (1 <= self.health_timeout_s <= MAX_SOAK_S):
+            raise CsiOtaError(f"health timeout must be 1..{MAX_SOAK_S} s, got {self.health_timeout_s}")
         if not (0 <= self.max_retries <= 100):
             raise CsiOtaError(f"retries must be 0..100, got {self.max_retries}")
         if self.rollback not in ROLLBACK_POLICIES:
             raise CsiOtaError(f"rollback policy must be one of {', '.join(ROLLBACK_POLICIES)}")
-        if self.alert_webhook and not re.match(r"^https?://", self.alert_webhook):
+        if not isinstance(self.alert_webhook, str) or len(self.alert_webhook) > 2000:
+            raise CsiOtaError("alert webhook must be a URL of at most 2000 characters")
+        if self.alert_webhook and not re.match(r"^https?://[^\s]+$", self.alert_webhook):
             raise CsiOtaError(f"alert webhook must be an http(s) URL, got {self.alert_webhook!r}")
 
     @classmethod

@@ -31,6 +31,7 @@ from csi_ota.controller.rollout.policy import RolloutPolicy, device_bucket, stag
 from csi_ota.errors import CsiOtaError
 
 MAX_EXPLICIT_DEVICES = 100_000
+MAX_ID = 2**31 - 1
 NAME_MAX_CHARS = 80
 
 
@@ -41,6 +42,8 @@ def _iso(value: dt.datetime | None) -> str | None:
 def find_release(session: Session, ref: str | int) -> Release:
     """A release by id or by version (not a rollback release, not retired)."""
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        if not (1 <= int(ref) <= MAX_ID):
+            raise NotFound(f"no release {ref!r}")
         release = session.get(Release, int(ref))
     else:
         release = session.scalar(
