@@ -506,7 +506,8 @@ def admin_bootstrap(name: str, role: str, data_dir: Path) -> None:
     from csi_ota.controller.db import database_url_from_env
 
     token = bootstrap_admin(database_url_from_env(data_dir), name=name, role=role)
-    console.print(f"admin token for {name} ({role}), shown once:")
+    # The note goes to stderr so that TOKEN=$(csi-ota admin bootstrap) captures the token alone.
+    click.echo(f"admin token for {name} ({role}), shown once:", err=True)
     click.echo(token)
 
 
