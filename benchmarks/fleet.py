@@ -5,8 +5,8 @@ For SQLite (WAL, synchronous=FULL — the embedded default) and PostgreSQL 15
 
   * registers the devices straight in its registry;
   * runs a rollout of a 1.2 MB release whose DEVICE_UPDATE_BATCH_SIZE (5)
-    updating devices download the image over and over with the real protocol
-    while the step runs (the "rollout streams firmware" load);
+    updating devices download the image over and over at the seed's
+    ~250 KB/s per device while the step runs (the "rollout streams firmware" load);
   * offers version checks at the rate N devices polling every POLL_INTERVAL_S
     produce (open loop: arrivals do not wait for answers, as a fleet would not),
     each with a random device's token, for STEP_S seconds per N;
@@ -49,19 +49,21 @@ POLL_INTERVAL_S = 300.0  # "polling every 5 minutes"
 P99_TARGET_MS = 100.0
 BATCH_SIZE = 5  # DEVICE_UPDATE_BATCH_SIZE
 IMAGE_SIZE_BYTES = 1_200_000
-FLEET_STEPS = (3_000, 6_000, 12_000, 24_000, 48_000)
+FLEET_STEPS = (3_000, 12_000, 48_000, 96_000, 144_000, 192_000)
 MAX_IN_FLIGHT = 512
+DEVICE_LINK_BYTES_PER_S = 250_000  # the seed's "~250KB/s per device during updates"
+DOWNLOAD_CHUNK_BYTES = 16 * 1024
 WARMUP_S = 3.0
 
 
-def register(database_url: str, count: int) -> list[tuple[str, str]]:
+def register(database_url: str, start: int, count: int) -> list[tuple[str, str]]:
+    """Registers devices b<start>..b<start+count-1> straight in the registry (one transaction)."""
     upgrade_database(database_url)
     engine = make_engine(database_url, pool_size=1)
     try:
         with session_scope(session_factory(engine)) as session:
-            return [
-                (d, register_device(session, d, actor="bench")) for d in (f"b{i:06d}" for i in range(count))
-            ]
+            ids = (f"b{i:06d}" for i in range(start, start + count))
+            return [(d, register_device(session, d, actor="bench")) for d in ids]
     finally:
         engine.dispose()
 
@@ -86,14 +88,15 @@ def upload(server, key_path: Path, version: str, sequence: int, size: int) -> di
 async def stream_firmware(
     client: httpx.AsyncClient, url: str, token: str, stop: asyncio.Event, counter: list
 ):
-    """One updating device: downloads the release again and again (as a batch of slow devices would)."""
+    """One updating device: downloads the release again and again at the seed's ~250 KB/s per device."""
     while not stop.is_set():
         try:
             async with client.stream("GET", url, headers={"Authorization": f"Bearer {token}"}) as response:
-                async for chunk in response.aiter_bytes(64 * 1024):
+                async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK_BYTES):
                     counter[0] += len(chunk)
                     if stop.is_set():
                         break
+                    await asyncio.sleep(len(chunk) / DEVICE_LINK_BYTES_PER_S)
         except httpx.HTTPError:
             await asyncio.sleep(0.1)
 
@@ -172,6 +175,7 @@ async def run_step(server, credentials, updaters, firmware_url: str, devices: in
 
 
 def bench_backend(name: str, database_url: str | None, work: Path, step_s: float) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
     key_path = work / "release.pem"
     keys.generate_key(key_path)
     data_dir = work / "controller"
@@ -184,8 +188,8 @@ def bench_backend(name: str, database_url: str | None, work: Path, step_s: float
     try:
         upload(server, key_path, "1.0.0", 1, 200_000)
         release = upload(server, key_path, "2.0.0", 2, IMAGE_SIZE_BYTES)
-        credentials = register(server.database_url, max(FLEET_STEPS) + BATCH_SIZE)
-        updaters = credentials[-BATCH_SIZE:]
+        updaters = register(server.database_url, 0, BATCH_SIZE)
+        credentials: list[tuple[str, str]] = []
         with server.management_client() as client:
             response = client.post(
                 "/api/rollouts",
@@ -199,6 +203,11 @@ def bench_backend(name: str, database_url: str | None, work: Path, step_s: float
         firmware_url = f"/api/ota/firmware/{release['sha256']}"
         steps = []
         for devices in FLEET_STEPS:
+            t0 = time.perf_counter()
+            credentials += register(
+                server.database_url, BATCH_SIZE + len(credentials), devices - len(credentials)
+            )
+            print(f"{name}: {devices} devices registered ({time.perf_counter() - t0:.0f} s)", flush=True)
             step = asyncio.run(run_step(server, credentials, updaters, firmware_url, devices, step_s))
             steps.append(step)
             print(f"{name}: {json.dumps(step)}", flush=True)
@@ -233,6 +242,7 @@ def main() -> None:
         "p99_target_ms": P99_TARGET_MS,
         "batch_size_streaming": BATCH_SIZE,
         "image_bytes": IMAGE_SIZE_BYTES,
+        "streaming_device_bytes_per_s": DEVICE_LINK_BYTES_PER_S,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

@@ -24,6 +24,7 @@
 #include "freertos/task.h"
 #include "heartbeat.h"
 #include "ota_client.h"
+#include "ota_img_state.h"
 #include "ota_port.h"
 #include "ota_url.h"
 #include "trusted_keys.h"
@@ -289,19 +290,5 @@ const char *ota_task_running_state_name(void) {
     if (ota_port_slot_state(slot, &state) != OTA_OK) {
         return "undefined";
     }
-    switch (state) {
-    case OTA_IMG_NEW:
-        return "new";
-    case OTA_IMG_PENDING_VERIFY:
-        return "pending_verify";
-    case OTA_IMG_VALID:
-        return "valid";
-    case OTA_IMG_INVALID:
-        return "invalid";
-    case OTA_IMG_ABORTED:
-        return "aborted";
-    case OTA_IMG_UNDEFINED:
-    default:
-        return "undefined";
-    }
+    return ota_img_state_name(state);
 }

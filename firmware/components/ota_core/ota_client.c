@@ -6,6 +6,7 @@
 
 #include "ota_backoff.h"
 #include "ota_client_internal.h"
+#include "ota_img_state.h"
 #include "ota_json.h"
 #include "ota_log.h"
 #include "ota_manifest.h"
@@ -21,24 +22,6 @@ static const char *const OTA_CLIENT_PHASE_NAMES[] = {
     [OTA_CLIENT_VERIFYING] = "verifying",
     [OTA_CLIENT_SELFTEST] = "selftest",
 };
-
-static const char *ota_client_img_state_name(ota_img_state_t state) {
-    switch (state) {
-    case OTA_IMG_NEW:
-        return "new";
-    case OTA_IMG_PENDING_VERIFY:
-        return "pending_verify";
-    case OTA_IMG_VALID:
-        return "valid";
-    case OTA_IMG_INVALID:
-        return "invalid";
-    case OTA_IMG_ABORTED:
-        return "aborted";
-    case OTA_IMG_UNDEFINED:
-        return "undefined";
-    }
-    return "unknown";
-}
 
 /* ------------------------------------------------------------------------ */
 /* helpers shared with the other ota_client*.c files                         */
@@ -246,7 +229,7 @@ static bool ota_client_build_check_url(const ota_client_t *client, char *url, si
     ota_img_state_t state = OTA_IMG_UNDEFINED;
     const char *state_name = "undefined";
     if (running != OTA_SLOT_NONE && ota_port_slot_state(running, &state) == OTA_OK) {
-        state_name = ota_client_img_state_name(state);
+        state_name = ota_img_state_name(state);
     }
     bool ok = ota_url_append_query(url, cap, "device_id", d->device_id) &&
               ota_url_append_query(url, cap, "version", client->running_version);
@@ -501,7 +484,7 @@ size_t ota_client_status_json(const ota_client_t *client, char *buf, size_t cap)
     ota_img_state_t state = OTA_IMG_UNDEFINED;
     const char *state_name = "none";
     if (running != OTA_SLOT_NONE && ota_port_slot_state(running, &state) == OTA_OK) {
-        state_name = ota_client_img_state_name(state);
+        state_name = ota_img_state_name(state);
     }
     char report[512];
     ota_report_json(client->config.deployment.device_id, &client->report, report, sizeof(report));

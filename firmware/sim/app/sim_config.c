@@ -6,8 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ota_manifest.h"
-#include "ota_port.h"
+#include "ota_trusted_keys.h"
 
 #define SIM_CONFIG_LINE_MAX 2048
 #define SIM_CONFIG_DEFAULT_SELFTEST_TIMEOUT_MS 3000u
@@ -35,51 +34,28 @@ static bool sim_config_u32(const char *value, uint32_t min, uint32_t max, uint32
     return true;
 }
 
-static bool sim_config_key_id_matches(const uint8_t raw[65], const uint8_t key_id[8]) {
-    ota_port_sha256_t *sha = NULL;
-    uint8_t digest[32];
-    if (ota_port_sha256_begin(&sha) != OTA_OK) {
-        return false;
-    }
-    if (ota_port_sha256_update(sha, raw, 65) != OTA_OK) {
-        ota_port_sha256_discard(sha);
-        return false;
-    }
-    return ota_port_sha256_finish(sha, digest) == OTA_OK && memcmp(digest, key_id, 8) == 0;
-}
-
 bool sim_config_parse_trusted_keys(const char *text, ota_client_config_t *client, char *why,
                                    size_t why_len) {
-    client->trusted_key_count = 0;
-    const char *p = text;
-    while (*p != '\0') {
-        size_t item_len = strcspn(p, ",");
-        const char *colon = memchr(p, ':', item_len);
-        if (client->trusted_key_count == OTA_CLIENT_MAX_TRUSTED_KEYS) {
-            snprintf(why, why_len, "trusted_keys: at most %d keys", OTA_CLIENT_MAX_TRUSTED_KEYS);
-            return false;
-        }
-        ota_trusted_key_t *key = &client->trusted_keys[client->trusted_key_count];
-        if (colon == NULL ||
-            !ota_manifest_hex_decode(p, (size_t)(colon - p), key->key_id, sizeof(key->key_id)) ||
-            !ota_manifest_hex_decode(colon + 1, item_len - (size_t)(colon - p) - 1, key->raw,
-                                     sizeof(key->raw)) ||
-            key->raw[0] != 0x04) {
-            snprintf(why, why_len,
-                     "trusted_keys: expected <16 hex key id>:<130 hex public key 04||X||Y>");
-            return false;
-        }
-        if (!sim_config_key_id_matches(key->raw, key->key_id)) {
-            snprintf(why, why_len, "trusted_keys: key id %.16s is not SHA-256(key)[:8]", p);
-            return false;
-        }
-        client->trusted_key_count++;
-        p += item_len;
-        if (*p == ',') {
-            p++;
-        }
+    ota_trusted_keys_result_t result;
+    ota_status_t status = ota_trusted_keys_parse_list(
+        text, client->trusted_keys, OTA_CLIENT_MAX_TRUSTED_KEYS, NULL, NULL, &result);
+    client->trusted_key_count = result.count;
+    if (status == OTA_OK) {
+        return true;
     }
-    return true;
+    if (result.rejected == 0) { /* only truncated */
+        snprintf(why, why_len, "trusted_keys: at most %d keys", OTA_CLIENT_MAX_TRUSTED_KEYS);
+    } else if (result.bad_status == OTA_ERR_CONFIG) {
+        snprintf(why, why_len,
+                 "trusted_keys: expected <16 hex key id>:<130 hex public key 04||X||Y>");
+    } else if (result.bad_status == OTA_ERR_MANIFEST_KEY) {
+        snprintf(why, why_len, "trusted_keys: key id %.16s is not SHA-256(key)[:8]",
+                 result.bad_entry);
+    } else {
+        snprintf(why, why_len, "trusted_keys: cannot check key id %.16s: %s", result.bad_entry,
+                 ota_status_to_str(result.bad_status));
+    }
+    return false;
 }
 
 static bool sim_config_set(sim_config_t *cfg, const char *key, const char *value, char *why,

@@ -23,6 +23,8 @@ typedef struct {
 /* Reads path; on error returns false with a one-line reason in why. */
 bool sim_config_load(const char *path, sim_config_t *out, char *why, size_t why_len);
 
-/* Parses "<keyid>:<hex>,…" into the client's trusted keys (key id = SHA-256(raw)[:8] checked). */
+/* Parses "<keyid>:<hex>,…" into the client's trusted keys with the core's
+ * ota_trusted_keys_parse_list(): any bad entry (or more than OTA_CLIENT_MAX_TRUSTED_KEYS)
+ * refuses the config with a reason in why; empty entries are skipped. */
 bool sim_config_parse_trusted_keys(const char *text, ota_client_config_t *client, char *why,
                                    size_t why_len);

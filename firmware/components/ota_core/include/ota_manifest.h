@@ -49,7 +49,8 @@ ota_status_t ota_manifest_parse(const char *data, size_t len, ota_manifest_t *ou
 ota_status_t ota_manifest_verify(const char *data, size_t len, const ota_trusted_key_t *keys,
                                  size_t key_count, ota_manifest_t *out);
 
-/* Hex helpers shared with the client and the sim config ("<keyid>:<hex>"). */
+/* The core's one hex codec (either case in, lower case out), shared with the
+ * client's KV records and the trusted-key list (ota_trusted_keys.c). */
 bool ota_manifest_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_len);
 void ota_manifest_hex_encode(const uint8_t *data, size_t len, char *out /* 2·len+1 */);
 
