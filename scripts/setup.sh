@@ -9,7 +9,7 @@ APT_PACKAGES=(
   build-essential cmake pkg-config
   libcurl4-openssl-dev libssl-dev libcmocka-dev
   mosquitto mosquitto-clients postgresql nginx-light
-  clang-format openssl
+  clang-format openssl tzdata
 )
 
 missing=()
