@@ -86,6 +86,8 @@ def test_update_succeeds_and_is_marked_valid(bench: Bench) -> None:
         sim.expect(V2_BOOT)
         sim.expect(r"ota: self-test passed; marking 2\.0\.0 valid")
         bench.server.wait_for_report("success")
+        # The periodic heartbeat starts right after the confirm: v2, valid.
+        sim.expect(r"heartbeat: sent \(version 2\.0\.0, ota_state valid\)")
         st = status(sim)
         assert (st["version"], st["running_slot"], st["boot_slot"], st["img_state"]) == (
             "2.0.0",
@@ -110,7 +112,20 @@ def test_update_succeeds_and_is_marked_valid(bench: Bench) -> None:
     reports = bench.server.records.reports
     assert [r["seq"] for r in reports] == [1, 2, 3, 4]
     assert all(r["target_version"] == "2.0.0" and r["device_id"] == "csi_sensor_001" for r in reports)
-    assert bench.server.records.heartbeats, "the self-test's heartbeat hook reached the server"
+    heartbeats = bench.server.records.heartbeats
+    assert any(h["ota_state"] == "pending_verify" for h in heartbeats), "the self-test's heartbeat"
+    periodic = [h for h in heartbeats if (h["version"], h["ota_state"]) == ("2.0.0", "valid")]
+    assert periodic, "a periodic heartbeat reached the server after v2 was marked valid"
+    assert set(periodic[0]) == {
+        "device_id",
+        "version",
+        "uptime_s",
+        "rssi",
+        "csi_frames",
+        "free_heap",
+        "ota_state",
+    }
+    assert periodic[0]["device_id"] == "csi_sensor_001" and periodic[0]["csi_frames"] > 0
     assert bench.server.records.unauthorised == 0
     check = bench.server.records.checks[0]
     assert (check["device_id"], check["version"], check["slot"], check["state"]) == (

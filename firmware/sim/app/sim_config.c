@@ -10,6 +10,7 @@
 
 #define SIM_CONFIG_LINE_MAX 2048
 #define SIM_CONFIG_DEFAULT_SELFTEST_TIMEOUT_MS 3000u
+#define SIM_CONFIG_DEFAULT_HEARTBEAT_INTERVAL_SEC 300u
 
 static bool sim_config_copy(char *dst, size_t cap, const char *value) {
     size_t len = strlen(value);
@@ -96,6 +97,8 @@ static bool sim_config_set(sim_config_t *cfg, const char *key, const char *value
         ok = sim_config_u32(value, 1, UINT32_MAX, &c->persist_interval_bytes);
     } else if (strcmp(key, "selftest_timeout_ms") == 0) {
         ok = sim_config_u32(value, 1, 600000, &cfg->selftest_timeout_ms);
+    } else if (strcmp(key, "heartbeat_interval_sec") == 0) {
+        ok = sim_config_u32(value, 0, 86400, &cfg->heartbeat_interval_sec);
     } else {
         snprintf(why, why_len, "unknown key '%s'", key);
         return false;
@@ -110,6 +113,7 @@ bool sim_config_load(const char *path, sim_config_t *out, char *why, size_t why_
     memset(out, 0, sizeof(*out));
     ota_client_config_defaults(&out->client);
     out->selftest_timeout_ms = SIM_CONFIG_DEFAULT_SELFTEST_TIMEOUT_MS;
+    out->heartbeat_interval_sec = SIM_CONFIG_DEFAULT_HEARTBEAT_INTERVAL_SEC;
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         snprintf(why, why_len, "cannot open %s: %s", path, strerror(errno));

@@ -18,6 +18,7 @@ typedef struct {
     ota_client_config_t client;
     char ca_cert[SIM_CONFIG_PATH_MAX];
     uint32_t selftest_timeout_ms;
+    uint32_t heartbeat_interval_sec; /* periodic heartbeat; 0 = off (default 300) */
 } sim_config_t;
 
 /* Reads path; on error returns false with a one-line reason in why. */

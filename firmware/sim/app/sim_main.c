@@ -6,11 +6,12 @@
  *
  * Boot loop: run the bootloader model on the flash file, "start" the chosen
  * app (ESP-IDF-style boot lines, the image's behaviour marker), confirm or
- * roll back (ota_client_on_boot), then serve console commands on stdin and
- * poll the OTA client. A reboot (`reboot`, ota_port_reboot, a panic) drops the
- * port's open handles and longjmps back to the top of the boot loop: same
- * process, same flash file and operation counter, fresh app state — what
- * esp_restart() does to RAM.
+ * roll back (ota_client_on_boot), then serve console commands on stdin,
+ * poll the OTA client and send the periodic heartbeat (sim_heartbeat.c).
+ * A reboot (`reboot`, ota_port_reboot, a panic) drops the port's open
+ * handles and longjmps back to the top of the boot loop: same process, same
+ * flash file and operation counter, fresh app state — what esp_restart()
+ * does to RAM.
  *
  * Exit codes: 0 `exit` or end of stdin; 1 no bootable app; 2 usage/config
  * error; 4 too many boots (a boot loop, bounded by --max-boots);
@@ -257,6 +258,7 @@ static int sim_run_boot(void) {
         }
         sim_console_poll(wait_ms);
         ota_client_poll(&sim_client, ota_port_monotonic_ms());
+        sim_app_heartbeat_poll(&sim_app, ota_port_monotonic_ms());
         if (!sim_stdin_open) {
             sim_log(OTA_LOG_INFO, "app", "console closed; exiting");
             return 0;

@@ -1,7 +1,8 @@
 /*
  * sim_selftest.c — the post-update self-test hooks of the virtual device.
  * Same four checks as the real firmware: Wi-Fi up, controller reachable,
- * CSI frames arriving, heartbeat acknowledged. An image carrying the
+ * CSI frames arriving, heartbeat acknowledged (the same request as the
+ * periodic heartbeat of sim_heartbeat.c). An image carrying the
  * fail_selftest marker captures no CSI frames, so that hook fails.
  */
 #include <stdio.h>
@@ -30,8 +31,8 @@ static ota_status_t sim_selftest_wifi(void *ctx, uint32_t timeout_ms) {
 
 /* One request to the controller's origin; any HTTP status proves reachability
  * unless want_2xx, when the answer must be a success. */
-static ota_status_t sim_selftest_request(const sim_app_t *app, const char *path, const char *body,
-                                         uint32_t timeout_ms, bool want_2xx) {
+ota_status_t sim_app_controller_request(const sim_app_t *app, const char *path, const char *body,
+                                        uint32_t timeout_ms, bool want_2xx) {
     const ota_deployment_config_t *d = ota_client_deployment(app->client);
     char url[600];
     if (!ota_url_resolve(d->version_check_url, path, url, sizeof(url))) {
@@ -61,7 +62,7 @@ static ota_status_t sim_selftest_request(const sim_app_t *app, const char *path,
 }
 
 static ota_status_t sim_selftest_controller(void *ctx, uint32_t timeout_ms) {
-    return sim_selftest_request(ctx, "/healthz", NULL, timeout_ms, false);
+    return sim_app_controller_request(ctx, "/healthz", NULL, timeout_ms, false);
 }
 
 static ota_status_t sim_selftest_csi(void *ctx, uint32_t timeout_ms) {
@@ -81,18 +82,7 @@ static ota_status_t sim_selftest_csi(void *ctx, uint32_t timeout_ms) {
 }
 
 static ota_status_t sim_selftest_heartbeat(void *ctx, uint32_t timeout_ms) {
-    const sim_app_t *app = ctx;
-    const ota_deployment_config_t *d = ota_client_deployment(app->client);
-    char path[96];
-    char body[400];
-    snprintf(path, sizeof(path), "/api/devices/%s/heartbeat", d->device_id);
-    uint64_t uptime_s = (ota_port_monotonic_ms() - app->app_start_ms) / 1000u;
-    snprintf(body, sizeof(body),
-             "{\"device_id\": \"%s\", \"version\": \"%s\", \"uptime_s\": %llu, \"rssi\": -55, "
-             "\"csi_frames\": %llu, \"free_heap\": 180000, \"ota_state\": \"pending_verify\"}",
-             d->device_id, app->client->running_version, (unsigned long long)uptime_s,
-             (unsigned long long)sim_app_csi_frames(app));
-    return sim_selftest_request(app, path, body, timeout_ms, true);
+    return sim_app_heartbeat_send(ctx, timeout_ms);
 }
 
 void sim_selftest_install(sim_app_t *app, ota_client_config_t *config) {

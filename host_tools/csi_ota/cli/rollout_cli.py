@@ -271,13 +271,16 @@ def exclude_command(rollout_id, device_id, server, token, as_json) -> None:
     "--mqtt", "mqtt_address", help="Broker HOST:PORT: the first --mqtt-devices heart-beat over MQTT."
 )
 @click.option("--mqtt-devices", type=int, default=0, show_default=True, help="Devices that use MQTT.")
+@click.option("--virtual-esp32", "virtual_esp32", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Run the last N devices as virtual ESP32-S3 processes (csi-ota-sim); "
+                   "--register adds N more for them.")  # fmt: skip
 @server_option
 @token_option
 @click.option("--quiet", is_flag=True, help="No live display; only the JSON summary.")
 def fleet_command(
     device_urls, credentials, register_count, prefix, trusted_keys, behaviours, initial_version,
     initial_sequence, check_interval, heartbeat_interval, time_scale, duration, rollout_id, ca_cert,
-    summary_path, seed, mqtt_address, mqtt_devices, server, token, quiet,
+    summary_path, seed, mqtt_address, mqtt_devices, virtual_esp32, server, token, quiet,
 ) -> None:  # fmt: skip
     """Simulate a fleet of devices speaking the real protocol to a controller; print a JSON summary."""
     import asyncio
@@ -299,6 +302,7 @@ def fleet_command(
         if credentials.exists():
             raise CsiOtaError(f"{credentials} exists; remove it or drop --register to reuse it")
         ids = [f"{prefix}{i:05d}" for i in range(register_count)]
+        ids += [f"{prefix}esp32_{i:03d}" for i in range(virtual_esp32)]
         creds = asyncio.run(register_devices_async(server, token, ids))
         save_credentials(credentials, creds)
     elif not credentials.exists():
@@ -328,6 +332,8 @@ def fleet_command(
         mqtt_host=mqtt_host,
         mqtt_port=mqtt_port,
         mqtt_devices=mqtt_devices,
+        virtual_esp32=virtual_esp32,
+        ca_cert=str(ca_cert) if ca_cert else None,
     )
     fleet = Fleet(config)
     if quiet:

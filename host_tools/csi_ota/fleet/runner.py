@@ -57,6 +57,8 @@ class FleetConfig:
     mqtt_host: str | None = None  # heart-beat over MQTT for the first mqtt_devices devices
     mqtt_port: int = 1883
     mqtt_devices: int = 0
+    virtual_esp32: int = 0  # the last N credentials run as csi-ota-sim processes (fleet/virtual.py)
+    ca_cert: str | None = None  # CA file the virtual ESP32-S3 devices trust (HTTPS)
 
     def __post_init__(self) -> None:
         if not self.device_urls:
@@ -67,6 +69,16 @@ class FleetConfig:
             raise CsiOtaError("time scale and intervals must be positive")
         if self.duration_s <= 0:
             raise CsiOtaError("duration must be positive")
+        if not (0 <= self.virtual_esp32 <= len(self.credentials)):
+            raise CsiOtaError("--virtual-esp32 needs as many credentials (the last N are used)")
+
+    @property
+    def simulated_credentials(self) -> list[tuple[str, str]]:
+        return self.credentials[: len(self.credentials) - self.virtual_esp32]
+
+    @property
+    def virtual_credentials(self) -> list[tuple[str, str]]:
+        return self.credentials[len(self.credentials) - self.virtual_esp32 :]
 
     def timing(self) -> FleetTiming:
         return FleetTiming(
@@ -159,10 +171,12 @@ class Fleet:
         self.ended_by = ""
         self.mqtt = None
         self.mqtt_connected = 0
+        self.virtual = None  # VirtualEsp32Fleet when config.virtual_esp32 > 0
 
     async def run(self, on_update: Callable[[Fleet], None] | None = None) -> dict[str, Any]:
         config = self.config
-        behaviours = config.behaviours.assign(len(config.credentials), seed=str(config.seed))
+        simulated = config.simulated_credentials
+        behaviours = config.behaviours.assign(len(simulated), seed=str(config.seed))
         limits = httpx.Limits(
             max_connections=config.max_connections, max_keepalive_connections=config.max_connections
         )
@@ -194,13 +208,17 @@ class Fleet:
                     highest_sequence=config.initial_sequence,
                     seed=config.seed,
                 )
-                for (device_id, token), behaviour in zip(config.credentials, behaviours, strict=True)
+                for (device_id, token), behaviour in zip(simulated, behaviours, strict=True)
             ]
             tasks = [asyncio.create_task(d.run()) for d in self.devices]
             try:
+                if config.virtual_esp32 > 0:
+                    await asyncio.to_thread(self._start_virtual)
                 await self._watch(on_update)
             finally:
                 self.stop.set()
+                if self.virtual is not None:
+                    await asyncio.to_thread(self.virtual.stop)
                 done, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
                 for task in pending:
                     task.cancel()
@@ -210,6 +228,22 @@ class Fleet:
                 if self.mqtt is not None:
                     await asyncio.to_thread(self.mqtt.stop)
         return self.summary()
+
+    def _start_virtual(self) -> None:
+        from csi_ota.fleet.virtual import VirtualEsp32Fleet
+
+        config = self.config
+        self.virtual = VirtualEsp32Fleet(
+            config.virtual_credentials,
+            version_check_url=f"{config.device_urls[0].rstrip('/')}/api/ota/version",
+            trusted_keys=list(config.trusted_keys),
+            initial_version=config.initial_version,
+            check_interval_s=config.check_interval_s,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+            time_scale=config.time_scale,
+            ca_cert=config.ca_cert,
+        )
+        self.virtual.start()
 
     async def _watch(self, on_update: Callable[[Fleet], None] | None) -> None:
         config = self.config
@@ -257,6 +291,7 @@ class Fleet:
             "rejected": dict(stats.rejected),
             "outcomes": dict(stats.outcomes),
             "max_concurrent_downloads": stats.max_downloads_in_flight,
+            "virtual_esp32": [] if self.virtual is None else self.virtual.summary(),
             "mqtt_devices_connected": self.mqtt_connected,
             "mqtt_heartbeats": stats.requests.get("heartbeat_mqtt", 0),
             "bytes_downloaded": stats.bytes_downloaded,

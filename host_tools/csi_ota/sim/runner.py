@@ -117,6 +117,7 @@ class SimConfig:
     chunk_size_bytes: int = 4096
     persist_interval_bytes: int = 65536
     selftest_timeout_ms: int = 2000
+    heartbeat_interval_sec: int = 300  # periodic heartbeat (time-scaled); 0 = off
     extra: dict[str, str] = field(default_factory=dict)
 
     def render(self) -> str:
@@ -137,6 +138,7 @@ class SimConfig:
             "chunk_size_bytes": self.chunk_size_bytes,
             "persist_interval_bytes": self.persist_interval_bytes,
             "selftest_timeout_ms": self.selftest_timeout_ms,
+            "heartbeat_interval_sec": self.heartbeat_interval_sec,
             **self.extra,
         }
         lines = []
