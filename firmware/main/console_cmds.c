@@ -10,6 +10,7 @@
 #include "esp_console.h"
 #include "esp_log.h"
 #include "esp_system.h"
+#include "ota_img_state.h"
 #include "ota_task.h"
 #include "sdkconfig.h"
 
@@ -22,7 +23,7 @@ static int console_version(int argc, char **argv) {
     (void)argv;
     const esp_app_desc_t *app = esp_app_get_description();
     printf("%s %s (ESP-IDF %s, state %s)\n", app->project_name, app->version, app->idf_ver,
-           ota_task_running_state_name());
+           ota_running_img_state_name());
     return 0;
 }
 

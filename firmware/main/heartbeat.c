@@ -12,6 +12,7 @@
 #include "freertos/FreeRTOS.h"
 #include "freertos/semphr.h"
 #include "freertos/task.h"
+#include "ota_img_state.h"
 #include "ota_json.h"
 #include "ota_task.h"
 #include "publish.h"
@@ -42,7 +43,7 @@ static bool heartbeat_send_locked(uint32_t timeout_ms) {
     ota_json_i64(&json, "rssi", wifi_station_rssi());
     ota_json_u64(&json, "csi_frames", csi_capture_frames_total());
     ota_json_u64(&json, "free_heap", esp_get_free_heap_size());
-    ota_json_string(&json, "ota_state", ota_task_running_state_name());
+    ota_json_string(&json, "ota_state", ota_running_img_state_name());
     if (ota_json_end(&json) >= sizeof(s_json)) {
         ESP_LOGE(TAG, "heartbeat JSON truncated");
         return false;

@@ -280,15 +280,3 @@ void ota_task_status_json(char *buf, size_t cap) {
         snprintf(buf, cap, "{\"busy\":true}");
     }
 }
-
-const char *ota_task_running_state_name(void) {
-    ota_img_state_t state;
-    int slot = ota_port_running_slot();
-    if (slot == OTA_SLOT_NONE) {
-        return "factory";
-    }
-    if (ota_port_slot_state(slot, &state) != OTA_OK) {
-        return "undefined";
-    }
-    return ota_img_state_name(state);
-}

@@ -26,6 +26,3 @@ esp_err_t ota_task_fail_next_selftest(void);
 /* Console `ota status`: the client's status JSON (waits up to 200 ms for a running
  * check; otherwise the snapshot taken after the last one, with "busy":true). */
 void ota_task_status_json(char *buf, size_t cap);
-
-/* Otadata state of the running app: "valid", "pending_verify", "undefined", … */
-const char *ota_task_running_state_name(void);

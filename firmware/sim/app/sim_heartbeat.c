@@ -28,19 +28,6 @@ static void sim_heartbeat_log(ota_log_level_t level, const char *fmt, ...) {
     va_end(args);
 }
 
-/* The running image's otadata state name, as the device's ota_task reports it. */
-static const char *sim_heartbeat_ota_state(void) {
-    ota_img_state_t state;
-    int slot = ota_port_running_slot();
-    if (slot == OTA_SLOT_NONE) {
-        return "factory";
-    }
-    if (ota_port_slot_state(slot, &state) != OTA_OK) {
-        return "undefined";
-    }
-    return ota_img_state_name(state);
-}
-
 ota_status_t sim_app_heartbeat_send(const sim_app_t *app, uint32_t timeout_ms) {
     const ota_deployment_config_t *d = ota_client_deployment(app->client);
     char path[96];
@@ -57,7 +44,7 @@ ota_status_t sim_app_heartbeat_send(const sim_app_t *app, uint32_t timeout_ms) {
     ota_json_i64(&json, "rssi", SIM_HEARTBEAT_RSSI);
     ota_json_u64(&json, "csi_frames", sim_app_csi_frames(app));
     ota_json_u64(&json, "free_heap", SIM_HEARTBEAT_FREE_HEAP);
-    ota_json_string(&json, "ota_state", sim_heartbeat_ota_state());
+    ota_json_string(&json, "ota_state", ota_running_img_state_name());
     if (ota_json_end(&json) >= sizeof(body)) {
         return OTA_ERR_CONFIG;
     }
@@ -72,7 +59,7 @@ void sim_app_heartbeat_poll(sim_app_t *app, uint64_t now_ms) {
     ota_status_t status = sim_app_heartbeat_send(app, app->config->client.http_timeout_ms);
     if (status == OTA_OK) {
         sim_heartbeat_log(OTA_LOG_INFO, "sent (version %s, ota_state %s)",
-                          app->client->running_version, sim_heartbeat_ota_state());
+                          app->client->running_version, ota_running_img_state_name());
     } else {
         sim_heartbeat_log(OTA_LOG_WARN, "failed: %s", ota_status_to_reason(status));
     }

@@ -16,6 +16,11 @@ extern "C" {
  * (also for a value outside the enum). Never NULL. */
 const char *ota_img_state_name(ota_img_state_t state);
 
+/* The running image's state name (through ota_port_running_slot / ota_port_slot_state):
+ * one of the above, "factory" when running from a factory partition, "undefined"
+ * when otadata has no entry for the running slot. Never NULL. */
+const char *ota_running_img_state_name(void);
+
 #ifdef __cplusplus
 }
 #endif
