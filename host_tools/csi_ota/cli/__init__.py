@@ -24,10 +24,11 @@ COMMAND_MODULES = (
     "csi_ota.cli.image_cli",  # csi-ota image info / image build, csi-ota budget
     "csi_ota.cli.doctor_cli",  # csi-ota doctor
     "csi_ota.cli.release_cli",  # csi-ota keys, csi-ota release
-    "csi_ota.cli.provision_cli",  # csi-ota provision
+    "csi_ota.cli.provision_cli",  # csi-ota provision, csi-ota certs
     "csi_ota.cli.corrupt_cli",  # csi-ota corrupt
     "csi_ota.cli.sim_cli",  # csi-ota sim (virtual ESP32-S3 flash files)
-    "csi_ota.cli.controller_cli",  # csi-ota serve, certs, devices, releases, ...
+    "csi_ota.cli.controller_cli",  # csi-ota serve, releases, admin, audit, mqtt-acl, openapi
+    "csi_ota.cli.devices_cli",  # csi-ota devices
     "csi_ota.cli.rollout_cli",  # csi-ota rollout, csi-ota fleet
     "csi_ota.cli.demo_cli",  # csi-ota demo
 )

@@ -1,6 +1,6 @@
 """`csi-ota serve` and the commands that drive a running controller.
 
-`serve` runs the service; `devices`, `releases`, `admin`, `audit` and
+`serve` runs the service; `releases`, `admin`, `audit` and
 `mqtt-acl` talk to its management API (``--server``/CSI_OTA_SERVER,
 ``--token``/CSI_OTA_TOKEN); `admin bootstrap` writes the first admin token
 straight into the registry; `openapi` prints the API description.
@@ -8,69 +8,24 @@ straight into the registry; `openapi` prints the API description.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from csi_ota.controller.client import DEFAULT_SERVER, ManagementClient
-from csi_ota.errors import CsiOtaError
-
-console = Console(highlight=False)
-EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-
-server_option = click.option(
-    "--server", envvar="CSI_OTA_SERVER", default=DEFAULT_SERVER, show_default=True, help="Management API URL."
+from csi_ota.cli.management_common import (
+    EXISTING_FILE,
+    console,
+    json_option,
+    kv_table,
+    management_client,
+    print_json,
+    rows_table,
+    server_option,
+    token_option,
 )
-token_option = click.option("--token", envvar="CSI_OTA_TOKEN", help="Admin token (or CSI_OTA_TOKEN).")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-
-
-def _client(server: str, token: str | None) -> ManagementClient:
-    return ManagementClient(server, token)
-
-
-def _print_json(payload: Any) -> None:
-    click.echo(json.dumps(payload, indent=2))
-
-
-def _kv_table(title: str, data: dict[str, Any]) -> Table:
-    table = Table(title=title, show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
-    for key, value in data.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
-    return table
-
-
-def _rows_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
-    table = Table(title=title)
-    for index, column in enumerate(columns):
-        table.add_column(column, no_wrap=index == 0)
-    for row in rows:
-        table.add_row(
-            *[
-                ", ".join(v) if isinstance(v := row.get(c), list) else ("" if v is None else str(v))
-                for c in columns
-            ]
-        )
-    return table
-
-
-def _config_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
-    config = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CsiOtaError(f"--set {pair!r}: use KEY=VALUE")
-        config[key] = value
-    return config
-
 
 # --------------------------------------------------------------------------- serve
 
@@ -174,240 +129,6 @@ def serve_command(
     serve(settings, listen, mqtt)
 
 
-# --------------------------------------------------------------------------- devices
-
-
-@click.group("devices")
-def devices_group() -> None:
-    """The device registry on a running controller."""
-
-
-@devices_group.command("register")
-@click.argument("device_id")
-@click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
-@server_option
-@token_option
-@json_option
-def devices_register(
-    device_id: str, tags: tuple[str, ...], server: str, token: str | None, as_json: bool
-) -> None:
-    """Register DEVICE_ID; prints its token — shown only this once."""
-    with _client(server, token) as client:
-        result = client.post("/api/devices", {"device_id": device_id, "tags": list(tags)})
-    if as_json:
-        _print_json(result)
-        return
-    console.print(f"registered {result['device_id']}")
-    console.print(f"device token (shown once, store it in the provisioning image): {result['token']}")
-
-
-@devices_group.command("list")
-@click.option("--tag")
-@click.option("--version")
-@click.option("--health", type=click.Choice(["unknown", "healthy", "degraded", "offline"]))
-@click.option("--seen-within", "seen_within_s", type=click.IntRange(0), help="Seen in the last N seconds.")
-@click.option(
-    "--not-seen-within", "not_seen_within_s", type=click.IntRange(0), help="Not seen for N seconds."
-)
-@click.option("--all", "include_decommissioned", is_flag=True, help="Include decommissioned devices.")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=1000, show_default=True)
-@server_option
-@token_option
-@json_option
-def devices_list(server: str, token: str | None, as_json: bool, **filters: Any) -> None:
-    """Devices matching every filter."""
-    filters["include_decommissioned"] = filters["include_decommissioned"] or None
-    with _client(server, token) as client:
-        rows = client.get("/api/devices", **filters)
-    if as_json:
-        _print_json(rows)
-        return
-    columns = ["device_id", "tags", "version", "health", "last_seen", "last_ota_state", "assigned_version"]
-    console.print(_rows_table(f"{len(rows)} devices", rows, columns))
-
-
-@devices_group.command("show")
-@click.argument("device_id")
-@server_option
-@token_option
-@json_option
-def devices_show(device_id: str, server: str, token: str | None, as_json: bool) -> None:
-    """Everything the registry knows about DEVICE_ID (health, OTA state, CSI counts, config)."""
-    with _client(server, token) as client:
-        device = client.get(f"/api/devices/{device_id}")
-    if as_json:
-        _print_json(device)
-    else:
-        console.print(_kv_table(device_id, device))
-
-
-@devices_group.command("reports")
-@click.argument("device_id")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
-@server_option
-@token_option
-@json_option
-def devices_reports(device_id: str, limit: int, server: str, token: str | None, as_json: bool) -> None:
-    """DEVICE_ID's latest OTA status reports."""
-    with _client(server, token) as client:
-        rows = client.get(f"/api/devices/{device_id}/reports", limit=limit)
-    if as_json:
-        _print_json(rows)
-        return
-    columns = ["seq", "state", "reason", "version", "target_version", "received_at"]
-    console.print(_rows_table(f"{device_id}: status reports", rows, columns))
-
-
-@devices_group.command("tag")
-@click.argument("device_id")
-@click.option("--add", multiple=True, help="Tag to add (repeatable).")
-@click.option("--remove", multiple=True, help="Tag to remove (repeatable).")
-@server_option
-@token_option
-@json_option
-def devices_tag(
-    device_id: str,
-    add: tuple[str, ...],
-    remove: tuple[str, ...],
-    server: str,
-    token: str | None,
-    as_json: bool,
-) -> None:
-    """Add or remove tags."""
-    if not add and not remove:
-        raise CsiOtaError("give --add and/or --remove")
-    with _client(server, token) as client:
-        result = client.post(f"/api/devices/{device_id}/tags", {"add": list(add), "remove": list(remove)})
-    _print_json(result) if as_json else console.print(
-        f"{device_id}: tags {', '.join(result['tags']) or '(none)'}"
-    )
-
-
-@devices_group.command("rotate-token")
-@click.argument("device_id")
-@server_option
-@token_option
-@json_option
-def devices_rotate(device_id: str, server: str, token: str | None, as_json: bool) -> None:
-    """Issue a new token for DEVICE_ID (shown once); the old one stops working."""
-    with _client(server, token) as client:
-        result = client.post(f"/api/devices/{device_id}/token/rotate")
-    _print_json(result) if as_json else console.print(f"new device token (shown once): {result['token']}")
-
-
-@devices_group.command("revoke")
-@click.argument("device_id")
-@server_option
-@token_option
-def devices_revoke(device_id: str, server: str, token: str | None) -> None:
-    """Revoke DEVICE_ID's token (it gets 401 until rotated)."""
-    with _client(server, token) as client:
-        client.post(f"/api/devices/{device_id}/token/revoke")
-    console.print(f"{device_id}: token revoked")
-
-
-@devices_group.command("decommission")
-@click.argument("device_id")
-@server_option
-@token_option
-def devices_decommission(device_id: str, server: str, token: str | None) -> None:
-    """Retire DEVICE_ID for good (token revoked, assignment cleared, history kept)."""
-    with _client(server, token) as client:
-        client.post(f"/api/devices/{device_id}/decommission")
-    console.print(f"{device_id}: decommissioned")
-
-
-@devices_group.command("config")
-@click.argument("device_id", required=False)
-@click.option("--tag", help="Set the configuration of every device with this tag instead.")
-@click.option(
-    "--set",
-    "pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="check_interval_sec, auto_update_enabled, update_url, version_check_url.",
-)
-@click.option("--clear", is_flag=True, help="Remove the configuration.")
-@server_option
-@token_option
-@json_option
-def devices_config(
-    device_id: str | None,
-    tag: str | None,
-    pairs: tuple[str, ...],
-    clear: bool,
-    server: str,
-    token: str | None,
-    as_json: bool,
-) -> None:
-    """Push configuration with the version check (per device, or per tag with --tag)."""
-    if (device_id is None) == (tag is None):
-        raise CsiOtaError("give a DEVICE_ID or --tag, not both")
-    if clear == bool(pairs):
-        raise CsiOtaError("give --set KEY=VALUE (repeatable) or --clear")
-    config = None if clear else _config_pairs(pairs)
-    path = f"/api/tags/{tag}/config" if tag else f"/api/devices/{device_id}/config"
-    with _client(server, token) as client:
-        result = client.put(path, {"config": config})
-    _print_json(result) if as_json else console.print(f"{tag or device_id}: config {result.get('config')}")
-
-
-@devices_group.command("assign")
-@click.argument("device_id")
-@click.argument("release")
-@server_option
-@token_option
-@json_option
-def devices_assign(device_id: str, release: str, server: str, token: str | None, as_json: bool) -> None:
-    """Offer RELEASE (id or version; 'none' clears) to DEVICE_ID at its next version check."""
-    body = {"release": None if release == "none" else release}
-    with _client(server, token) as client:
-        result = client.put(f"/api/devices/{device_id}/assignment", body)
-    _print_json(result) if as_json else console.print(
-        f"{device_id}: assigned {result['assigned_version'] or 'nothing'}"
-    )
-
-
-@devices_group.command("batch")
-@click.argument("action", type=click.Choice(["assign", "config", "revoke"]))
-@click.option("--device", "device_ids", multiple=True, help="Device id (repeatable).")
-@click.option("--tag")
-@click.option("--version")
-@click.option("--health", type=click.Choice(["unknown", "healthy", "degraded", "offline"]))
-@click.option("--release", help="For assign: release id or version ('none' clears).")
-@click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE", help="For config.")
-@server_option
-@token_option
-@json_option
-def devices_batch(
-    action: str,
-    device_ids: tuple[str, ...],
-    tag: str | None,
-    version: str | None,
-    health: str | None,
-    release: str | None,
-    pairs: tuple[str, ...],
-    server: str,
-    token: str | None,
-    as_json: bool,
-) -> None:
-    """Apply ACTION to every selected device in one transaction."""
-    selection = {"device_ids": list(device_ids) or None, "tag": tag, "version": version, "health": health}
-    body: dict[str, Any] = {
-        "selection": {k: v for k, v in selection.items() if v is not None},
-        "action": action,
-    }
-    if action == "assign":
-        if release is None:
-            raise CsiOtaError("assign needs --release")
-        body["release"] = None if release == "none" else release
-    if action == "config":
-        body["config"] = _config_pairs(pairs) or None
-    with _client(server, token) as client:
-        result = client.post("/api/batch", body)
-    _print_json(result) if as_json else console.print(f"{action}: {result['matched']} devices")
-
-
 # --------------------------------------------------------------------------- releases
 
 
@@ -424,9 +145,9 @@ def releases_group() -> None:
 @json_option
 def releases_upload(image: Path, manifest: Path, server: str, token: str | None, as_json: bool) -> None:
     """Upload IMAGE with its signed MANIFEST (from `csi-ota release create`)."""
-    with _client(server, token) as client:
+    with management_client(server, token) as client:
         result = client.upload_release(image, manifest)
-    _print_json(result) if as_json else console.print(
+    print_json(result) if as_json else console.print(
         f"stored release {result['version']} (id {result['id']}, sha256 {result['sha256']})"
     )
 
@@ -438,10 +159,10 @@ def releases_upload(image: Path, manifest: Path, server: str, token: str | None,
 @json_option
 def releases_list(include_retired: bool, server: str, token: str | None, as_json: bool) -> None:
     """Releases in semantic-version order."""
-    with _client(server, token) as client:
+    with management_client(server, token) as client:
         rows = client.get("/api/releases", include_retired=include_retired or None)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     columns = [
         "id",
@@ -454,7 +175,7 @@ def releases_list(include_retired: bool, server: str, token: str | None, as_json
         "retired",
         "created",
     ]
-    console.print(_rows_table(f"{len(rows)} releases", rows, columns))
+    console.print(rows_table(f"{len(rows)} releases", rows, columns))
 
 
 @releases_group.command("show")
@@ -464,9 +185,9 @@ def releases_list(include_retired: bool, server: str, token: str | None, as_json
 @json_option
 def releases_show(release: str, server: str, token: str | None, as_json: bool) -> None:
     """One release (id or version) with its manifest."""
-    with _client(server, token) as client:
+    with management_client(server, token) as client:
         result = client.get(f"/api/releases/{release}")
-    _print_json(result) if as_json else console.print(_kv_table(f"release {result['version']}", result))
+    print_json(result) if as_json else console.print(kv_table(f"release {result['version']}", result))
 
 
 @releases_group.command("retire")
@@ -475,7 +196,7 @@ def releases_show(release: str, server: str, token: str | None, as_json: bool) -
 @token_option
 def releases_retire(release: str, server: str, token: str | None) -> None:
     """Stop offering RELEASE (id or version)."""
-    with _client(server, token) as client:
+    with management_client(server, token) as client:
         result = client.post(f"/api/releases/{release}/retire")
     console.print(f"release {result['version']} retired")
 
@@ -519,9 +240,9 @@ def admin_bootstrap(name: str, role: str, data_dir: Path) -> None:
 @json_option
 def admin_create(name: str, role: str, server: str, token: str | None, as_json: bool) -> None:
     """Create user NAME (or a new token for it) with ROLE; prints the token once."""
-    with _client(server, token) as client:
+    with management_client(server, token) as client:
         result = client.post("/api/admin/users", {"name": name, "role": role})
-    _print_json(result) if as_json else console.print(
+    print_json(result) if as_json else console.print(
         f"token for {name} ({role}), shown once: {result['token']}"
     )
 
@@ -532,7 +253,7 @@ def admin_create(name: str, role: str, server: str, token: str | None, as_json: 
 @token_option
 def admin_revoke(name: str, server: str, token: str | None) -> None:
     """Revoke every token of user NAME."""
-    with _client(server, token) as client:
+    with management_client(server, token) as client:
         result = client.post(f"/api/admin/users/{name}/revoke")
     console.print(f"{name}: {result['tokens_revoked']} token(s) revoked")
 
@@ -543,10 +264,10 @@ def admin_revoke(name: str, server: str, token: str | None) -> None:
 @json_option
 def admin_list(server: str, token: str | None, as_json: bool) -> None:
     """Admin users and roles."""
-    with _client(server, token) as client:
+    with management_client(server, token) as client:
         rows = client.get("/api/admin/users")
-    _print_json(rows) if as_json else console.print(
-        _rows_table("admin users", rows, ["name", "role", "disabled"])
+    print_json(rows) if as_json else console.print(
+        rows_table("admin users", rows, ["name", "role", "disabled"])
     )
 
 
@@ -555,7 +276,7 @@ def admin_list(server: str, token: str | None, as_json: bool) -> None:
 @token_option
 def admin_whoami(server: str, token: str | None) -> None:
     """Which user the token belongs to."""
-    with _client(server, token) as client:
+    with management_client(server, token) as client:
         result = client.get("/api/whoami")
     console.print(f"{result['name']} ({result['role']})")
 
@@ -590,13 +311,13 @@ def _audit_options(function):
 @json_option
 def audit_list(server: str, token: str | None, as_json: bool, **filters: Any) -> None:
     """Audit entries, oldest first."""
-    with _client(server, token) as client:
+    with management_client(server, token) as client:
         rows = client.get("/api/audit", **filters)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     console.print(
-        _rows_table(f"{len(rows)} audit entries", rows, ["id", "at", "actor", "action", "target", "details"])
+        rows_table(f"{len(rows)} audit entries", rows, ["id", "at", "actor", "action", "target", "details"])
     )
 
 
@@ -611,7 +332,7 @@ def audit_export(out: Path | None, server: str, token: str | None, **filters: An
     """Export as JSON Lines."""
     from csi_ota.keys import write_bytes_atomic
 
-    with _client(server, token) as client:
+    with management_client(server, token) as client:
         if out is None:
             client.export_audit(sys.stdout, **filters)
             return
@@ -640,7 +361,7 @@ def mqtt_acl_command(out_dir: Path, controller_user: str, server: str, token: st
     """Write Mosquitto's password and ACL files: each device publishes only under csi/<id>/."""
     from csi_ota.controller.mqtt_acl import write_mqtt_files
 
-    with _client(server, token) as client:
+    with management_client(server, token) as client:
         credentials = client.get("/api/mqtt/credentials")
     files = write_mqtt_files(
         out_dir, [(c["device_id"], c["password_hash"]) for c in credentials], controller_user=controller_user
@@ -669,7 +390,6 @@ def openapi_command(out: Path | None) -> None:
 
 COMMANDS = [
     serve_command,
-    devices_group,
     releases_group,
     admin_group,
     audit_group,

@@ -8,22 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from csi_ota.controller.client import DEFAULT_SERVER, ManagementClient
+from csi_ota.cli.management_common import (
+    EXISTING_FILE,
+    console,
+    json_option,
+    print_json,
+    server_option,
+    token_option,
+)
+from csi_ota.controller.client import ManagementClient
 from csi_ota.errors import CsiOtaError
 
-console = Console(highlight=False)
-EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|min|h|d)?$")
 DURATION_UNITS_S = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-
-server_option = click.option(
-    "--server", envvar="CSI_OTA_SERVER", default=DEFAULT_SERVER, show_default=True, help="Management API URL."
-)
-token_option = click.option("--token", envvar="CSI_OTA_TOKEN", help="Admin token (or CSI_OTA_TOKEN).")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
 def parse_duration_s(text: str) -> int:
@@ -39,10 +38,6 @@ def parse_stages(text: str) -> list[int]:
         return [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
         raise CsiOtaError(f"stages must be comma-separated percents like 10,50,100, got {text!r}") from None
-
-
-def _print_json(payload: Any) -> None:
-    click.echo(json.dumps(payload, indent=2))
 
 
 def _summary_table(rows: list[dict[str, Any]]) -> Table:
@@ -163,7 +158,7 @@ def create_command(
     with ManagementClient(server, token) as client:
         detail = client.post("/api/rollouts", body)
     if as_json:
-        _print_json(detail)
+        print_json(detail)
     else:
         _print_detail(detail)
 
@@ -178,7 +173,7 @@ def list_command(state, server, token, as_json) -> None:
     with ManagementClient(server, token) as client:
         rows = client.get("/api/rollouts", state=state)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
     else:
         console.print(_summary_table(rows))
 
@@ -193,7 +188,7 @@ def show_command(rollout_id, server, token, as_json) -> None:
     with ManagementClient(server, token) as client:
         detail = client.get(f"/api/rollouts/{rollout_id}")
     if as_json:
-        _print_json(detail)
+        print_json(detail)
     else:
         _print_detail(detail)
 
@@ -207,7 +202,7 @@ def _control_command(action: str, help_text: str):
         with ManagementClient(server, token) as client:
             result = client.post(f"/api/rollouts/{rollout_id}/{action}")
         if as_json:
-            _print_json(result)
+            print_json(result)
         else:
             console.print(
                 f"rollout {result['id']}: [bold]{result['state']}[/] (stage {result['current_stage']})"
@@ -234,7 +229,7 @@ def exclude_command(rollout_id, device_id, server, token, as_json) -> None:
     with ManagementClient(server, token) as client:
         result = client.post(f"/api/rollouts/{rollout_id}/exclude", {"device_id": device_id})
     if as_json:
-        _print_json(result)
+        print_json(result)
     else:
         console.print(f"device {result['device_id']} excluded from rollout {result['rollout_id']}")
 
