@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from csi_ota.errors import CsiOtaError
-from csi_ota.keys import PRIVATE_KEY_FILE_MODE, write_bytes_atomic
+from csi_ota.fileio import write_atomic
+from csi_ota.keys import PRIVATE_KEY_FILE_MODE
 
 CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
@@ -115,8 +116,8 @@ def create_ca(out_dir: str | os.PathLike[str], *, force: bool = False) -> CertFi
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    write_bytes_atomic(key_path, _key_pem(key), mode=PRIVATE_KEY_FILE_MODE)
-    write_bytes_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    write_atomic(key_path, _key_pem(key), mode=PRIVATE_KEY_FILE_MODE)
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return CertFiles(cert_path, key_path)
 
 
@@ -185,8 +186,8 @@ def create_server_cert(
         .sign(ca_key, hashes.SHA256())
     )
     key_path, cert_path = out / SERVER_KEY_FILE, out / SERVER_CERT_FILE
-    write_bytes_atomic(key_path, _key_pem(key), mode=PRIVATE_KEY_FILE_MODE)
-    write_bytes_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    write_atomic(key_path, _key_pem(key), mode=PRIVATE_KEY_FILE_MODE)
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return CertFiles(cert_path, key_path)
 
 

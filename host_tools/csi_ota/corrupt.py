@@ -23,8 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from esptool.bin_image import ELFSection
 
 from csi_ota.errors import CsiOtaError
+from csi_ota.fileio import write_atomic
 from csi_ota.imagegen import ESP32S3_CHIP_ID, load_image
-from csi_ota.keys import key_id_for, load_private_key, write_bytes_atomic
+from csi_ota.keys import key_id_for, load_private_key
 from csi_ota.manifest import manifest_for_image, parse_manifest, sign_manifest
 from csi_ota.release import DEFAULT_SLOT_SIZE_BYTES, describe_image, reserve_sequence
 
@@ -325,7 +326,7 @@ def corrupt_file(
         if other_image_path is not None:
             other = hashlib.sha256(Path(other_image_path).read_bytes()).hexdigest()
         bad, detail = corrupt_manifest(name, data, key=key, other_sha256=other)
-        write_bytes_atomic(out_path, bad)
+        write_atomic(out_path, bad)
         return CorruptResult(kind, Path(out_path), detail)
     bad, detail = corrupt_image(name, data, seed=seed)
     written_manifest = None
@@ -342,7 +343,7 @@ def corrupt_file(
         written_manifest = Path(manifest_path) if manifest_path else Path(out_path).with_suffix(".manifest")
     elif manifest_path is not None:
         raise CsiOtaError("--manifest names where to write a manifest for OUT; it needs --key to sign it")
-    write_bytes_atomic(out_path, bad)
+    write_atomic(out_path, bad)
     if written_manifest is not None and manifest_bytes is not None:
-        write_bytes_atomic(written_manifest, manifest_bytes)
+        write_atomic(written_manifest, manifest_bytes)
     return CorruptResult(kind, Path(out_path), detail, written_manifest)

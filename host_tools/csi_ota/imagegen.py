@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from esptool.bin_image import ELFSection, ESP32S3FirmwareImage
 
 from csi_ota.app_desc import AppDesc, pack_app_desc
+from csi_ota.fileio import write_atomic
 
 ESP32S3_CHIP_ID = 9
 SIM_BEHAVIOUR_PREFIX = b"CSI_SIM_BEHAVIOUR:"
@@ -111,12 +112,7 @@ def build_app_image(spec: ImageSpec) -> bytes:
 def write_app_image(spec: ImageSpec, path: str | os.PathLike[str]) -> bytes:
     """Build the image and write it atomically to ``path``; returns the bytes."""
     data = build_app_image(spec)
-    tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, data)
     return data
 
 

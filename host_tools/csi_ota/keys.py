@@ -8,11 +8,9 @@ raw uncompressed points (``04||X||Y``, 65 bytes) named by a *key id*: the first
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from csi_ota.errors import CsiOtaError
+from csi_ota.fileio import write_atomic
 
 PRIVATE_KEY_FILE_MODE = 0o600
 PUBLIC_KEY_FILE_MODE = 0o644
@@ -33,30 +32,6 @@ KCONFIG_TRUSTED_KEYS = "CONFIG_CSI_OTA_TRUSTED_KEYS"
 PUBLIC_KEY_FORMATS = ("pem", "hex", "c", "kconfig")
 
 _KCONFIG_ENTRY = re.compile(r"^([0-9a-f]{16}):(04[0-9a-f]{128})$")
-
-
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same directory + os.replace.
-
-    The temp file is created with ``mode`` from the start, so a 0600 file is
-    never readable by others, not even for a moment. Readers see the old file
-    or the new one, never a half-written one.
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)  # umask may have narrowed it
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return target
 
 
 def public_key_path_for(private_key_path: str | os.PathLike[str]) -> Path:
@@ -86,8 +61,8 @@ def generate_key(path: str | os.PathLike[str], *, force: bool = False) -> Path:
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    write_bytes_atomic(target, private_pem, mode=PRIVATE_KEY_FILE_MODE)
-    write_bytes_atomic(public_path, public_pem, mode=PUBLIC_KEY_FILE_MODE)
+    write_atomic(target, private_pem, mode=PRIVATE_KEY_FILE_MODE)
+    write_atomic(public_path, public_pem, mode=PUBLIC_KEY_FILE_MODE)
     return target
 
 

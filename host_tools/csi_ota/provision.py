@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from cryptography import x509
 
 from csi_ota.errors import CsiOtaError
-from csi_ota.keys import write_bytes_atomic
+from csi_ota.fileio import write_atomic
 from csi_ota.secure_boot import quiet_esp_tools
 
 NVS_NAMESPACE = "csi_ota"
@@ -263,7 +263,7 @@ def write_nvs_image(
 ) -> bytes:
     """Build the image and write it atomically to ``out``; returns the bytes."""
     data = build_nvs_image(config, size_bytes)
-    write_bytes_atomic(out, data)
+    write_atomic(out, data)
     return data
 
 

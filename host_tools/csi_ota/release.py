@@ -21,8 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from csi_ota.app_desc import AppDesc, unpack_app_desc
 from csi_ota.errors import EXIT_OPERATION_FAILED, CsiOtaError
+from csi_ota.fileio import write_atomic
 from csi_ota.imagegen import ESP32S3_CHIP_ID, load_image
-from csi_ota.keys import key_id_for, load_private_key, load_public_key, write_bytes_atomic
+from csi_ota.keys import key_id_for, load_private_key, load_public_key
 from csi_ota.manifest import (
     U32_MAX,
     Manifest,
@@ -162,7 +163,7 @@ def reserve_sequence(key_path: str | os.PathLike[str], requested: int | None = N
             sequence = requested
         if sequence > U32_MAX:
             raise CsiOtaError(f"sequence numbers of {key_path} are exhausted")
-        write_bytes_atomic(sequence_state_path(key_path), f"{sequence}\n".encode(), mode=0o644)
+        write_atomic(sequence_state_path(key_path), f"{sequence}\n".encode(), mode=0o644)
     return sequence
 
 
@@ -223,8 +224,8 @@ def create_release(
     base = release_basename(manifest)
     image_out = out / (base + IMAGE_SUFFIX)
     manifest_out = out / (base + MANIFEST_SUFFIX)
-    write_bytes_atomic(image_out, image)
-    write_bytes_atomic(manifest_out, data)
+    write_atomic(image_out, image)
+    write_atomic(manifest_out, data)
     return ReleaseFiles(image_path=image_out, manifest_path=manifest_out, manifest=manifest)
 
 

@@ -48,7 +48,7 @@ static bool ota_manifest_is_lower_hex(char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }
 
-static int ota_manifest_hex_value(char c) {
+int ota_manifest_hex_nibble(char c) {
     if (c >= '0' && c <= '9') {
         return c - '0';
     }
@@ -66,8 +66,8 @@ bool ota_manifest_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size
         return false;
     }
     for (size_t i = 0; i < out_len; i++) {
-        int hi = ota_manifest_hex_value(hex[2 * i]);
-        int lo = ota_manifest_hex_value(hex[2 * i + 1]);
+        int hi = ota_manifest_hex_nibble(hex[2 * i]);
+        int lo = ota_manifest_hex_nibble(hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             return false;
         }

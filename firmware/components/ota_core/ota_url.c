@@ -1,6 +1,8 @@
 /* ota_url.c — origin / resolve / query / form decoding for the OTA client. */
 #include "ota_url.h"
 
+#include "ota_manifest.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -96,19 +98,6 @@ bool ota_url_append_query(char *url, size_t cap, const char *key, const char *va
     return true;
 }
 
-static int ota_url_hex(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Decodes [s, s+n) into out; false if it does not fit or an escape is malformed. */
 static bool ota_url_decode(const char *s, size_t n, char *out, size_t cap) {
     size_t o = 0;
@@ -120,8 +109,8 @@ static bool ota_url_decode(const char *s, size_t n, char *out, size_t cap) {
             if (i + 2 >= n) { /* needs two hex digits */
                 return false;
             }
-            int hi = ota_url_hex(s[i + 1]);
-            int lo = ota_url_hex(s[i + 2]);
+            int hi = ota_manifest_hex_nibble(s[i + 1]);
+            int lo = ota_manifest_hex_nibble(s[i + 2]);
             if (hi < 0 || lo < 0) {
                 return false;
             }

@@ -330,7 +330,7 @@ def audit_list(server: str, token: str | None, as_json: bool, **filters: Any) ->
 @token_option
 def audit_export(out: Path | None, server: str, token: str | None, **filters: Any) -> None:
     """Export as JSON Lines."""
-    from csi_ota.keys import write_bytes_atomic
+    from csi_ota.fileio import write_atomic
 
     with management_client(server, token) as client:
         if out is None:
@@ -340,7 +340,7 @@ def audit_export(out: Path | None, server: str, token: str | None, **filters: An
 
         buffer = io.StringIO()
         lines = client.export_audit(buffer, **filters)
-    write_bytes_atomic(out, buffer.getvalue().encode())
+    write_atomic(out, buffer.getvalue().encode())
     click.echo(f"wrote {lines} entries to {out}", err=True)
 
 
@@ -379,13 +379,13 @@ def mqtt_acl_command(out_dir: Path, controller_user: str, server: str, token: st
 def openapi_command(out: Path | None) -> None:
     """Print the controller's OpenAPI document (docs/openapi.json)."""
     from csi_ota.controller.openapi import spec_text
-    from csi_ota.keys import write_bytes_atomic
+    from csi_ota.fileio import write_atomic
 
     text = spec_text()
     if out is None:
         click.echo(text, nl=False)
     else:
-        write_bytes_atomic(out, text.encode())
+        write_atomic(out, text.encode())
 
 
 COMMANDS = [

@@ -13,9 +13,9 @@ from rich.table import Table
 from csi_ota.budget import DEFAULT_WARN_PERCENT, BudgetReport, check_budget, enforce
 from csi_ota.cli.partitions_cli import make_console
 from csi_ota.errors import CsiOtaError
+from csi_ota.fileio import write_atomic
 from csi_ota.image_info import ImageInfo, inspect_image, read_image, with_chip_id
 from csi_ota.imagegen import ESP32S3_CHIP_ID, SIM_BEHAVIOURS, ImageSpec, build_app_image
-from csi_ota.partitions.files import write_atomic
 
 LEVEL_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from csi_ota.errors import CsiOtaError
+from csi_ota.fileio import write_atomic
 from csi_ota.partitions import Layout, load_layout, load_table, parse_flash_size
 from csi_ota.partitions.files import (
     DEFAULT_CSV_PATH,
@@ -19,7 +20,6 @@ from csi_ota.partitions.files import (
     csv_diff,
     generate_files,
     stale_csv_error,
-    write_atomic,
 )
 from csi_ota.partitions.model import flash_size_label
 from csi_ota.partitions.spec import SHIPPED_LAYOUTS

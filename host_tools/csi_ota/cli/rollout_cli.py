@@ -280,6 +280,7 @@ def fleet_command(
     """Simulate a fleet of devices speaking the real protocol to a controller; print a JSON summary."""
     import asyncio
 
+    from csi_ota.fileio import write_atomic
     from csi_ota.fleet.behaviours import BehaviourMix
     from csi_ota.fleet.display import FleetDisplay
     from csi_ota.fleet.runner import (
@@ -289,7 +290,7 @@ def fleet_command(
         register_devices_async,
         save_credentials,
     )
-    from csi_ota.keys import load_public_key, write_bytes_atomic
+    from csi_ota.keys import load_public_key
 
     if register_count is not None:
         if not token:
@@ -338,7 +339,7 @@ def fleet_command(
             summary = asyncio.run(fleet.run(display.update))
     text = json.dumps(summary, indent=2)
     if summary_path is not None:
-        write_bytes_atomic(summary_path, (text + "\n").encode())
+        write_atomic(summary_path, (text + "\n").encode())
     click.echo(text)
 
 

@@ -9,7 +9,6 @@ read everything under csi/.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from csi_ota.controller.registry import DEVICE_ID_PATTERN
 from csi_ota.controller.tokens import mosquitto_password_hash
 from csi_ota.errors import CsiOtaError
+from csi_ota.fileio import write_atomic
 
 DEFAULT_CONTROLLER_USER = "ota-controller"
 PASSWORD_FILE_NAME = "passwd"
@@ -59,20 +59,6 @@ def render_acl_file(controller_user: str) -> str:
     )
 
 
-def _write_atomic(path: Path, text: str, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_mqtt_files(
     out_dir: Path,
     device_credentials: Iterable[tuple[str, str]],
@@ -92,10 +78,10 @@ def write_mqtt_files(
         controller_password = controller_password_file.read_text().strip()
     else:
         controller_password = secrets.token_urlsafe(32)
-        _write_atomic(controller_password_file, controller_password + "\n", 0o600)
+        write_atomic(controller_password_file, (controller_password + "\n").encode(), mode=0o600)
     credentials = [(controller_user, mosquitto_password_hash(controller_password)), *devices]
     password_file = out_dir / PASSWORD_FILE_NAME
     acl_file = out_dir / ACL_FILE_NAME
-    _write_atomic(password_file, render_password_file(credentials), 0o600)
-    _write_atomic(acl_file, render_acl_file(controller_user), 0o644)
+    write_atomic(password_file, render_password_file(credentials).encode(), mode=0o600)
+    write_atomic(acl_file, render_acl_file(controller_user).encode(), mode=0o644)
     return MqttFiles(password_file, acl_file, controller_password_file, len(devices))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import time
 from collections import Counter
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 
 from csi_ota.errors import CsiOtaError
+from csi_ota.fileio import write_atomic
 from csi_ota.fleet.behaviours import BehaviourMix
 from csi_ota.fleet.device import FleetContext, FleetStats, FleetTiming, SimulatedDevice
 
@@ -117,15 +117,8 @@ async def register_devices_async(
 
 def save_credentials(path: Path, credentials: list[tuple[str, str]]) -> Path:
     """Writes the tokens (mode 0600, atomically): they are secrets."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump([{"device_id": d, "token": t} for d, t in credentials], f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    data = json.dumps([{"device_id": d, "token": t} for d, t in credentials]).encode()
+    return write_atomic(path, data, mode=0o600)
 
 
 def load_credentials(path: Path) -> list[tuple[str, str]]:

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from csi_ota.errors import EXIT_OPERATION_FAILED, CsiOtaError
+from csi_ota.fileio import write_atomic
 from csi_ota.partitions.model import Layout
 from csi_ota.partitions.spec import DEFAULT_FLASH_SIZE, load_layout, load_spec
 
 DEFAULT_CSV_PATH = Path("firmware/partitions.csv")
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to a temp file next to ``path``, fsync, then rename over it."""
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise CsiOtaError(f"directory {target.parent} does not exist")
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise CsiOtaError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    return target
 
 
 @dataclass(frozen=True)

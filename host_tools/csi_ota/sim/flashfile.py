@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csi_ota.errors import CsiOtaError
+from csi_ota.fileio import write_atomic
 from csi_ota.partitions import Layout, PartitionEntry, flash_size_label, load_layout, parse_binary
 
 MIB = 1024 * 1024
@@ -164,19 +165,6 @@ def _check_flash_size(size_bytes: int, where: str) -> None:
         raise CsiOtaError(f"{where}: a flash file is 4, 8 or 16 MiB ({sizes}), not {size_bytes} bytes")
 
 
-def _write_atomic(path: Path, data: bytes | bytearray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _read_flash(path: str | os.PathLike[str]) -> tuple[Path, bytearray]:
     p = Path(path)
     try:
@@ -217,7 +205,7 @@ def _edit(path: str | os.PathLike[str]) -> Iterator[tuple[bytearray, Layout, str
     p, data = _read_flash(path)
     layout = layout_of(data, str(p))
     yield data, layout, str(p)
-    _write_atomic(p, data)
+    write_atomic(p, data)
 
 
 def _otadata_partition(layout: Layout, where: str) -> PartitionEntry:
@@ -292,7 +280,7 @@ def create_flash_file(
                 start = part.offset + index * SECTOR_SIZE_BYTES
                 data[start : start + len(raw)] = raw
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out, data)
+    write_atomic(out, data)
     _drop_kv_store(out)  # a new chip has no NVS contents
     return out
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from csi_ota.errors import EXIT_OPERATION_FAILED, CsiOtaError
+from csi_ota.fileio import write_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_sim.sh"
@@ -153,11 +154,7 @@ class SimConfig:
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write atomically (temp file + os.replace)."""
-        target = Path(path)
-        tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-        tmp.write_text(self.render())
-        os.replace(tmp, target)
-        return target
+        return write_atomic(path, self.render().encode())
 
 
 class SimProcess:

@@ -50,7 +50,9 @@ ota_status_t ota_manifest_verify(const char *data, size_t len, const ota_trusted
                                  size_t key_count, ota_manifest_t *out);
 
 /* The core's one hex codec (either case in, lower case out), shared with the
- * client's KV records and the trusted-key list (ota_trusted_keys.c). */
+ * client's KV records, the trusted-key list (ota_trusted_keys.c) and URL
+ * percent-decoding (ota_url.c). */
+int ota_manifest_hex_nibble(char c); /* 0..15, or -1 if c is not a hex digit */
 bool ota_manifest_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_len);
 void ota_manifest_hex_encode(const uint8_t *data, size_t len, char *out /* 2·len+1 */);
 

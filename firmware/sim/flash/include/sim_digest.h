@@ -12,11 +12,16 @@
 extern "C" {
 #endif
 
+/* The 64-byte block buffer both hashes share (Merkle-Damgard framing). */
 typedef struct {
-    uint32_t state[4];
     uint64_t length_bytes;
     uint8_t block[64];
     size_t block_len;
+} sim_digest_stream_t;
+
+typedef struct {
+    uint32_t state[4];
+    sim_digest_stream_t stream;
 } sim_md5_t;
 
 void sim_md5_init(sim_md5_t *ctx);
@@ -25,9 +30,7 @@ void sim_md5_finish(sim_md5_t *ctx, uint8_t digest[16]);
 
 typedef struct {
     uint32_t state[8];
-    uint64_t length_bytes;
-    uint8_t block[64];
-    size_t block_len;
+    sim_digest_stream_t stream;
 } sim_sha256_t;
 
 void sim_sha256_init(sim_sha256_t *ctx);

@@ -1,6 +1,7 @@
 /* sim_digest.c — MD5 (RFC 1321) and SHA-256 (FIPS 180-4). */
 #include "sim_digest.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 static uint32_t rotl32(uint32_t x, unsigned n) {
@@ -8,6 +9,47 @@ static uint32_t rotl32(uint32_t x, unsigned n) {
 }
 static uint32_t rotr32(uint32_t x, unsigned n) {
     return (x >> n) | (x << (32u - n));
+}
+
+typedef void (*sim_digest_compress_fn)(uint32_t *state, const uint8_t block[64]);
+
+/* Feeds bytes through the block buffer, compressing every full block. */
+static void sim_digest_absorb(sim_digest_stream_t *stream, uint32_t *state,
+                              sim_digest_compress_fn compress, const void *data, size_t len) {
+    const uint8_t *bytes = data;
+    stream->length_bytes += len;
+    while (len > 0) {
+        size_t take = 64 - stream->block_len;
+        if (take > len) {
+            take = len;
+        }
+        memcpy(stream->block + stream->block_len, bytes, take);
+        stream->block_len += take;
+        bytes += take;
+        len -= take;
+        if (stream->block_len == 64) {
+            compress(state, stream->block);
+            stream->block_len = 0;
+        }
+    }
+}
+
+/* Appends 0x80, zeros to 56 mod 64, and the message length in bits (MD5: little-endian,
+ * SHA-256: big-endian). */
+static void sim_digest_pad(sim_digest_stream_t *stream, uint32_t *state,
+                           sim_digest_compress_fn compress, bool length_big_endian) {
+    const uint64_t bits = stream->length_bytes * 8u;
+    uint8_t pad = 0x80;
+    sim_digest_absorb(stream, state, compress, &pad, 1);
+    pad = 0;
+    while (stream->block_len != 56) {
+        sim_digest_absorb(stream, state, compress, &pad, 1);
+    }
+    uint8_t length[8];
+    for (int i = 0; i < 8; i++) {
+        length[i] = (uint8_t)(bits >> (length_big_endian ? 56 - 8 * i : 8 * i));
+    }
+    sim_digest_absorb(stream, state, compress, length, 8);
 }
 
 /* ---------------------------------------------------------------- MD5 */
@@ -30,13 +72,13 @@ static const uint32_t MD5_T[64] = {
     0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
 };
 
-static void md5_block(sim_md5_t *ctx, const uint8_t block[64]) {
+static void md5_block(uint32_t *state, const uint8_t block[64]) {
     uint32_t m[16];
     for (int i = 0; i < 16; i++) {
         m[i] = (uint32_t)block[4 * i] | ((uint32_t)block[4 * i + 1] << 8) |
                ((uint32_t)block[4 * i + 2] << 16) | ((uint32_t)block[4 * i + 3] << 24);
     }
-    uint32_t a = ctx->state[0], b = ctx->state[1], c = ctx->state[2], d = ctx->state[3];
+    uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
     for (int i = 0; i < 64; i++) {
         uint32_t f;
         int g;
@@ -59,10 +101,10 @@ static void md5_block(sim_md5_t *ctx, const uint8_t block[64]) {
         c = b;
         b = next;
     }
-    ctx->state[0] += a;
-    ctx->state[1] += b;
-    ctx->state[2] += c;
-    ctx->state[3] += d;
+    state[0] += a;
+    state[1] += b;
+    state[2] += c;
+    state[3] += d;
 }
 
 void sim_md5_init(sim_md5_t *ctx) {
@@ -74,37 +116,11 @@ void sim_md5_init(sim_md5_t *ctx) {
 }
 
 void sim_md5_update(sim_md5_t *ctx, const void *data, size_t len) {
-    const uint8_t *bytes = data;
-    ctx->length_bytes += len;
-    while (len > 0) {
-        size_t take = 64 - ctx->block_len;
-        if (take > len) {
-            take = len;
-        }
-        memcpy(ctx->block + ctx->block_len, bytes, take);
-        ctx->block_len += take;
-        bytes += take;
-        len -= take;
-        if (ctx->block_len == 64) {
-            md5_block(ctx, ctx->block);
-            ctx->block_len = 0;
-        }
-    }
+    sim_digest_absorb(&ctx->stream, ctx->state, md5_block, data, len);
 }
 
 void sim_md5_finish(sim_md5_t *ctx, uint8_t digest[16]) {
-    uint64_t bits = ctx->length_bytes * 8u;
-    uint8_t pad = 0x80;
-    sim_md5_update(ctx, &pad, 1);
-    pad = 0;
-    while (ctx->block_len != 56) {
-        sim_md5_update(ctx, &pad, 1);
-    }
-    uint8_t length_le[8];
-    for (int i = 0; i < 8; i++) {
-        length_le[i] = (uint8_t)(bits >> (8 * i));
-    }
-    sim_md5_update(ctx, length_le, 8);
+    sim_digest_pad(&ctx->stream, ctx->state, md5_block, false);
     for (int i = 0; i < 4; i++) {
         for (int j = 0; j < 4; j++) {
             digest[4 * i + j] = (uint8_t)(ctx->state[i] >> (8 * j));
@@ -126,7 +142,7 @@ static const uint32_t SHA256_K[64] = {
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
 
-static void sha256_block(sim_sha256_t *ctx, const uint8_t block[64]) {
+static void sha256_block(uint32_t *state, const uint8_t block[64]) {
     uint32_t w[64];
     for (int i = 0; i < 16; i++) {
         w[i] = ((uint32_t)block[4 * i] << 24) | ((uint32_t)block[4 * i + 1] << 16) |
@@ -137,8 +153,8 @@ static void sha256_block(sim_sha256_t *ctx, const uint8_t block[64]) {
         uint32_t s1 = rotr32(w[i - 2], 17) ^ rotr32(w[i - 2], 19) ^ (w[i - 2] >> 10);
         w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
-    uint32_t a = ctx->state[0], b = ctx->state[1], c = ctx->state[2], d = ctx->state[3];
-    uint32_t e = ctx->state[4], f = ctx->state[5], g = ctx->state[6], h = ctx->state[7];
+    uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
+    uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
     for (int i = 0; i < 64; i++) {
         uint32_t big_s1 = rotr32(e, 6) ^ rotr32(e, 11) ^ rotr32(e, 25);
         uint32_t ch = (e & f) ^ (~e & g);
@@ -155,14 +171,14 @@ static void sha256_block(sim_sha256_t *ctx, const uint8_t block[64]) {
         b = a;
         a = t1 + t2;
     }
-    ctx->state[0] += a;
-    ctx->state[1] += b;
-    ctx->state[2] += c;
-    ctx->state[3] += d;
-    ctx->state[4] += e;
-    ctx->state[5] += f;
-    ctx->state[6] += g;
-    ctx->state[7] += h;
+    state[0] += a;
+    state[1] += b;
+    state[2] += c;
+    state[3] += d;
+    state[4] += e;
+    state[5] += f;
+    state[6] += g;
+    state[7] += h;
 }
 
 void sim_sha256_init(sim_sha256_t *ctx) {
@@ -173,37 +189,11 @@ void sim_sha256_init(sim_sha256_t *ctx) {
 }
 
 void sim_sha256_update(sim_sha256_t *ctx, const void *data, size_t len) {
-    const uint8_t *bytes = data;
-    ctx->length_bytes += len;
-    while (len > 0) {
-        size_t take = 64 - ctx->block_len;
-        if (take > len) {
-            take = len;
-        }
-        memcpy(ctx->block + ctx->block_len, bytes, take);
-        ctx->block_len += take;
-        bytes += take;
-        len -= take;
-        if (ctx->block_len == 64) {
-            sha256_block(ctx, ctx->block);
-            ctx->block_len = 0;
-        }
-    }
+    sim_digest_absorb(&ctx->stream, ctx->state, sha256_block, data, len);
 }
 
 void sim_sha256_finish(sim_sha256_t *ctx, uint8_t digest[32]) {
-    uint64_t bits = ctx->length_bytes * 8u;
-    uint8_t pad = 0x80;
-    sim_sha256_update(ctx, &pad, 1);
-    pad = 0;
-    while (ctx->block_len != 56) {
-        sim_sha256_update(ctx, &pad, 1);
-    }
-    uint8_t length_be[8];
-    for (int i = 0; i < 8; i++) {
-        length_be[i] = (uint8_t)(bits >> (56 - 8 * i));
-    }
-    sim_sha256_update(ctx, length_be, 8);
+    sim_digest_pad(&ctx->stream, ctx->state, sha256_block, true);
     for (int i = 0; i < 8; i++) {
         digest[4 * i] = (uint8_t)(ctx->state[i] >> 24);
         digest[4 * i + 1] = (uint8_t)(ctx->state[i] >> 16);
