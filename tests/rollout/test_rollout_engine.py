@@ -241,6 +241,37 @@ def test_failure_threshold_halts_alerts_and_rolls_back_with_a_signed_manifest(ma
     assert sorted(world.in_state(rollout_id, "rolled_back")) == sorted(good)
 
 
+def test_a_device_still_verifying_at_the_halt_may_come_back_by_itself(make_world):
+    """The halt offers the rollback to a device verifying 2.0.0; its self-test takes it back first."""
+    world = make_world(devices=10)
+    policy = {**FAST, "stages": [100], "batch_size": 10, "failure_percent": 20, "failure_min_count": 2}
+    rollout_id = world.create(policy)
+    world.tick()
+    offered = world.in_state(rollout_id, "offered")
+    good, late, bad = offered[:3], offered[3], offered[4:6]
+    for device in good:
+        world.install(device)
+    for device in bad:
+        world.fail_selftest(device)
+    for state in ("downloading", "downloaded"):
+        world.report(late, state, version="1.0.0")
+    world.report(late, "pending_verify", version="2.0.0")
+    world.tick()
+    assert world.rollout(rollout_id).state == "rolling_back"
+    assert sorted(world.in_state(rollout_id, "rolling_back")) == sorted([*good, late])
+    world.report(late, "rolled_back", "selftest", version="1.0.0")
+    world.heartbeat(late, "1.0.0")
+    for device in good:
+        world.install(device, old="2.0.0", new="1.0.0")
+    world.tick()
+    assert world.rollout(rollout_id).state == "rolled_back"
+    states = world.states(rollout_id)
+    assert {d: states[d].reason for d in [*good, late]} == {
+        **{d: "rollback_installed" for d in good},
+        late: "returned_by_itself",
+    }
+
+
 def test_one_engine_holds_the_lease_and_another_takes_over_when_it_dies(make_world):
     world = make_world(devices=20)
     rollout_id = world.create({**FAST, "stages": [100], "batch_size": 4})

@@ -214,14 +214,20 @@ def test_bad_release_halts_in_its_first_stage_and_rolls_back_with_an_alert(tmp_p
     assert path == "/alerts" and content_type == "application/json"
     assert alert["event"] == "rollout_halted" and alert["rollout_id"] == rollout["id"] and alert["stage"] == 1
     assert f'csi_ota_rollout_halts_total{{rollout="{rollout["id"]}"}} 1.0' in metrics
-    # Every device that installed 2.0.0 was rolled back with the signed rollback manifest.
+    # Every device that kept 2.0.0 was rolled back with the signed rollback manifest; a
+    # self-test failer still verifying 2.0.0 at the halt came back on its own.
     assert summary["versions"] == {"1.0.0": FLEET_SIZE}
     rolled_back = [d for d in devices if d["state"] == "rolled_back"]
-    assert rolled_back and summary["outcomes"]["rollback_installed"] == len(rolled_back)
+    installed = [d for d in rolled_back if d["reason"] == "rollback_installed"]
     by_id = {d.device_id: d for d in fleet.devices}
+    assert {d["reason"] for d in rolled_back} <= {"rollback_installed", "returned_by_itself"}
+    assert installed and summary["outcomes"]["rollback_installed"] == len(installed)
     v2 = world.releases["2.0.0"]
     for entry in rolled_back:
         device = by_id[entry["device_id"]]
+        if entry["reason"] == "returned_by_itself":
+            assert device.behaviour == "fail_selftest" and device.highest_sequence < v2.sequence
+            continue
         assert device.behaviour == "healthy" and device.highest_sequence > v2.sequence
         _, refusal = device.evaluate(v2.manifest)  # a replay of the bad release's manifest
         assert refusal == "manifest_replay"

@@ -119,7 +119,13 @@ def judge_rollback(
     health_timeout_s: float,
     now_vt: dt.datetime,
 ) -> Verdict | None:
-    """A device offered the signed rollback: back on the previous version and healthy, or timed out."""
+    """A device offered the signed rollback: back on the previous version and healthy, or timed out.
+
+    The reason tells how it came back: `rollback_installed` when it reported
+    `success` after the offer (it installed the signed rollback), otherwise
+    `returned_by_itself` — it was still verifying the bad release when the
+    rollout halted and its own self-test (or bootloader) took it back.
+    """
     assert rd.offered_real is not None and rd.offered_vt is not None
     if (
         device.version == previous_version
@@ -128,7 +134,12 @@ def judge_rollback(
         and device.last_heartbeat > rd.offered_real
         and device.health == "healthy"
     ):
-        return Verdict("succeeded", "rolled_back")
+        installed = (
+            device.last_ota_state == "success"
+            and device.last_ota_at is not None
+            and device.last_ota_at > rd.offered_real
+        )
+        return Verdict("succeeded", "rollback_installed" if installed else "returned_by_itself")
     if (now_vt - rd.offered_vt).total_seconds() > health_timeout_s:
         return Verdict("failed", "rollback_timeout")
     return None
