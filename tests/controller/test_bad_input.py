@@ -189,6 +189,25 @@ def test_duplicate_version_is_409(controller, make_release, snapshot):
     assert snapshot() == before
 
 
+def test_a_signed_rollback_may_repeat_a_version_once_per_sequence(
+    controller, make_release, release_key, snapshot
+):
+    release = make_release()
+    assert upload(controller, release).status_code == 201
+    rollback_manifest = sign_release(release_key, release.image, rollback=True)
+    stored = upload(controller, release, manifest=rollback_manifest)
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["version"] == release.version and stored.json()["rollback"] is True
+    before = snapshot()
+    again = upload(controller, release, manifest=rollback_manifest)
+    assert again.status_code == 409
+    assert "rollback release" in again.json()["detail"] and "sequence" in again.json()["detail"]
+    assert snapshot() == before
+    with controller.management_client() as mgmt:  # the version still names the forward release
+        shown = mgmt.get(f"/api/releases/{release.version}").json()
+    assert shown["rollback"] is False and shown["sequence"] < stored.json()["sequence"]
+
+
 def test_tampered_image_and_manifest_are_refused(controller, make_release, snapshot):
     release = make_release()
     before = snapshot()

@@ -29,7 +29,13 @@ START = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
 class EngineWorld:
     def __init__(
-        self, tmp_path: Path, devices: int, *, versions=("1.0.0", "2.0.0"), start: dt.datetime = START
+        self,
+        tmp_path: Path,
+        devices: int,
+        *,
+        versions=("1.0.0", "2.0.0"),
+        start: dt.datetime = START,
+        checked_in: bool = True,  # False: registered, never heard from (version unknown)
     ):
         self.url = f"sqlite:///{tmp_path / 'registry.db'}"
         upgrade_database(self.url)
@@ -54,7 +60,7 @@ class EngineWorld:
             self.device_ids = [f"dev{i:04d}" for i in range(devices)]
             for device_id in self.device_ids:
                 registry.register_device(session, device_id, actor="test")
-        for device_id in self.device_ids:
+        for device_id in self.device_ids if checked_in else ():
             self.check(device_id, "1.0.0")
             self.heartbeat(device_id, "1.0.0")
         self.seq: dict[str, int] = {}

@@ -272,6 +272,29 @@ def test_a_device_still_verifying_at_the_halt_may_come_back_by_itself(make_world
     }
 
 
+def test_devices_offered_before_their_first_check_in_still_get_the_rollback(make_world):
+    """Registered devices not yet heard from: the old version is learnt from their reports."""
+    world = make_world(devices=10, checked_in=False)
+    policy = {**FAST, "stages": [100], "batch_size": 10, "failure_percent": 20, "failure_min_count": 2}
+    rollout_id = world.create(policy)
+    assert world.rollout(rollout_id).previous_release_id is None  # nobody had checked in
+    world.tick()
+    offered = world.in_state(rollout_id, "offered")
+    assert len(offered) == 10
+    good, bad = offered[:5], offered[5:8]
+    for device in good:
+        world.install(device)
+    for device in bad:
+        world.fail_selftest(device)
+    world.tick()
+    rollout = world.rollout(rollout_id)
+    assert rollout.state == "rolling_back", [e["message"] for e in world.detail(rollout_id)["events"]]
+    assert rollout.previous_release_id == world.releases["1.0.0"]
+    states = world.states(rollout_id)
+    assert {states[d].from_version for d in [*good, *bad]} == {"1.0.0"}
+    assert sorted(world.in_state(rollout_id, "rolling_back")) == sorted(good)
+
+
 def test_one_engine_holds_the_lease_and_another_takes_over_when_it_dies(make_world):
     world = make_world(devices=20)
     rollout_id = world.create({**FAST, "stages": [100], "batch_size": 4})

@@ -156,13 +156,18 @@ Admin = Annotated[Caller, Depends(require("admin"))]
 
 
 def find_release_ref(session: Session, ref: str) -> Release:
-    """A release by numeric id or by version (409 if that version exists in several projects)."""
+    """A release by numeric id or by version (409 if that version exists in several projects).
+
+    A version names the forward release; rollback releases of it are reached by id.
+    """
     if ref.isdigit():
         release = session.get(Release, int(ref))
         if release is None:
             raise NotFound(f"no release with id {ref}")
         return release
-    matches = list(session.scalars(select(Release).where(Release.version == ref)))
+    matches = list(
+        session.scalars(select(Release).where(Release.version == ref, Release.rollback.is_(False)))
+    )
     if not matches:
         raise NotFound(f"no release with version {ref!r}")
     if len(matches) > 1:
@@ -287,8 +292,8 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
             def verify_and_store() -> dict[str, Any]:
                 manifest = releases.check_upload(manifest_bytes, image, ctx.trusted_keys)
                 with ctx.session() as session:
-                    if releases.find_release(session, manifest.project, manifest.version) is not None:
-                        raise Conflict(f"release {manifest.project} {manifest.version} already exists")
+                    if releases.find_existing_release(session, manifest) is not None:
+                        raise Conflict(releases.describe_duplicate(manifest))
                     ctx.store.commit(incoming, sha256)
                     release = releases.insert_release(session, manifest, manifest_bytes, actor=caller.actor)
                     return releases.release_to_dict(release)

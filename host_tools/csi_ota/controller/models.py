@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -70,10 +71,25 @@ class Base(DeclarativeBase):
 
 
 class Release(Base):
-    """A verified release: the manifest exactly as signed, the image in the store by sha256."""
+    """A verified release: the manifest exactly as signed, the image in the store by sha256.
+
+    One release per (project, version); signed rollback releases (``rollback``
+    true: an earlier image under a newer-sequence manifest) carry the version
+    they roll back to, any number of them, one per sequence.
+    """
 
     __tablename__ = "releases"
-    __table_args__ = (UniqueConstraint("project", "version", name="uq_releases_project_version"),)
+    __table_args__ = (
+        UniqueConstraint("project", "version", "sequence", name="uq_releases_project_version_sequence"),
+        Index(
+            "uq_releases_project_version_forward",
+            "project",
+            "version",
+            unique=True,
+            sqlite_where=text('NOT "rollback"'),
+            postgresql_where=text('NOT "rollback"'),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     project: Mapped[str] = mapped_column(String(32), nullable=False)

@@ -88,14 +88,32 @@ def check_upload(
     return manifest
 
 
-def find_release(session: Session, project: str, version: str) -> Release | None:
-    return session.scalar(select(Release).where(Release.project == project, Release.version == version))
+def find_existing_release(session: Session, manifest: Manifest) -> Release | None:
+    """The stored release ``manifest`` would duplicate, if any.
+
+    One forward release per (project, version); a signed rollback manifest of
+    a version may be stored any number of times, once per sequence.
+    """
+    statement = select(Release).where(
+        Release.project == manifest.project,
+        Release.version == manifest.version,
+        Release.rollback.is_(manifest.rollback),
+    )
+    if manifest.rollback:
+        statement = statement.where(Release.sequence == manifest.sequence)
+    return session.scalar(statement)
+
+
+def describe_duplicate(manifest: Manifest) -> str:
+    if manifest.rollback:
+        return f"rollback release {manifest.project} {manifest.version} sequence {manifest.sequence} already exists"
+    return f"release {manifest.project} {manifest.version} already exists"
 
 
 def insert_release(session: Session, manifest: Manifest, manifest_bytes: bytes, *, actor: str) -> Release:
     """Adds the row and its audit entry in the caller's transaction."""
-    if find_release(session, manifest.project, manifest.version) is not None:
-        raise Conflict(f"release {manifest.project} {manifest.version} already exists")
+    if find_existing_release(session, manifest) is not None:
+        raise Conflict(describe_duplicate(manifest))
     release = Release(
         project=manifest.project,
         version=manifest.version,

@@ -38,6 +38,7 @@ from csi_ota.controller.rollout.judge import (
     judge_rollback,
     judge_succeeded,
     judge_update,
+    version_before_update,
 )
 from csi_ota.controller.rollout.models import (
     DEVICE_STATES,
@@ -205,6 +206,10 @@ class RolloutStep:
         offered = self._rds(RolloutDevice.state == "offered")
         reports = self._reports_for(offered)
         for rd, device in offered:
+            if rd.from_version is None:  # offered before its first check-in: learn it from the reports
+                rd.from_version = version_before_update(
+                    reports.get(rd.device_id, ()), device, self.release.version
+                )
             verdict = judge_update(
                 rd,
                 device,
@@ -475,7 +480,18 @@ class RolloutStep:
             .group_by(RolloutDevice.from_version)
             .order_by(func.count().desc())
         ).all()
-        for version, _count in versions:
+        running = self.session.execute(  # fallback: what the rollout's other devices run now
+            select(Device.version, func.count())
+            .join(RolloutDevice, RolloutDevice.device_id == Device.id)
+            .where(
+                RolloutDevice.rollout_id == self.rollout.id,
+                Device.version.is_not(None),
+                Device.version != self.release.version,
+            )
+            .group_by(Device.version)
+            .order_by(func.count().desc())
+        ).all()
+        for version, _count in [*versions, *running]:
             release = self.session.scalar(
                 select(Release).where(Release.version == version, Release.rollback.is_(False))
             )
@@ -487,12 +503,11 @@ class RolloutStep:
         rollout = self.rollout
         rollback_release = self.session.get(Release, rollout.rollback_release_id)
         previous = self.session.get(Release, rollout.previous_release_id)
-        previous_version = previous.version.split("+", 1)[0]
         for rd, device in self._rds(RolloutDevice.state == "rolling_back"):
             verdict = judge_rollback(
                 rd,
                 device,
-                previous_version=previous_version,
+                previous_version=previous.version,
                 health_timeout_s=self.policy.health_timeout_s,
                 now_vt=self.now_vt,
             )
@@ -517,7 +532,7 @@ class RolloutStep:
             release_memberships(self.session, rollout.id)
             self.event(
                 "rolled_back",
-                f"rollback finished: {counts['rolled_back']} devices back on {previous_version}, "
+                f"rollback finished: {counts['rolled_back']} devices back on {previous.version}, "
                 f"{counts['rollback_failed']} did not come back",
                 rolled_back=counts["rolled_back"],
                 rollback_failed=counts["rollback_failed"],

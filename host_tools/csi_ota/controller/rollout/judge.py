@@ -35,6 +35,20 @@ def _last_contact(device: Device) -> dt.datetime | None:
     return max(times) if times else None
 
 
+def version_before_update(reports: Iterable[StatusReport], device: Device, target_version: str) -> str | None:
+    """What a device ran before this update, for one offered before its first check-in.
+
+    Its reports name the running version (``downloading`` still runs the old
+    one); without a report, the version it last checked in with.
+    """
+    for report in reports:
+        if report.version and report.version != target_version:
+            return report.version
+    if device.version and device.version != target_version:
+        return device.version
+    return None
+
+
 def judge_update(
     rd: RolloutDevice,
     device: Device,

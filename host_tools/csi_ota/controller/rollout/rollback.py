@@ -6,10 +6,9 @@ rollback installs while replays of the old release's manifest stay refused.
 The image is the previous release's, already in the firmware store under its
 SHA-256; only the manifest is new, signed with ROLLBACK_SIGNING_KEY.
 
-The releases table keeps one row per (project, version); the rollback row
-records its version as ``<version>+rollback.<sequence>`` (semver build
-metadata, which does not change ordering) while the manifest it serves says
-``version=<version>``, exactly as the image does.
+The rollback row carries the version it rolls back to, as its manifest and
+image do; the releases table allows one forward release per (project,
+version) and any number of rollback releases of it, one per sequence.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from csi_ota.controller.models import Release
-from csi_ota.errors import CsiOtaError
 
 SIGNING_KEY_ENV = "ROLLBACK_SIGNING_KEY"
 
@@ -48,12 +46,9 @@ def create_rollback_release(
         base, sequence=sequence, rollback=True, created=utc_now_text(), key_id=key_id, notes=notes[:200]
     )
     data = sign_manifest(manifest, private_key)
-    row_version = f"{previous.version.split('+', 1)[0]}+rollback.{sequence}"
-    if len(row_version) > 32:
-        raise CsiOtaError(f"rollback version label {row_version!r} is too long", exit_code=1)
     release = Release(
         project=previous.project,
-        version=row_version,
+        version=previous.version,
         sequence=sequence,
         sha256=previous.sha256,
         size=previous.size,
