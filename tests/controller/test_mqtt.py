@@ -148,3 +148,52 @@ def test_mqtt_heartbeat_stats_data_acl_and_reconnect(backend, backend_url, tmp_p
                     device_a.close()
     finally:
         server.stop()
+
+
+def _mqtt_heartbeats(server) -> float:
+    with server.management_client() as mgmt:
+        text = mgmt.get("/metrics").text
+    for line in text.splitlines():
+        if line.startswith('csi_ota_heartbeats_total{transport="mqtt"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.postgres
+def test_two_controller_processes_share_the_mqtt_subscriptions(pg, tmp_path):
+    """One broker, two controllers on one PostgreSQL: each heartbeat is recorded by exactly one."""
+    url = pg.create_database("csi_ota_mqtt_share")
+    with mosquitto_broker() as broker:
+        first = start_controller(tmp_path / "a", database_url=url, mqtt=broker)
+        second = start_controller(
+            tmp_path / "b", database_url=url, admin_token=first.admin_token, mqtt=broker
+        )
+        servers = (first, second)
+        try:
+            with first.management_client() as mgmt:
+                assert mgmt.post("/api/devices", json={"device_id": "mq_shared"}).status_code == 201
+            device = DeviceClient(broker.port, "mq_shared", "anonymous-broker")
+            assert device.accepted
+            # Until both bridges have subscribed, keep publishing (bounded); the broker then
+            # alternates between the members of the shared group.
+            deadline = time.monotonic() + WAIT_S
+            uptime = 0
+            while min(_mqtt_heartbeats(s) for s in servers) < 1 and time.monotonic() < deadline:
+                uptime += 1
+                device.publish("csi/mq_shared/heartbeat", {"uptime_s": uptime, "rssi": -50})
+                time.sleep(0.2)
+            assert min(_mqtt_heartbeats(s) for s in servers) >= 1, "both processes receive heartbeats"
+            time.sleep(1.0)  # let the last of those land
+            before = sum(_mqtt_heartbeats(s) for s in servers)
+            extra = 20
+            for step in range(1, extra + 1):
+                device.publish("csi/mq_shared/heartbeat", {"uptime_s": uptime + step, "rssi": -50})
+            total = _poll(lambda: sum(_mqtt_heartbeats(s) for s in servers), lambda v: v >= before + extra)
+            time.sleep(1.0)  # a duplicate delivery would have arrived by now
+            assert sum(_mqtt_heartbeats(s) for s in servers) == total == before + extra  # once each
+            with first.management_client() as mgmt:
+                assert mgmt.get("/api/devices/mq_shared").json()["health"] == "healthy"
+            device.close()
+        finally:
+            second.stop()
+            first.stop()

@@ -26,6 +26,7 @@ from csi_ota.cli.management_common import (
     server_option,
     token_option,
 )
+from csi_ota.controller import DEFAULT_MQTT_SHARE_GROUP
 
 # --------------------------------------------------------------------------- serve
 
@@ -65,6 +66,14 @@ from csi_ota.cli.management_common import (
     "--mqtt-password-file", type=EXISTING_FILE, help="File holding the broker password (or MQTT_PASSWORD)."
 )
 @click.option(
+    "--mqtt-share-group",
+    envvar="MQTT_SHARE_GROUP",
+    default=DEFAULT_MQTT_SHARE_GROUP,
+    show_default=True,
+    help="Shared-subscription group: the broker gives each message to one controller process. "
+    "'' subscribes plainly (only for a single process).",
+)
+@click.option(
     "--device-rate",
     type=click.FloatRange(0),
     default=20.0,
@@ -97,6 +106,7 @@ def serve_command(
     mqtt_port: int,
     mqtt_username: str | None,
     mqtt_password_file: Path | None,
+    mqtt_share_group: str,
     device_rate: float,
     device_burst: int,
     accel_redirect_prefix: str | None,
@@ -125,7 +135,10 @@ def serve_command(
         password = os.environ.get("MQTT_PASSWORD")
         if mqtt_password_file is not None:
             password = mqtt_password_file.read_text().strip()
-        mqtt = MqttOptions(mqtt_host, mqtt_port, mqtt_username, password)
+        from csi_ota.controller.mqtt_bridge import subscriptions_for
+
+        subscriptions_for(mqtt_share_group)  # refuses a bad group name before anything starts
+        mqtt = MqttOptions(mqtt_host, mqtt_port, mqtt_username, password, mqtt_share_group)
     serve(settings, listen, mqtt)
 
 

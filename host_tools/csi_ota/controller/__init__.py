@@ -6,3 +6,6 @@ status reports, health), ``releases`` and ``store`` (verified firmware),
 ``device_api`` / ``management_api`` (the two FastAPI apps), ``mqtt_bridge``,
 ``csi_sink``, ``mqtt_acl``, ``metrics``, ``server`` (both ports in one process).
 """
+
+# Shared-subscription group of every controller's MQTT bridge (``csi-ota serve --mqtt-share-group``).
+DEFAULT_MQTT_SHARE_GROUP = "csi-ota-controller"

@@ -1,7 +1,11 @@
 """The MQTT side (the seed's current architecture): csi/+/data, csi/+/stats, csi/+/heartbeat.
 
 A paho-mqtt 2 client in its own thread (``loop_start``) that reconnects by
-itself (1 s doubling to 30 s) and re-subscribes on every connect. Heartbeats go
+itself (1 s doubling to 30 s) and re-subscribes on every connect. Every
+controller process runs one; they subscribe as one shared-subscription group
+(``$share/<group>/csi/+/…``, MQTT 5 and Mosquitto ≥ 1.6 for 3.1.1 clients), so
+the broker hands each message to exactly one process of a scale-out. An empty
+group subscribes plainly (one controller process only). Heartbeats go
 through :func:`registry.record_heartbeat` — the same update as the HTTP
 heartbeat; stats replace the device's stats; CSI data goes to the CSI sink.
 Messages from unknown or decommissioned devices, with bad ids or bad JSON are
@@ -25,6 +29,7 @@ from csi_ota.controller import registry
 from csi_ota.controller.context import ControllerContext
 from csi_ota.controller.device_api import HeartbeatIn
 from csi_ota.controller.models import Device
+from csi_ota.errors import CsiOtaError
 
 SUBSCRIPTIONS = [("csi/+/data", 0), ("csi/+/stats", 1), ("csi/+/heartbeat", 1)]
 RECONNECT_MIN_DELAY_S = 1
@@ -33,6 +38,15 @@ KEEPALIVE_S = 30
 MAX_STATS_BYTES = 16 * 1024
 
 log = logging.getLogger("csi_ota.mqtt")
+
+
+def subscriptions_for(share_group: str) -> list[tuple[str, int]]:
+    """The topic filters to subscribe to, in ``share_group`` (plain when empty)."""
+    if not share_group:
+        return list(SUBSCRIPTIONS)
+    if any(c in share_group for c in "/+#") or not share_group.isprintable():
+        raise CsiOtaError(f"MQTT share group {share_group!r} must not contain '/', '+' or '#'")
+    return [(f"$share/{share_group}/{topic}", qos) for topic, qos in SUBSCRIPTIONS]
 
 
 class MqttBridge:
@@ -45,8 +59,10 @@ class MqttBridge:
         username: str | None = None,
         password: str | None = None,
         client_id: str | None = None,
+        share_group: str,
     ) -> None:
         self.ctx = ctx
+        self.subscriptions = subscriptions_for(share_group)
         self.host = host
         self.port = port
         self.counts: Tally[str] = Tally()
@@ -75,7 +91,7 @@ class MqttBridge:
         if reason_code.is_failure:
             log.warning("MQTT connect to %s:%s refused: %s", self.host, self.port, reason_code)
             return
-        client.subscribe(SUBSCRIPTIONS)
+        client.subscribe(self.subscriptions)
         self.connected.set()
         log.info("MQTT connected to %s:%s", self.host, self.port)
 

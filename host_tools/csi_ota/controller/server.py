@@ -25,6 +25,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from csi_ota.controller import DEFAULT_MQTT_SHARE_GROUP
 from csi_ota.controller.context import ControllerContext, build_context
 from csi_ota.controller.db import safe_url, upgrade_database
 from csi_ota.controller.device_api import create_device_app
@@ -54,6 +55,7 @@ class MqttOptions:
     port: int = 1883
     username: str | None = None
     password: str | None = None
+    share_group: str = DEFAULT_MQTT_SHARE_GROUP  # "" = plain subscriptions (one controller process)
 
 
 def attach_rollout(app: FastAPI) -> bool:
@@ -171,7 +173,14 @@ def serve(settings: ControllerSettings, listen: ListenOptions, mqtt: MqttOptions
     if mqtt is not None:
         from csi_ota.controller.mqtt_bridge import MqttBridge
 
-        bridge = MqttBridge(ctx, mqtt.host, mqtt.port, username=mqtt.username, password=mqtt.password)
+        bridge = MqttBridge(
+            ctx,
+            mqtt.host,
+            mqtt.port,
+            username=mqtt.username,
+            password=mqtt.password,
+            share_group=mqtt.share_group,
+        )
         bridge.start()
     stop_flusher = threading.Event()
     flusher = threading.Thread(target=_flush_loop, args=(ctx, stop_flusher), name="csi-flush", daemon=True)
