@@ -28,6 +28,13 @@ def _database(backend: str, tmp_path, request) -> str:
     return request.getfixturevalue("pg").create_database(f"migrations_{tmp_path.name[-20:]}".lower())
 
 
+def _migrate_to_first_schema(url: str) -> None:
+    """The schema before rollback releases kept their version (0001 + the rollout tables)."""
+    config = alembic_config(url)
+    command.upgrade(config, "0001_initial")
+    command.upgrade(config, "rollout@head")
+
+
 def _insert_release(connection, version: str, sequence: int, rollback: bool) -> int:
     return connection.execute(
         text(
@@ -72,9 +79,7 @@ def test_migrations_build_the_schema_the_models_declare(backend, tmp_path, reque
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_rollback_releases_get_their_version_back_and_assignments_survive(backend, tmp_path, request):
     url = _database(backend, tmp_path, request)
-    config = alembic_config(url)
-    command.upgrade(config, "0001_initial")
-    command.upgrade(config, "rollout@head")
+    _migrate_to_first_schema(url)
     engine = make_engine(url, pool_size=1)
     try:
         with engine.begin() as connection:
@@ -92,6 +97,10 @@ def test_rollback_releases_get_their_version_back_and_assignments_survive(backen
             _insert_release(connection, "1.0.0", 4, True)  # another rollback of 1.0.0: allowed
         with pytest.raises(Exception, match="(?i)unique"), engine.begin() as connection:
             _insert_release(connection, "1.0.0", 5, False)  # a second forward 1.0.0: refused
+        command.downgrade(alembic_config(url), "0002_rollback_releases-1")  # and back again
+        with engine.connect() as connection:
+            versions = connection.execute(text("SELECT version FROM releases ORDER BY id")).scalars().all()
+        assert versions == ["1.0.0", "2.0.0", "1.0.0+rollback.3", "1.0.0+rollback.4"]
     finally:
         engine.dispose()
 
@@ -100,9 +109,7 @@ def test_a_failed_sqlite_upgrade_changes_nothing(tmp_path):
     """A dangling foreign key found after the table rebuild rolls the whole upgrade back."""
     path = tmp_path / "registry.db"
     url = f"sqlite:///{path}"
-    config = alembic_config(url)
-    command.upgrade(config, "0001_initial")
-    command.upgrade(config, "rollout@head")
+    _migrate_to_first_schema(url)
     engine = make_engine(url, pool_size=1)
     try:
         with engine.begin() as connection:

@@ -153,6 +153,14 @@ class EngineWorld:
         self.report(device_id, "rolled_back", "selftest", version=old, target=new)
         self.heartbeat(device_id, old)
 
+    def settle(self, installed: list[str], failed: list[str]) -> None:
+        """These devices install 2.0.0, those fail its self-test; then the engine ticks."""
+        for device_id in installed:
+            self.install(device_id)
+        for device_id in failed:
+            self.fail_selftest(device_id)
+        self.tick()
+
     # ------------------------------------------------------------------ reading state
 
     def rollout(self, rollout_id: int) -> Rollout:

@@ -212,11 +212,7 @@ def test_failure_threshold_halts_alerts_and_rolls_back_with_a_signed_manifest(ma
     world.tick()
     offered = world.in_state(rollout_id, "offered")
     good, bad = offered[:7], offered[7:10]
-    for device in good:
-        world.install(device)
-    for device in bad:
-        world.fail_selftest(device)
-    world.tick()
+    world.settle(good, bad)
     rollout = world.rollout(rollout_id)
     assert rollout.state == "rolling_back"
     assert "3 of 10 decided devices failed" in rollout.halt_reason
@@ -282,11 +278,7 @@ def test_devices_offered_before_their_first_check_in_still_get_the_rollback(make
     offered = world.in_state(rollout_id, "offered")
     assert len(offered) == 10
     good, bad = offered[:5], offered[5:8]
-    for device in good:
-        world.install(device)
-    for device in bad:
-        world.fail_selftest(device)
-    world.tick()
+    world.settle(good, bad)
     rollout = world.rollout(rollout_id)
     assert rollout.state == "rolling_back", [e["message"] for e in world.detail(rollout_id)["events"]]
     assert rollout.previous_release_id == world.releases["1.0.0"]

@@ -470,33 +470,28 @@ class RolloutStep:
         self.sweep_rollback()
 
     def _previous_from_offers(self) -> Release | None:
-        versions = self.session.execute(
-            select(RolloutDevice.from_version, func.count())
-            .where(
-                RolloutDevice.rollout_id == self.rollout.id,
-                RolloutDevice.from_version.is_not(None),
-                RolloutDevice.from_version != self.release.version,
-            )
-            .group_by(RolloutDevice.from_version)
-            .order_by(func.count().desc())
-        ).all()
-        running = self.session.execute(  # fallback: what the rollout's other devices run now
-            select(Device.version, func.count())
-            .join(RolloutDevice, RolloutDevice.device_id == Device.id)
-            .where(
-                RolloutDevice.rollout_id == self.rollout.id,
-                Device.version.is_not(None),
-                Device.version != self.release.version,
-            )
-            .group_by(Device.version)
-            .order_by(func.count().desc())
-        ).all()
-        for version, _count in [*versions, *running]:
-            release = self.session.scalar(
-                select(Release).where(Release.version == version, Release.rollback.is_(False))
-            )
-            if release is not None:
-                return release
+        """What the rollout's devices ran when offered, else what its other devices run now."""
+        members = (RolloutDevice.rollout_id == self.rollout.id,)
+        for column, statement in (
+            (RolloutDevice.from_version, select(RolloutDevice.from_version, func.count()).where(*members)),
+            (
+                Device.version,
+                select(Device.version, func.count())
+                .join(RolloutDevice, RolloutDevice.device_id == Device.id)
+                .where(*members),
+            ),
+        ):
+            counted = self.session.execute(
+                statement.where(column.is_not(None), column != self.release.version)
+                .group_by(column)
+                .order_by(func.count().desc())
+            ).all()
+            for version, _count in counted:
+                release = self.session.scalar(
+                    select(Release).where(Release.version == version, Release.rollback.is_(False))
+                )
+                if release is not None:
+                    return release
         return None
 
     def sweep_rollback(self) -> None:

@@ -20,6 +20,13 @@ branch_labels = None
 depends_on = None
 
 ROLLBACK_SUFFIX = "+rollback."
+RELEASES = sa.table(
+    "releases",
+    sa.column("id", sa.Integer),
+    sa.column("version", sa.String),
+    sa.column("sequence", sa.BigInteger),
+    sa.column("rollback", sa.Boolean),
+)
 
 
 def upgrade() -> None:
@@ -37,39 +44,26 @@ def upgrade() -> None:
         postgresql_where=sa.text('NOT "rollback"'),
     )
     connection = op.get_bind()
-    releases = sa.table(
-        "releases",
-        sa.column("id", sa.Integer),
-        sa.column("version", sa.String),
-        sa.column("rollback", sa.Boolean),
-    )
     rows = connection.execute(
-        sa.select(releases.c.id, releases.c.version).where(releases.c.version.contains(ROLLBACK_SUFFIX))
+        sa.select(RELEASES.c.id, RELEASES.c.version).where(RELEASES.c.version.contains(ROLLBACK_SUFFIX))
     ).all()
     for release_id, version in rows:
         connection.execute(
-            releases.update()
-            .where(releases.c.id == release_id)
+            RELEASES.update()
+            .where(RELEASES.c.id == release_id)
             .values(version=version.split(ROLLBACK_SUFFIX, 1)[0])
         )
 
 
 def downgrade() -> None:
     connection = op.get_bind()
-    releases = sa.table(
-        "releases",
-        sa.column("id", sa.Integer),
-        sa.column("version", sa.String),
-        sa.column("sequence", sa.BigInteger),
-        sa.column("rollback", sa.Boolean),
-    )
     rows = connection.execute(
-        sa.select(releases.c.id, releases.c.version, releases.c.sequence).where(releases.c.rollback.is_(True))
+        sa.select(RELEASES.c.id, RELEASES.c.version, RELEASES.c.sequence).where(RELEASES.c.rollback.is_(True))
     ).all()
     for release_id, version, sequence in rows:
         connection.execute(
-            releases.update()
-            .where(releases.c.id == release_id)
+            RELEASES.update()
+            .where(RELEASES.c.id == release_id)
             .values(version=f"{version}{ROLLBACK_SUFFIX}{sequence}")
         )
     op.drop_index("uq_releases_project_version_forward", table_name="releases")
