@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ import pytest
 from csi_ota import keys
 from csi_ota.certs import create_ca, create_server_cert
 from csi_ota.imagegen import ImageSpec, build_app_image
+from csi_ota.provision import ProvisionConfig, build_nvs_image
+from csi_ota.sim.flashfile import create_flash_file, erase_partition
 from csi_ota.sim.runner import SimConfig, SimProcess, build_sim
 from services import controller_server
 from sim_support import OtaTestServer, ReleaseSigner, app_image, write_flash
@@ -541,6 +544,85 @@ def test_outcomes_reach_the_real_controller(tmp_path: Path, sim_binary: Path) ->
     ]
     assert [r["seq"] for r in reversed(reports)] == list(range(1, 9))
     assert device["version"] == "2.0.0"
+
+
+def test_settings_come_from_the_nvs_provisioning_image(tmp_path: Path, sim_binary: Path) -> None:
+    """QA's flow: certs -> provision -> flash with --nvs. The image's device id, token, URLs and CA
+    override the config file (whose URL is dead); erasing the nvs partition falls back to the file."""
+    ca = create_ca(tmp_path / "ca")
+    server_cert = create_server_cert(tmp_path / "ca", tmp_path / "server")
+    with OtaTestServer(token="tok-nvs", tls=(server_cert.cert, server_cert.key)) as server:
+        signer = ReleaseSigner()
+        nvs = build_nvs_image(
+            ProvisionConfig(
+                update_url=server.version_url.replace("/version", "/firmware"),
+                version_check_url=server.version_url,
+                device_id="csi_sensor_nvs",
+                auth_token="tok-nvs",
+                check_interval_sec=3600,
+                auto_update_enabled=False,
+                ca_cert=ca.cert.read_text(),
+            )
+        )
+        flash = create_flash_file(
+            tmp_path / "flash.bin", images={0: app_image("1.0.0", size_bytes=IMAGE_BYTES)}, nvs=nvs
+        )
+        config = SimConfig(
+            device_id="from_the_file",
+            version_check_url="http://127.0.0.1:9/api/ota/version",  # discard port: nothing listens
+            trusted_keys=signer.trusted_keys,
+        ).write(tmp_path / "device.conf")
+        server.publish(signer.release(app_image("2.0.0", size_bytes=IMAGE_BYTES)))
+        with SimProcess(flash, config, binary=sim_binary).start() as sim:
+            sim.expect(V1_BOOT)
+            sim.expect(r"app: provisioning: 7 settings from the nvs partition at 0x9000")
+            sim.send("ota check")
+            sim.expect(V2_BOOT)
+            sim.expect(r"app: provisioning: 7 settings from the nvs partition at 0x9000")  # every boot
+            sim.expect(r"ota: self-test passed; marking 2\.0\.0 valid")
+            server.wait_for_report("success")
+            assert sim.stop() == 0
+        reports = server.records.reports
+        assert reports and {r["device_id"] for r in reports} == {"csi_sensor_nvs"}
+        erase_partition(flash, "nvs")
+        before = len(server.records.checks)
+        with SimProcess(flash, config, binary=sim_binary).start() as sim:
+            sim.expect(V2_BOOT)
+            sim.expect(r"app: provisioning: none in nvs; using the config file")
+            sim.send("ota check")
+            sim.expect(r"ota: check failed: http_connect")
+            assert sim.stop() == 0
+        assert len(server.records.checks) == before
+
+
+def test_a_damaged_entry_of_the_provisioning_image_is_skipped(bench: Bench) -> None:
+    url = bench.server.version_url
+    nvs = bytearray(build_nvs_image(ProvisionConfig(url, url, "nvs_id", "tok-001")))
+    at = nvs.index(b"device_id\x00")
+    nvs[at - 8 + 2] = 0  # span 0 in the device_id entry's header: its CRC no longer matches
+    create_flash_file(bench.flash, images={0: app_image("1.0.0", size_bytes=IMAGE_BYTES)}, nvs=bytes(nvs))
+    with bench.start() as sim:  # skipped, as NVS does: the config file's device id stays
+        sim.expect(r"app: provisioning: 5 settings from the nvs partition")
+        sim.send("ota check")
+        sim.expect(r"ota: up to date \(running 1\.0\.0\)")
+        assert sim.stop() == 0
+    assert [c["device_id"] for c in bench.server.records.checks] == ["csi_sensor_001"]
+
+
+def test_an_invalid_value_in_the_provisioning_image_stops_the_boot(bench: Bench) -> None:
+    url = bench.server.version_url
+    nvs = bytearray(build_nvs_image(ProvisionConfig(url, url, "nvs_id", "tok-001")))
+    entry = nvs.index(b"check_int_sec\x00") - 8
+    nvs[entry + 24 : entry + 28] = (0).to_bytes(4, "little")  # an interval of 0 s, with a valid CRC
+    crc = zlib.crc32(bytes(nvs[entry : entry + 4] + nvs[entry + 8 : entry + 32]), 0xFFFFFFFF)
+    nvs[entry + 4 : entry + 8] = (crc & 0xFFFFFFFF).to_bytes(4, "little")
+    create_flash_file(bench.flash, images={0: app_image("1.0.0", size_bytes=IMAGE_BYTES)}, nvs=bytes(nvs))
+    sim = bench.start()
+    assert sim.wait_exit() == 2
+    assert (
+        "provisioning image at 0x9000: nvs check_int_sec: invalid value for check_interval_sec"
+        in sim.output()
+    )
 
 
 def test_bad_command_line_and_config_exit_2(bench: Bench, tmp_path: Path) -> None:

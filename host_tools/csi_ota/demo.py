@@ -221,19 +221,14 @@ def run_demo(
             flash_path = flashfile.create_flash_file(
                 out_dir / "device-flash.bin", images={0: v1_path.read_bytes()}, nvs=nvs
             )
-            config_path = SimConfig(
-                device_id=DEVICE_ID,
-                auth_token=device_token,
-                version_check_url=f"{device_url}/api/ota/version",
-                update_url=f"{device_url}/firmware/latest",
-                trusted_keys=_trusted_keys_value(public_key_path),
-                ca_cert=str(ca_files.cert),
-                check_interval_sec=3600,
-                auto_update_enabled=True,
-            ).write(out_dir / "device.conf")
+            # What the firmware has built in (the release key); the rest comes from nvs.bin.
+            config_path = SimConfig(trusted_keys=_trusted_keys_value(public_key_path)).write(
+                out_dir / "device.conf"
+            )
             sim = SimProcess(flash_path, config_path).start()
             sim.expect(r"app: running partition ota_0, version 1\.0\.0", timeout_s=30)
-            step("device", "virtual ESP32-S3 booted 1.0.0 from ota_0")
+            sim.expect(r"app: provisioning: \d+ settings from the nvs partition", timeout_s=30)
+            step("device", "virtual ESP32-S3 booted 1.0.0 from ota_0, settings from nvs.bin")
             client.put(f"/api/devices/{DEVICE_ID}/assignment", {"release": "2.0.0"})
             sim.send("ota check")
             sim.expect(r"ota: update available: 1\.0\.0 -> 2\.0\.0", timeout_s=30)

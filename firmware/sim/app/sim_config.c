@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include "ota_trusted_keys.h"
+#include "sim_nvs.h"
+
+#define SIM_CONFIG_NVS_NAMESPACE "csi_ota" /* csi_ota.provision.NVS_NAMESPACE */
 
 #define SIM_CONFIG_LINE_MAX 2048
 #define SIM_CONFIG_DEFAULT_SELFTEST_TIMEOUT_MS 3000u
@@ -155,13 +158,73 @@ bool sim_config_load(const char *path, sim_config_t *out, char *why, size_t why_
         }
     }
     fclose(f);
-    if (ok && out->client.deployment.device_id[0] == '\0') {
-        snprintf(why, why_len, "%s: device_id is required", path);
-        ok = false;
-    }
-    if (ok && out->client.backoff_max_ms < out->client.backoff_initial_ms) {
-        snprintf(why, why_len, "%s: backoff_max_ms is below backoff_initial_ms", path);
-        ok = false;
-    }
     return ok;
+}
+
+bool sim_config_check(const sim_config_t *cfg, char *why, size_t why_len) {
+    if (cfg->client.deployment.device_id[0] == '\0') {
+        snprintf(why, why_len,
+                 "device_id is required (config file, or the NVS provisioning image)");
+        return false;
+    }
+    if (cfg->client.backoff_max_ms < cfg->client.backoff_initial_ms) {
+        snprintf(why, why_len, "backoff_max_ms is below backoff_initial_ms");
+        return false;
+    }
+    return true;
+}
+
+/* NVS key (docs/provisioning.md) -> config file key, for the string and integer settings. */
+static const struct {
+    const char *nvs_key;
+    const char *config_key;
+    char type; /* 's' string, 'w' u32, 'b' u8 */
+} SIM_CONFIG_NVS_KEYS[] = {
+    {"update_url", "update_url", 's'},     {"version_url", "version_check_url", 's'},
+    {"check_int_sec", "check_interval_sec", 'w'}, {"auto_update", "auto_update_enabled", 'b'},
+    {"device_id", "device_id", 's'},       {"auth_token", "auth_token", 's'},
+};
+
+bool sim_config_apply_nvs(sim_config_t *cfg, const uint8_t *nvs, size_t len, unsigned *applied,
+                          char *why, size_t why_len) {
+    *applied = 0;
+    char value[SIM_CONFIG_PEM_MAX];
+    for (size_t i = 0; i < sizeof(SIM_CONFIG_NVS_KEYS) / sizeof(SIM_CONFIG_NVS_KEYS[0]); i++) {
+        const char *key = SIM_CONFIG_NVS_KEYS[i].nvs_key;
+        sim_nvs_result_t r;
+        if (SIM_CONFIG_NVS_KEYS[i].type == 's') {
+            r = sim_nvs_get_str(nvs, len, SIM_CONFIG_NVS_NAMESPACE, key, value, sizeof(value));
+        } else if (SIM_CONFIG_NVS_KEYS[i].type == 'w') {
+            uint32_t n = 0;
+            r = sim_nvs_get_u32(nvs, len, SIM_CONFIG_NVS_NAMESPACE, key, &n);
+            snprintf(value, sizeof(value), "%lu", (unsigned long)n);
+        } else {
+            uint8_t n = 0;
+            r = sim_nvs_get_u8(nvs, len, SIM_CONFIG_NVS_NAMESPACE, key, &n);
+            snprintf(value, sizeof(value), "%u", (unsigned)n);
+        }
+        if (r == SIM_NVS_NOT_FOUND) {
+            continue;
+        }
+        char reason[200];
+        if (r != SIM_NVS_OK) {
+            snprintf(why, why_len, "nvs %s: %s", key, sim_nvs_result_str(r));
+            return false;
+        }
+        if (!sim_config_set(cfg, SIM_CONFIG_NVS_KEYS[i].config_key, value, reason,
+                            sizeof(reason))) {
+            snprintf(why, why_len, "nvs %s: %s", key, reason);
+            return false;
+        }
+        (*applied)++;
+    }
+    sim_nvs_result_t r = sim_nvs_get_str(nvs, len, SIM_CONFIG_NVS_NAMESPACE, "ca_cert",
+                                         cfg->ca_cert_pem, sizeof(cfg->ca_cert_pem));
+    if (r == SIM_NVS_OK) {
+        (*applied)++;
+    } else if (r != SIM_NVS_NOT_FOUND) {
+        snprintf(why, why_len, "nvs ca_cert: %s", sim_nvs_result_str(r));
+        return false;
+    }
+    return true;
 }

@@ -35,6 +35,7 @@
 #include "sim_flash.h"
 #include "sim_ota_ops.h"
 #include "sim_port.h"
+#include "sim_provisioning.h"
 
 #define SIM_EXIT_NO_APP 1
 #define SIM_EXIT_USAGE 2
@@ -55,7 +56,9 @@ typedef struct {
 
 static jmp_buf sim_boot_env;
 static sim_args_t sim_args;
-static sim_config_t sim_config;
+static sim_config_t sim_file_config; /* --config, read once */
+static sim_config_t sim_config;      /* this boot's: the file + the NVS provisioning image */
+static sim_flash_t *sim_flash_chip;
 static ota_client_t sim_client;
 static sim_app_t sim_app;
 static uint32_t sim_boot_count;
@@ -220,6 +223,20 @@ static int sim_run_boot(void) {
         return SIM_EXIT_NO_APP;
     }
     sim_print_app_start(&boot);
+    char why[512];
+    sim_provisioning_info_t provisioning;
+    if (!sim_provisioning_load(&sim_file_config, sim_flash_chip, &sim_config, &provisioning, why,
+                               sizeof(why))) {
+        sim_log(OTA_LOG_ERROR, "app", "config: %s", why);
+        return SIM_EXIT_USAGE;
+    }
+    if (provisioning.nvs_settings > 0) {
+        sim_log(OTA_LOG_INFO, "app", "provisioning: %u settings from the nvs partition at 0x%lx",
+                provisioning.nvs_settings, (unsigned long)provisioning.nvs_offset_bytes);
+    } else {
+        sim_log(OTA_LOG_INFO, "app", "provisioning: none in nvs; using the config file");
+    }
+    sim_port_set_ca_cert_pem(sim_config.ca_cert_pem);
     memset(&sim_app, 0, sizeof(sim_app));
     sim_app.config = &sim_config;
     sim_app.client = &sim_client;
@@ -270,7 +287,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     sim_parse_args(argc, argv, &sim_args);
     char why[512];
-    if (!sim_config_load(sim_args.config_path, &sim_config, why, sizeof(why))) {
+    if (!sim_config_load(sim_args.config_path, &sim_file_config, why, sizeof(why))) {
         fprintf(stderr, "csi-ota-sim: config: %s\n", why);
         return SIM_EXIT_USAGE;
     }
@@ -290,12 +307,13 @@ int main(int argc, char **argv) {
     }
     device.log = ota_port_log;
     sim_device_init(flash, &device);
+    sim_flash_chip = flash;
 
     char kv_dir[SIM_CONFIG_PATH_MAX + 8];
     snprintf(kv_dir, sizeof(kv_dir), "%s.kv", sim_args.flash_path);
     sim_port_config_t port = {
         .kv_dir = kv_dir,
-        .ca_cert = sim_config.ca_cert,
+        .ca_cert = sim_file_config.ca_cert,
         .time_scale = sim_args.time_scale,
     };
     if (!sim_port_init(&port)) {

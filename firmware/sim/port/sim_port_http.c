@@ -40,12 +40,25 @@ struct ota_port_http {
 static CURLM *sim_http_multi;
 static CURL *sim_http_easy;
 static char sim_http_ca_cert[512];
+static char *sim_http_ca_pem; /* malloc'd copy, NULL: none */
 static struct ota_port_http *sim_http_open_request; /* at most one at a time */
 static uint64_t sim_http_requests;
 
 void sim_http_init(const char *ca_cert) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     snprintf(sim_http_ca_cert, sizeof(sim_http_ca_cert), "%s", ca_cert != NULL ? ca_cert : "");
+}
+
+void sim_port_set_ca_cert_pem(const char *pem) {
+    free(sim_http_ca_pem);
+    sim_http_ca_pem = NULL;
+    if (pem != NULL && pem[0] != '\0') {
+        size_t len = strlen(pem) + 1;
+        sim_http_ca_pem = malloc(len);
+        if (sim_http_ca_pem != NULL) {
+            memcpy(sim_http_ca_pem, pem, len);
+        }
+    }
 }
 
 static uint64_t sim_http_now_ms(void) {
@@ -264,7 +277,11 @@ static bool sim_http_setup(struct ota_port_http *http, const ota_port_http_reque
     curl_easy_setopt(e, CURLOPT_WRITEDATA, http);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, http->error);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    if (sim_http_ca_cert[0] != '\0') {
+    if (sim_http_ca_pem != NULL) {
+        struct curl_blob blob = {
+            .data = sim_http_ca_pem, .len = strlen(sim_http_ca_pem), .flags = CURL_BLOB_COPY};
+        curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob);
+    } else if (sim_http_ca_cert[0] != '\0') {
         curl_easy_setopt(e, CURLOPT_CAINFO, sim_http_ca_cert);
     }
     return true;
@@ -348,6 +365,7 @@ void sim_http_reset(void) {
 
 void sim_http_shutdown(void) {
     sim_http_reset();
+    sim_port_set_ca_cert_pem(NULL);
     if (sim_http_easy != NULL) {
         curl_easy_cleanup(sim_http_easy);
         sim_http_easy = NULL;

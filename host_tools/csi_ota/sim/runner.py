@@ -100,11 +100,17 @@ def build_sim(*, force: bool = False) -> Path:
 
 @dataclass
 class SimConfig:
-    """The simulator's ``--config`` file (key=value lines; docs/architecture.md)."""
+    """The simulator's ``--config`` file (key=value lines; docs/sim.md).
 
-    device_id: str
-    version_check_url: str
+    It stands for the firmware's built-in settings (Kconfig, trusted keys) and
+    the sim-only ones; a provisioning image in the flash's nvs partition
+    overrides device id, token, URLs, interval, auto-update and CA at boot.
+    Empty device_id / URLs / token are left out (the image must supply them).
+    """
+
     trusted_keys: str  # "<keyid>:<hex>,…" — csi_ota.keys.kconfig_trusted_keys_line's value
+    device_id: str = ""
+    version_check_url: str = ""
     update_url: str = ""
     check_interval_sec: int = 3600
     auto_update_enabled: bool = False
@@ -147,7 +153,13 @@ class SimConfig:
             text = str(value)
             if "\n" in text or "\r" in text:
                 raise CsiOtaError(f"sim config value for {key} must be one line")
-            if text == "" and key in ("update_url", "auth_token", "ca_cert"):
+            if text == "" and key in (
+                "device_id",
+                "version_check_url",
+                "update_url",
+                "auth_token",
+                "ca_cert",
+            ):
                 continue
             lines.append(f"{key}={text}")
         return "\n".join(lines) + "\n"

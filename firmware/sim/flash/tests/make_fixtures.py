@@ -6,18 +6,23 @@
 Run by CMake at build time (tests/CMakeLists.txt). Everything is made with the
 project's own host tools: the partition table with csi_ota.partitions
 (the shipped "4MB" layout), the app images with csi_ota.imagegen (real
-ESP32-S3 images, deterministic bytes).
+ESP32-S3 images, deterministic bytes), the NVS provisioning image with
+csi_ota.provision (esp-idf-nvs-partition-gen, ESP-IDF's own generator).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+from csi_ota.certs import create_ca
+from csi_ota.fileio import write_atomic
 from csi_ota.imagegen import ImageSpec, build_app_image
 from csi_ota.partitions import load_layout
+from csi_ota.provision import ProvisionConfig, build_nvs_image
 
 IMAGE_SIZE_BYTES = 70_000
 
@@ -47,10 +52,22 @@ def with_chip_id(image: bytes, chip_id: int) -> bytes:
     return bytes(body) + hashlib.sha256(body).digest()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+# What test_sim_nvs.c expects to read back from nvs_provision.bin (plus a CA made by certs).
+NVS_CONFIG = ProvisionConfig(
+    update_url="https://ota.example:8080/api/ota/firmware",
+    version_check_url="https://ota.example:8080/api/ota/version",
+    device_id="csi_sensor_042",
+    auth_token="dev_" + "t" * 43,
+    check_interval_sec=7200,
+    auto_update_enabled=False,
+)
+NVS_SIZE_BYTES = 0x6000
+
+
+def nvs_fixture() -> bytes:
+    with tempfile.TemporaryDirectory() as ca_dir:
+        ca_pem = create_ca(ca_dir).cert.read_text()
+    return build_nvs_image(replace(NVS_CONFIG, ca_cert=ca_pem), NVS_SIZE_BYTES)
 
 
 def main(argv: list[str]) -> int:
@@ -65,6 +82,7 @@ def main(argv: list[str]) -> int:
         if name == "app_chip5.bin":
             image = with_chip_id(image, 5)
         write_atomic(out / name, image)
+    write_atomic(out / "nvs_provision.bin", nvs_fixture())
     return 0
 
 

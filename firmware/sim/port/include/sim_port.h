@@ -23,6 +23,10 @@ typedef struct {
 /* Once per process. false (and a message on stderr) when kv_dir cannot be created. */
 bool sim_port_init(const sim_port_config_t *config);
 
+/* A PEM CA bundle held in memory (the provisioning image's ca_cert) for https://; it wins
+ * over the config's ca_cert file. NULL or "" drops it. Copied. */
+void sim_port_set_ca_cert_pem(const char *pem);
+
 /* Called by ota_port_reboot() after the port has dropped its open handles; must not return. */
 typedef void (*sim_port_reboot_fn)(void);
 void sim_port_set_reboot_handler(sim_port_reboot_fn handler);
