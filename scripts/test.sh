@@ -15,6 +15,8 @@ mkdir -p out
 
 echo "== lint =="
 ruff check host_tools tests tests_hw benchmarks
+ruff format --check host_tools tests tests_hw benchmarks
+find firmware -name build -prune -o \( -name '*.c' -o -name '*.h' \) -print0 | xargs -0 clang-format --dry-run --Werror
 
 echo "== virtual ESP32-S3: build + C unit tests =="
 ./scripts/build_sim.sh

@@ -180,9 +180,12 @@ static const struct {
     const char *config_key;
     char type; /* 's' string, 'w' u32, 'b' u8 */
 } SIM_CONFIG_NVS_KEYS[] = {
-    {"update_url", "update_url", 's'},     {"version_url", "version_check_url", 's'},
-    {"check_int_sec", "check_interval_sec", 'w'}, {"auto_update", "auto_update_enabled", 'b'},
-    {"device_id", "device_id", 's'},       {"auth_token", "auth_token", 's'},
+    {"update_url", "update_url", 's'},
+    {"version_url", "version_check_url", 's'},
+    {"check_int_sec", "check_interval_sec", 'w'},
+    {"auto_update", "auto_update_enabled", 'b'},
+    {"device_id", "device_id", 's'},
+    {"auth_token", "auth_token", 's'},
 };
 
 bool sim_config_apply_nvs(sim_config_t *cfg, const uint8_t *nvs, size_t len, unsigned *applied,

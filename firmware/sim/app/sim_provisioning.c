@@ -25,10 +25,10 @@ bool sim_provisioning_load(const sim_config_t *file_config, const sim_flash_t *f
                 snprintf(why, why_len, "out of memory reading the nvs partition");
                 return false;
             }
-            bool ok = sim_flash_read(flash, nvs->offset_bytes, bytes, nvs->size_bytes) ==
-                          SIM_FLASH_OK &&
-                      sim_config_apply_nvs(out, bytes, nvs->size_bytes, &info->nvs_settings,
-                                           reason, sizeof(reason));
+            bool ok =
+                sim_flash_read(flash, nvs->offset_bytes, bytes, nvs->size_bytes) == SIM_FLASH_OK &&
+                sim_config_apply_nvs(out, bytes, nvs->size_bytes, &info->nvs_settings, reason,
+                                     sizeof(reason));
             free(bytes);
             if (!ok) {
                 snprintf(why, why_len, "provisioning image at 0x%lx: %s",

@@ -40,7 +40,7 @@ struct ota_port_http {
 static CURLM *sim_http_multi;
 static CURL *sim_http_easy;
 static char sim_http_ca_cert[512];
-static char *sim_http_ca_pem; /* malloc'd copy, NULL: none */
+static char *sim_http_ca_pem;                       /* malloc'd copy, NULL: none */
 static struct ota_port_http *sim_http_open_request; /* at most one at a time */
 static uint64_t sim_http_requests;
 

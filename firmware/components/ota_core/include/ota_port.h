@@ -78,9 +78,9 @@ ota_status_t ota_port_update_end(ota_port_update_t *update);
 /* esp_ota_abort: frees `update`, the slot keeps what was written. */
 void ota_port_update_abort(ota_port_update_t *update);
 
-ota_status_t ota_port_set_boot_slot(int slot);          /* esp_ota_set_boot_partition */
-ota_status_t ota_port_mark_valid(void);                 /* esp_ota_mark_app_valid_cancel_rollback */
-ota_status_t ota_port_mark_invalid_and_reboot(void);    /* returns only on failure */
+ota_status_t ota_port_set_boot_slot(int slot);       /* esp_ota_set_boot_partition */
+ota_status_t ota_port_mark_valid(void);              /* esp_ota_mark_app_valid_cancel_rollback */
+ota_status_t ota_port_mark_invalid_and_reboot(void); /* returns only on failure */
 /* esp_ota_check_rollback_is_possible */
 bool ota_port_rollback_possible(void);
 /* esp_ota_get_last_invalid_partition: OTA_SLOT_NONE if none. */
@@ -100,19 +100,19 @@ typedef struct {
     const char *content_type; /* POST only */
     const void *body;         /* POST only */
     size_t body_len;
-    int64_t range_start;      /* >= 0: send "Range: bytes=<start>-"; -1: no Range */
-    uint32_t timeout_ms;      /* connect and per-read inactivity timeout */
+    int64_t range_start; /* >= 0: send "Range: bytes=<start>-"; -1: no Range */
+    uint32_t timeout_ms; /* connect and per-read inactivity timeout */
 } ota_port_http_request_t;
 
 typedef struct {
-    int status;                /* HTTP status code after redirects */
-    int64_t content_length;    /* -1 if unknown (chunked) */
+    int status;                  /* HTTP status code after redirects */
+    int64_t content_length;      /* -1 if unknown (chunked) */
     int64_t content_range_start; /* from Content-Range, -1 if absent */
     int64_t content_range_end;
     int64_t content_range_total;
-    char etag[72];             /* without quotes; "" if absent */
-    char firmware_url[256];    /* X-Firmware-Url header; "" if absent */
-    char device_config[256];   /* X-Device-Config header (form-encoded); "" if absent */
+    char etag[72];           /* without quotes; "" if absent */
+    char firmware_url[256];  /* X-Firmware-Url header; "" if absent */
+    char device_config[256]; /* X-Device-Config header (form-encoded); "" if absent */
 } ota_port_http_response_t;
 
 typedef struct ota_port_http ota_port_http_t;

@@ -27,8 +27,7 @@
 #define SIM_NVS_MAX_PAGES 256u /* 1 MiB: far above any nvs partition */
 
 static uint32_t sim_nvs_le32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
 static bool sim_nvs_page_readable(const uint8_t *page) {
@@ -83,8 +82,8 @@ static long sim_nvs_next_page(const uint8_t *partition, size_t pages, bool first
 }
 
 /* The last written, CRC-clean entry of namespace ns_index named key (type 0 = any type). */
-static bool sim_nvs_find(const uint8_t *partition, size_t pages, uint8_t ns_index,
-                         const char *key, uint8_t type, sim_nvs_hit_t *hit) {
+static bool sim_nvs_find(const uint8_t *partition, size_t pages, uint8_t ns_index, const char *key,
+                         uint8_t type, sim_nvs_hit_t *hit) {
     bool found = false;
     uint32_t seq = 0;
     bool first = true;
@@ -118,12 +117,10 @@ static bool sim_nvs_find(const uint8_t *partition, size_t pages, uint8_t ns_inde
     return found;
 }
 
-static sim_nvs_result_t sim_nvs_lookup(const uint8_t *partition, size_t len_bytes,
-                                       const char *ns, const char *key, uint8_t type,
-                                       sim_nvs_hit_t *hit) {
+static sim_nvs_result_t sim_nvs_lookup(const uint8_t *partition, size_t len_bytes, const char *ns,
+                                       const char *key, uint8_t type, sim_nvs_hit_t *hit) {
     if (partition == NULL || ns == NULL || key == NULL || len_bytes == 0 ||
-        len_bytes % SIM_NVS_PAGE_BYTES != 0 ||
-        len_bytes / SIM_NVS_PAGE_BYTES > SIM_NVS_MAX_PAGES ||
+        len_bytes % SIM_NVS_PAGE_BYTES != 0 || len_bytes / SIM_NVS_PAGE_BYTES > SIM_NVS_MAX_PAGES ||
         strlen(ns) > SIM_NVS_KEY_MAX_CHARS || strlen(key) > SIM_NVS_KEY_MAX_CHARS) {
         return SIM_NVS_ERR_ARG;
     }

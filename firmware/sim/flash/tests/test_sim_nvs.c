@@ -37,7 +37,8 @@ static void test_reads_what_the_generator_wrote(void **state) {
     assert_string_equal(text, "csi_sensor_042");
     assert_int_equal(sim_nvs_get_str(image, len, NS, "update_url", text, sizeof(text)), SIM_NVS_OK);
     assert_string_equal(text, "https://ota.example:8080/api/ota/firmware");
-    assert_int_equal(sim_nvs_get_str(image, len, NS, "version_url", text, sizeof(text)), SIM_NVS_OK);
+    assert_int_equal(sim_nvs_get_str(image, len, NS, "version_url", text, sizeof(text)),
+                     SIM_NVS_OK);
     assert_string_equal(text, "https://ota.example:8080/api/ota/version");
     assert_int_equal(sim_nvs_get_str(image, len, NS, "ca_cert", text, sizeof(text)), SIM_NVS_OK);
     assert_true(strncmp(text, "-----BEGIN CERTIFICATE-----\n", 28) == 0);
@@ -66,8 +67,7 @@ static void test_absent_mistyped_and_oversized_values(void **state) {
     assert_int_equal(sim_nvs_get_str(image, len, NS, "device_id", small, sizeof(small)),
                      SIM_NVS_TOO_LONG);
     assert_int_equal(sim_nvs_get_u32(image, len - 1, NS, "check_int_sec", &u32), SIM_NVS_ERR_ARG);
-    assert_int_equal(sim_nvs_get_u32(image, len, NS, "a_key_far_too_long", &u32),
-                     SIM_NVS_ERR_ARG);
+    assert_int_equal(sim_nvs_get_u32(image, len, NS, "a_key_far_too_long", &u32), SIM_NVS_ERR_ARG);
     memset(image, 0xFF, len); /* erased partition */
     assert_int_equal(sim_nvs_get_u32(image, len, NS, "check_int_sec", &u32), SIM_NVS_NOT_FOUND);
     free(image);
