@@ -257,7 +257,18 @@ def test_a_device_still_verifying_at_the_halt_may_come_back_by_itself(make_world
     assert sorted(world.in_state(rollout_id, "rolling_back")) == sorted([*good, late])
     world.report(late, "rolled_back", "selftest", version="1.0.0")
     world.heartbeat(late, "1.0.0")
-    for device in good:
+    # Between a rollback's pending_verify and success reports the device already names 1.0.0
+    # while its last heartbeat (valid, after the offer) is stale: not judged yet.
+    midway = good[0]
+    world.heartbeat(midway, "2.0.0")  # a periodic heartbeat after the offer, still on 2.0.0
+    for state in ("downloading", "downloaded"):
+        world.report(midway, state, version="2.0.0", target="1.0.0")
+    world.report(midway, "pending_verify", version="1.0.0", target="1.0.0")
+    world.tick()
+    assert world.states(rollout_id)[midway].state == "rolling_back"
+    world.report(midway, "success", version="1.0.0", target="1.0.0")
+    world.heartbeat(midway, "1.0.0")
+    for device in good[1:]:
         world.install(device, old="2.0.0", new="1.0.0")
     world.tick()
     assert world.rollout(rollout_id).state == "rolled_back"

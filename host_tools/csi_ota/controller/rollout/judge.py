@@ -20,6 +20,8 @@ from csi_ota.controller.rollout.models import RolloutDevice
 
 # Status report states that end an attempt (docs/device-protocol.md).
 FAILURE_REPORT_STATES = ("rejected", "failed", "rolled_back")
+# A device whose last report is one of these is in the middle of an update.
+IN_PROGRESS_REPORT_STATES = ("downloading", "downloaded", "pending_verify")
 UNHEALTHY_HEALTH_VALUES = ("degraded", "offline")
 
 
@@ -144,6 +146,7 @@ def judge_rollback(
     if (
         device.version == previous_version
         and device.ota_state != "pending_verify"
+        and device.last_ota_state not in IN_PROGRESS_REPORT_STATES  # not between reports
         and device.last_heartbeat is not None
         and device.last_heartbeat > rd.offered_real
         and device.health == "healthy"
