@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from csi_ota.imagegen import ImageSpec, build_app_image
-from csi_ota.keys import key_id_for, public_key_raw
+from csi_ota.keys import key_id_for, trusted_keys_value
 from csi_ota.manifest import manifest_for_image, sign_manifest
 
 LOOPBACK = "127.0.0.1"
@@ -67,7 +67,7 @@ class ReleaseSigner:
     @property
     def trusted_keys(self) -> str:
         """The sim config / Kconfig value: ``<keyid>:<hex>``."""
-        return f"{self.key_id}:{public_key_raw(self.private_key.public_key()).hex()}"
+        return trusted_keys_value([self.private_key.public_key()])
 
     def release(self, image: bytes, *, sequence: int | None = None, rollback: bool = False) -> Release:
         seq = self.next_sequence if sequence is None else sequence

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import string
 import struct
 import zlib
@@ -220,6 +221,17 @@ def test_library_limits_match_the_firmware() -> None:
         provision.build_nvs_image(config)
     assert provision.PROVISION_FIELDS["device_id"].max_bytes == 32
     assert all(len(f.nvs_key) <= 15 for f in provision.PROVISION_FIELDS.values())
+
+
+def test_the_firmware_reads_the_keys_the_provisioning_image_writes() -> None:
+    """ota_provisioning_keys.h (device and virtual device) names exactly PROVISION_FIELDS' NVS keys."""
+    header = (
+        Path(__file__).resolve().parents[1] / "firmware/components/ota_core/include/ota_provisioning_keys.h"
+    )
+    text = header.read_text()
+    keys = set(re.findall(r'^#define OTA_PROVISIONING_KEY_\w+\s+"(\w+)"', text, re.MULTILINE))
+    assert keys == {f.nvs_key for f in provision.PROVISION_FIELDS.values()}
+    assert f'#define OTA_PROVISIONING_NAMESPACE "{provision.NVS_NAMESPACE}"' in text
 
 
 def test_bad_size_ca_and_missing_options(tmp_path: Path) -> None:

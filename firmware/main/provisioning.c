@@ -49,7 +49,8 @@ static char *provisioning_get_ca(nvs_handle_t nvs) {
     if (pem == NULL) {
         return NULL;
     }
-    if (!provisioning_get_text(nvs, "ca_cert", pem, PROVISIONING_CA_MAX_BYTES) || pem[0] == '\0') {
+    if (!provisioning_get_text(nvs, OTA_PROVISIONING_KEY_CA_CERT, pem, PROVISIONING_CA_MAX_BYTES) ||
+        pem[0] == '\0') {
         free(pem);
         return NULL;
     }
@@ -96,10 +97,10 @@ static void provisioning_default_device_id(provisioning_t *out) {
 esp_err_t provisioning_load(provisioning_t *out) {
     provisioning_defaults(out);
     nvs_handle_t nvs;
-    esp_err_t err = nvs_open(PROVISIONING_NVS_NAMESPACE, NVS_READONLY, &nvs);
+    esp_err_t err = nvs_open(OTA_PROVISIONING_NAMESPACE, NVS_READONLY, &nvs);
     if (err == ESP_ERR_NVS_NOT_FOUND) {
         ESP_LOGW(TAG, "no provisioning image (NVS namespace %s): Kconfig defaults",
-                 PROVISIONING_NVS_NAMESPACE);
+                 OTA_PROVISIONING_NAMESPACE);
         provisioning_default_device_id(out);
         return ESP_OK;
     }
@@ -109,16 +110,21 @@ esp_err_t provisioning_load(provisioning_t *out) {
         return err;
     }
     ota_deployment_config_t *d = &out->deployment;
-    provisioning_get_text(nvs, "update_url", d->update_url, sizeof(d->update_url));
-    provisioning_get_text(nvs, "version_url", d->version_check_url, sizeof(d->version_check_url));
-    provisioning_get_text(nvs, "device_id", d->device_id, sizeof(d->device_id));
-    provisioning_get_text(nvs, "auth_token", d->auth_token, sizeof(d->auth_token));
-    provisioning_get_text(nvs, "wifi_ssid", out->wifi_ssid, sizeof(out->wifi_ssid));
-    provisioning_get_text(nvs, "wifi_pass", out->wifi_password, sizeof(out->wifi_password));
-    provisioning_get_text(nvs, "mqtt_uri", out->mqtt_uri, sizeof(out->mqtt_uri));
-    provisioning_get_text(nvs, "data_url", out->data_url, sizeof(out->data_url));
+    provisioning_get_text(nvs, OTA_PROVISIONING_KEY_UPDATE_URL, d->update_url,
+                          sizeof(d->update_url));
+    provisioning_get_text(nvs, OTA_PROVISIONING_KEY_VERSION_URL, d->version_check_url,
+                          sizeof(d->version_check_url));
+    provisioning_get_text(nvs, OTA_PROVISIONING_KEY_DEVICE_ID, d->device_id, sizeof(d->device_id));
+    provisioning_get_text(nvs, OTA_PROVISIONING_KEY_AUTH_TOKEN, d->auth_token,
+                          sizeof(d->auth_token));
+    provisioning_get_text(nvs, OTA_PROVISIONING_KEY_WIFI_SSID, out->wifi_ssid,
+                          sizeof(out->wifi_ssid));
+    provisioning_get_text(nvs, OTA_PROVISIONING_KEY_WIFI_PASSWORD, out->wifi_password,
+                          sizeof(out->wifi_password));
+    provisioning_get_text(nvs, OTA_PROVISIONING_KEY_MQTT_URI, out->mqtt_uri, sizeof(out->mqtt_uri));
+    provisioning_get_text(nvs, OTA_PROVISIONING_KEY_DATA_URL, out->data_url, sizeof(out->data_url));
     uint32_t interval_sec = 0;
-    if (nvs_get_u32(nvs, "check_int_sec", &interval_sec) == ESP_OK) {
+    if (nvs_get_u32(nvs, OTA_PROVISIONING_KEY_CHECK_INTERVAL, &interval_sec) == ESP_OK) {
         if (interval_sec >= 60) {
             d->check_interval_sec = interval_sec;
         } else {
@@ -126,7 +132,7 @@ esp_err_t provisioning_load(provisioning_t *out) {
         }
     }
     uint8_t auto_update = 0;
-    if (nvs_get_u8(nvs, "auto_update", &auto_update) == ESP_OK) {
+    if (nvs_get_u8(nvs, OTA_PROVISIONING_KEY_AUTO_UPDATE, &auto_update) == ESP_OK) {
         d->auto_update_enabled = auto_update != 0;
     }
     out->ca_cert_pem = provisioning_get_ca(nvs);

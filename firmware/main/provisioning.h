@@ -1,6 +1,6 @@
 /*
  * provisioning.h — the device's configuration: the NVS provisioning image
- * (namespace "csi_ota"), Kconfig defaults otherwise. Keys: docs/firmware.md.
+ * (namespace OTA_PROVISIONING_NAMESPACE), Kconfig defaults otherwise. Keys: docs/firmware.md.
  */
 #pragma once
 
@@ -9,8 +9,7 @@
 
 #include "esp_err.h"
 #include "ota_client.h"
-
-#define PROVISIONING_NVS_NAMESPACE "csi_ota"
+#include "ota_provisioning_keys.h"
 
 typedef struct {
     ota_deployment_config_t deployment; /* the seed's ota_deployment_config_t */

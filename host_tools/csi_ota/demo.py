@@ -86,12 +86,6 @@ def _wait_healthy(url: str, process: subprocess.Popen, log_path: Path) -> None:
     raise CsiOtaError(f"controller not healthy at {url}; see {log_path}", exit_code=EXIT_OPERATION_FAILED)
 
 
-def _trusted_keys_value(public_key_path: Path) -> str:
-    """The `<keyid>:<hex>` list the firmware's CONFIG_CSI_OTA_TRUSTED_KEYS holds."""
-    line = keys.kconfig_trusted_keys_line([keys.load_public_key(public_key_path)])
-    return line.split("=", 1)[1].strip('"')
-
-
 def run_demo(
     out_dir: Path, *, with_device: bool = True, say: Callable[[str, str], None] | None = None
 ) -> DemoResult:
@@ -222,9 +216,9 @@ def run_demo(
                 out_dir / "device-flash.bin", images={0: v1_path.read_bytes()}, nvs=nvs
             )
             # What the firmware has built in (the release key); the rest comes from nvs.bin.
-            config_path = SimConfig(trusted_keys=_trusted_keys_value(public_key_path)).write(
-                out_dir / "device.conf"
-            )
+            config_path = SimConfig(
+                trusted_keys=keys.trusted_keys_value([keys.load_public_key(public_key_path)])
+            ).write(out_dir / "device.conf")
             sim = SimProcess(flash_path, config_path).start()
             sim.expect(r"app: running partition ota_0, version 1\.0\.0", timeout_s=30)
             sim.expect(r"app: provisioning: \d+ settings from the nvs partition", timeout_s=30)

@@ -161,12 +161,17 @@ def format_public_key(public_key: ec.EllipticCurvePublicKey, fmt: str) -> str:
     raise CsiOtaError(f"unknown key format {fmt!r}; choose one of {', '.join(PUBLIC_KEY_FORMATS)}")
 
 
-def kconfig_trusted_keys_line(public_keys: Iterable[ec.EllipticCurvePublicKey]) -> str:
-    """``CONFIG_CSI_OTA_TRUSTED_KEYS="<keyid>:<hex>,…"`` for sdkconfig / sdkconfig.defaults."""
+def trusted_keys_value(public_keys: Iterable[ec.EllipticCurvePublicKey]) -> str:
+    """``<keyid>:<hex>,…``: the value of CONFIG_CSI_OTA_TRUSTED_KEYS and of the sim's trusted_keys."""
     entries = [f"{key_id_for(k)}:{public_key_raw(k).hex()}" for k in public_keys]
     if not entries:
         raise CsiOtaError("at least one public key is needed")
-    return f'{KCONFIG_TRUSTED_KEYS}="{",".join(entries)}"'
+    return ",".join(entries)
+
+
+def kconfig_trusted_keys_line(public_keys: Iterable[ec.EllipticCurvePublicKey]) -> str:
+    """``CONFIG_CSI_OTA_TRUSTED_KEYS="<keyid>:<hex>,…"`` for sdkconfig / sdkconfig.defaults."""
+    return f'{KCONFIG_TRUSTED_KEYS}="{trusted_keys_value(public_keys)}"'
 
 
 def parse_trusted_keys(value: str) -> dict[str, ec.EllipticCurvePublicKey]:

@@ -6,10 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ota_provisioning_keys.h"
 #include "ota_trusted_keys.h"
 #include "sim_nvs.h"
-
-#define SIM_CONFIG_NVS_NAMESPACE "csi_ota" /* csi_ota.provision.NVS_NAMESPACE */
 
 #define SIM_CONFIG_LINE_MAX 2048
 #define SIM_CONFIG_DEFAULT_SELFTEST_TIMEOUT_MS 3000u
@@ -180,12 +179,12 @@ static const struct {
     const char *config_key;
     char type; /* 's' string, 'w' u32, 'b' u8 */
 } SIM_CONFIG_NVS_KEYS[] = {
-    {"update_url", "update_url", 's'},
-    {"version_url", "version_check_url", 's'},
-    {"check_int_sec", "check_interval_sec", 'w'},
-    {"auto_update", "auto_update_enabled", 'b'},
-    {"device_id", "device_id", 's'},
-    {"auth_token", "auth_token", 's'},
+    {OTA_PROVISIONING_KEY_UPDATE_URL, "update_url", 's'},
+    {OTA_PROVISIONING_KEY_VERSION_URL, "version_check_url", 's'},
+    {OTA_PROVISIONING_KEY_CHECK_INTERVAL, "check_interval_sec", 'w'},
+    {OTA_PROVISIONING_KEY_AUTO_UPDATE, "auto_update_enabled", 'b'},
+    {OTA_PROVISIONING_KEY_DEVICE_ID, "device_id", 's'},
+    {OTA_PROVISIONING_KEY_AUTH_TOKEN, "auth_token", 's'},
 };
 
 bool sim_config_apply_nvs(sim_config_t *cfg, const uint8_t *nvs, size_t len, unsigned *applied,
@@ -196,14 +195,14 @@ bool sim_config_apply_nvs(sim_config_t *cfg, const uint8_t *nvs, size_t len, uns
         const char *key = SIM_CONFIG_NVS_KEYS[i].nvs_key;
         sim_nvs_result_t r;
         if (SIM_CONFIG_NVS_KEYS[i].type == 's') {
-            r = sim_nvs_get_str(nvs, len, SIM_CONFIG_NVS_NAMESPACE, key, value, sizeof(value));
+            r = sim_nvs_get_str(nvs, len, OTA_PROVISIONING_NAMESPACE, key, value, sizeof(value));
         } else if (SIM_CONFIG_NVS_KEYS[i].type == 'w') {
             uint32_t n = 0;
-            r = sim_nvs_get_u32(nvs, len, SIM_CONFIG_NVS_NAMESPACE, key, &n);
+            r = sim_nvs_get_u32(nvs, len, OTA_PROVISIONING_NAMESPACE, key, &n);
             snprintf(value, sizeof(value), "%lu", (unsigned long)n);
         } else {
             uint8_t n = 0;
-            r = sim_nvs_get_u8(nvs, len, SIM_CONFIG_NVS_NAMESPACE, key, &n);
+            r = sim_nvs_get_u8(nvs, len, OTA_PROVISIONING_NAMESPACE, key, &n);
             snprintf(value, sizeof(value), "%u", (unsigned)n);
         }
         if (r == SIM_NVS_NOT_FOUND) {
@@ -221,12 +220,13 @@ bool sim_config_apply_nvs(sim_config_t *cfg, const uint8_t *nvs, size_t len, uns
         }
         (*applied)++;
     }
-    sim_nvs_result_t r = sim_nvs_get_str(nvs, len, SIM_CONFIG_NVS_NAMESPACE, "ca_cert",
-                                         cfg->ca_cert_pem, sizeof(cfg->ca_cert_pem));
+    sim_nvs_result_t r =
+        sim_nvs_get_str(nvs, len, OTA_PROVISIONING_NAMESPACE, OTA_PROVISIONING_KEY_CA_CERT,
+                        cfg->ca_cert_pem, sizeof(cfg->ca_cert_pem));
     if (r == SIM_NVS_OK) {
         (*applied)++;
     } else if (r != SIM_NVS_NOT_FOUND) {
-        snprintf(why, why_len, "nvs ca_cert: %s", sim_nvs_result_str(r));
+        snprintf(why, why_len, "nvs " OTA_PROVISIONING_KEY_CA_CERT ": %s", sim_nvs_result_str(r));
         return false;
     }
     return true;

@@ -26,7 +26,7 @@ from csi_ota.cli.management_common import (
     server_option,
     token_option,
 )
-from csi_ota.controller import DEFAULT_MQTT_SHARE_GROUP
+from csi_ota.controller import ADMIN_ROLES, DEFAULT_MQTT_SHARE_GROUP
 
 # --------------------------------------------------------------------------- serve
 
@@ -224,9 +224,7 @@ def admin_group() -> None:
 
 @admin_group.command("bootstrap")
 @click.option("--name", default="admin", show_default=True)
-@click.option(
-    "--role", type=click.Choice(["viewer", "operator", "admin"]), default="admin", show_default=True
-)
+@click.option("--role", type=click.Choice(ADMIN_ROLES), default="admin", show_default=True)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -247,7 +245,7 @@ def admin_bootstrap(name: str, role: str, data_dir: Path) -> None:
 
 @admin_group.command("create")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["viewer", "operator", "admin"]), required=True)
+@click.option("--role", type=click.Choice(ADMIN_ROLES), required=True)
 @server_option
 @token_option
 @json_option

@@ -9,3 +9,6 @@ status reports, health), ``releases`` and ``store`` (verified firmware),
 
 # Shared-subscription group of every controller's MQTT bridge (``csi-ota serve --mqtt-share-group``).
 DEFAULT_MQTT_SHARE_GROUP = "csi-ota-controller"
+
+# Admin roles, least to most privileged (management API, `csi-ota admin`).
+ADMIN_ROLES = ("viewer", "operator", "admin")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from csi_ota.controller import audit
+from csi_ota.controller import ADMIN_ROLES, audit
 from csi_ota.controller.db import make_engine, session_factory, session_scope, upgrade_database
-from csi_ota.controller.models import ADMIN_ROLES, AdminToken, AdminUser, utcnow
+from csi_ota.controller.models import AdminToken, AdminUser, utcnow
 from csi_ota.controller.tokens import hash_token, hashes_equal, new_admin_token
 from csi_ota.errors import CsiOtaError
 

@@ -24,11 +24,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
+from csi_ota.controller import ADMIN_ROLES, audit, registry, releases
 from csi_ota.controller import admin as admin_lib
-from csi_ota.controller import audit, registry, releases
 from csi_ota.controller.context import ControllerContext
 from csi_ota.controller.httputil import install_error_handlers, parse_json_model, read_limited_body
-from csi_ota.controller.models import ADMIN_ROLES, AdminUser, Device, Release, StatusReport, utcnow
+from csi_ota.controller.models import AdminUser, Device, Release, StatusReport, utcnow
 from csi_ota.controller.problems import Conflict, NotFound
 from csi_ota.controller.tokens import bearer_token
 from csi_ota.errors import CsiOtaError

@@ -38,7 +38,6 @@ DEVICE_ID_MAX_CHARS = 31  # ota_deployment_config_t.device_id is char[32]
 VERSION_MAX_CHARS = 32  # esp_app_desc_t.version is char[32]
 SHA256_HEX_CHARS = 64
 
-ADMIN_ROLES = ("viewer", "operator", "admin")
 # Health values a device can have; "unknown" until the first heartbeat.
 DEVICE_HEALTH_VALUES = ("unknown", "healthy", "degraded", "offline")
 
@@ -216,7 +215,7 @@ class AdminUser(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    role: Mapped[str] = mapped_column(String(16), nullable=False)  # one of ADMIN_ROLES
+    role: Mapped[str] = mapped_column(String(16), nullable=False)  # one of csi_ota.controller.ADMIN_ROLES
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 

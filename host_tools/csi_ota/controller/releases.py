@@ -110,10 +110,8 @@ def describe_duplicate(manifest: Manifest) -> str:
     return f"release {manifest.project} {manifest.version} already exists"
 
 
-def insert_release(session: Session, manifest: Manifest, manifest_bytes: bytes, *, actor: str) -> Release:
-    """Adds the row and its audit entry in the caller's transaction."""
-    if find_existing_release(session, manifest) is not None:
-        raise Conflict(describe_duplicate(manifest))
+def add_release_row(session: Session, manifest: Manifest, manifest_bytes: bytes, *, actor: str) -> Release:
+    """The releases row of a verified (or just signed) manifest, added and flushed; no checks."""
     release = Release(
         project=manifest.project,
         version=manifest.version,
@@ -133,6 +131,25 @@ def insert_release(session: Session, manifest: Manifest, manifest_bytes: bytes, 
     )
     session.add(release)
     session.flush()
+    return release
+
+
+def first_forward_release(session: Session, versions: Iterable[str]) -> Release | None:
+    """The forward (not rollback) release of the first of ``versions`` that has one."""
+    for version in versions:
+        release = session.scalar(
+            select(Release).where(Release.version == version, Release.rollback.is_(False))
+        )
+        if release is not None:
+            return release
+    return None
+
+
+def insert_release(session: Session, manifest: Manifest, manifest_bytes: bytes, *, actor: str) -> Release:
+    """Adds the row and its audit entry in the caller's transaction."""
+    if find_existing_release(session, manifest) is not None:
+        raise Conflict(describe_duplicate(manifest))
+    release = add_release_row(session, manifest, manifest_bytes, actor=actor)
     audit.record(
         session,
         actor,

@@ -96,7 +96,7 @@ class VirtualEsp32Fleet:
         image = imagegen.build_app_image(
             imagegen.ImageSpec(version=self.initial_version, target_size_bytes=IMAGE_SIZE_BYTES)
         )
-        trusted = keys.kconfig_trusted_keys_line(self.trusted_keys).split("=", 1)[1].strip('"')
+        trusted = keys.trusted_keys_value(self.trusted_keys)
         check_sec, sim_scale = sim_interval_s(self.check_interval_s, self.time_scale)
         heartbeat_sec, _ = sim_interval_s(self.heartbeat_interval_s, self.time_scale)
         for index, (device_id, token) in enumerate(self.credentials):

@@ -108,7 +108,7 @@ class SimConfig:
     Empty device_id / URLs / token are left out (the image must supply them).
     """
 
-    trusted_keys: str  # "<keyid>:<hex>,…" — csi_ota.keys.kconfig_trusted_keys_line's value
+    trusted_keys: str  # "<keyid>:<hex>,…" — csi_ota.keys.trusted_keys_value
     device_id: str = ""
     version_check_url: str = ""
     update_url: str = ""

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from csi_ota.controller.db import session_scope
 from csi_ota.controller.models import Device, Release, StatusReport, utcnow
+from csi_ota.controller.releases import first_forward_release
 from csi_ota.controller.rollout import alerts, lease
 from csi_ota.controller.rollout.clock import VirtualClock
 from csi_ota.controller.rollout.judge import (
@@ -439,7 +440,7 @@ class RolloutStep:
             self.session.get(Release, rollout.previous_release_id) if rollout.previous_release_id else None
         )
         if previous is None:  # not known at creation (devices had not checked in): what they ran when offered
-            previous = self._previous_from_offers()
+            previous = self._infer_previous_release()
             rollout.previous_release_id = previous.id if previous is not None else None
         if previous is None:
             self.event(
@@ -469,7 +470,7 @@ class RolloutStep:
         )
         self.sweep_rollback()
 
-    def _previous_from_offers(self) -> Release | None:
+    def _infer_previous_release(self) -> Release | None:
         """What the rollout's devices ran when offered, else what its other devices run now."""
         members = (RolloutDevice.rollout_id == self.rollout.id,)
         for column, statement in (
@@ -486,12 +487,9 @@ class RolloutStep:
                 .group_by(column)
                 .order_by(func.count().desc())
             ).all()
-            for version, _count in counted:
-                release = self.session.scalar(
-                    select(Release).where(Release.version == version, Release.rollback.is_(False))
-                )
-                if release is not None:
-                    return release
+            release = first_forward_release(self.session, (version for version, _count in counted))
+            if release is not None:
+                return release
         return None
 
     def sweep_rollback(self) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from csi_ota.controller.models import Release
+from csi_ota.controller.releases import add_release_row
 
 SIGNING_KEY_ENV = "ROLLBACK_SIGNING_KEY"
 
@@ -45,23 +46,4 @@ def create_rollback_release(
     manifest = dataclasses.replace(
         base, sequence=sequence, rollback=True, created=utc_now_text(), key_id=key_id, notes=notes[:200]
     )
-    data = sign_manifest(manifest, private_key)
-    release = Release(
-        project=previous.project,
-        version=previous.version,
-        sequence=sequence,
-        sha256=previous.sha256,
-        size=previous.size,
-        chip_id=previous.chip_id,
-        min_chip_rev_full=previous.min_chip_rev_full,
-        max_chip_rev_full=previous.max_chip_rev_full,
-        secure_version=previous.secure_version,
-        rollback=True,
-        key_id=key_id,
-        manifest=data,
-        notes=notes[:200],
-        uploaded_by=created_by,
-    )
-    session.add(release)
-    session.flush()
-    return release
+    return add_release_row(session, manifest, sign_manifest(manifest, private_key), actor=created_by)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from csi_ota.controller import audit
 from csi_ota.controller.models import Device, Release, utcnow
 from csi_ota.controller.problems import Conflict, NotFound
+from csi_ota.controller.releases import first_forward_release
 from csi_ota.controller.rollout.clock import VirtualClock
 from csi_ota.controller.rollout.engine import add_event, release_memberships, unassign
 from csi_ota.controller.rollout.models import (
@@ -46,9 +47,7 @@ def find_release(session: Session, ref: str | int) -> Release:
             raise NotFound(f"no release {ref!r}")
         release = session.get(Release, int(ref))
     else:
-        release = session.scalar(
-            select(Release).where(Release.version == str(ref), Release.rollback.is_(False))
-        )
+        release = first_forward_release(session, [str(ref)])
     if release is None:
         raise NotFound(f"no release {ref!r}")
     if release.retired:
@@ -96,13 +95,7 @@ def select_devices(session: Session, selection: dict[str, Any]) -> list[Device]:
 def infer_previous_release(session: Session, devices: list[Device], target: Release) -> Release | None:
     """The release most selected devices run now (what a rollback returns them to)."""
     versions = Tally(d.version for d in devices if d.version and d.version != target.version)
-    for version, _count in versions.most_common():
-        release = session.scalar(
-            select(Release).where(Release.version == version, Release.rollback.is_(False))
-        )
-        if release is not None:
-            return release
-    return None
+    return first_forward_release(session, (version for version, _count in versions.most_common()))
 
 
 def create_rollout(
