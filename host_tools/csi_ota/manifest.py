@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from csi_ota.controller.semver import PRERELEASE_IDENTIFIER
 from csi_ota.errors import EXIT_OPERATION_FAILED, CsiOtaError
 from csi_ota.keys import key_id_for
 
@@ -51,7 +52,8 @@ CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 _DECIMAL = re.compile(r"^(0|[1-9][0-9]*)$")
 _SEMVER = re.compile(
-    r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+    r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    rf"(-{PRERELEASE_IDENTIFIER}(\.{PRERELEASE_IDENTIFIER})*)?$"
 )
 _PROJECT = re.compile(r"^[A-Za-z0-9_.-]+$")
 _LOWER_HEX = re.compile(r"^[0-9a-f]*$")

@@ -26,7 +26,9 @@ def test_committed_openapi_matches_the_apps():
 def test_openapi_is_served_on_both_ports(controller):
     import httpx
 
-    management = httpx.get(f"{controller.management_url}/openapi.json").json()
+    management = httpx.get(
+        f"{controller.management_url}/openapi.json", headers=controller.admin_headers()
+    ).json()
     device = httpx.get(f"{controller.device_url}/openapi.json", verify=False).json()
     assert "/api/releases" in management["paths"] and "/api/ota/status" not in management["paths"]
     assert "/api/ota/status" in device["paths"] and "/api/releases" not in device["paths"]

@@ -31,14 +31,23 @@ static const char *ota_version_parse_number(const char *p, uint32_t *out) {
     return p;
 }
 
-/* Dot-separated identifiers, each non-empty; stops at '+' or end. */
-static const char *ota_version_scan_identifiers(const char *p) {
+static bool ota_version_all_digits(const char *s, size_t len);
+
+/* Dot-separated identifiers, each non-empty; stops at '+' or end. A numeric pre-release
+ * identifier with a leading zero ("01") is invalid (semver 2.0 rule 9), as on the host
+ * (csi_ota.controller.semver), so both order versions alike; build metadata may have them. */
+static const char *ota_version_scan_identifiers(const char *p, bool numeric_leading_zero_ok) {
     for (;;) {
         const char *start = p;
         while (ota_version_is_ident_char(*p)) {
             p++;
         }
         if (p == start) {
+            return NULL;
+        }
+        size_t len = (size_t)(p - start);
+        if (!numeric_leading_zero_ok && len > 1 && start[0] == '0' &&
+            ota_version_all_digits(start, len)) {
             return NULL;
         }
         if (*p != '.') {
@@ -71,7 +80,7 @@ bool ota_version_parse(const char *text, ota_version_t *out) {
     }
     if (*p == '-') {
         const char *pre = p + 1;
-        p = ota_version_scan_identifiers(pre);
+        p = ota_version_scan_identifiers(pre, false);
         if (p == NULL) {
             return false;
         }
@@ -79,7 +88,7 @@ bool ota_version_parse(const char *text, ota_version_t *out) {
         out->prerelease[p - pre] = '\0';
     }
     if (*p == '+') {
-        p = ota_version_scan_identifiers(p + 1);
+        p = ota_version_scan_identifiers(p + 1, true);
         if (p == NULL) {
             return false;
         }

@@ -26,7 +26,7 @@ from csi_ota.cli.management_common import (
     server_option,
     token_option,
 )
-from csi_ota.controller import ADMIN_ROLES, DEFAULT_MQTT_SHARE_GROUP
+from csi_ota.controller import ADMIN_ROLES, DEFAULT_MQTT_CONTROLLER_USER, DEFAULT_MQTT_SHARE_GROUP
 
 # --------------------------------------------------------------------------- serve
 
@@ -127,6 +127,7 @@ def serve_command(
         device_rate_per_s=device_rate,
         device_rate_burst=device_burst,
         accel_redirect_prefix=accel_redirect_prefix,
+        reserved_device_ids=(mqtt_username,) if mqtt_username else (),
     )
     listen = ListenOptions(host, device_port, management_port, tls_cert, tls_key, insecure_http, log_level)
     check_listen_options(listen)
@@ -365,7 +366,7 @@ def audit_export(out: Path | None, server: str, token: str | None, **filters: An
     required=True,
     help="Where to write passwd, acl, controller.password.",
 )
-@click.option("--controller-user", default="ota-controller", show_default=True)
+@click.option("--controller-user", default=DEFAULT_MQTT_CONTROLLER_USER, show_default=True)
 @server_option
 @token_option
 def mqtt_acl_command(out_dir: Path, controller_user: str, server: str, token: str | None) -> None:

@@ -9,12 +9,14 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from csi_ota.cli.management_common import (
     EXISTING_FILE,
     console,
     json_option,
     print_json,
+    safe_text,
     server_option,
     token_option,
 )
@@ -63,7 +65,7 @@ def _summary_table(rows: list[dict[str, Any]]) -> Table:
 def _print_detail(detail: dict[str, Any]) -> None:
     console.print(_summary_table([detail]))
     if detail.get("halt_reason"):
-        console.print(f"[bold red]halted:[/] {detail['halt_reason']}")
+        console.print(Text("halted: ", style="bold red") + safe_text(detail["halt_reason"]))
     stages = Table(title="stages")
     for column in ("stage", "percent", "state", "members", "succeeded", "failed", "updating", "pending"):
         stages.add_column(column)

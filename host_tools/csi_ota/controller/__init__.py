@@ -10,5 +10,8 @@ status reports, health), ``releases`` and ``store`` (verified firmware),
 # Shared-subscription group of every controller's MQTT bridge (``csi-ota serve --mqtt-share-group``).
 DEFAULT_MQTT_SHARE_GROUP = "csi-ota-controller"
 
+# The controller's MQTT user (`csi-ota mqtt-acl --controller-user`); no device may take this name.
+DEFAULT_MQTT_CONTROLLER_USER = "ota-controller"
+
 # Admin roles, least to most privileged (management API, `csi-ota admin`).
 ADMIN_ROLES = ("viewer", "operator", "admin")

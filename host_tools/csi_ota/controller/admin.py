@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from csi_ota.controller import ADMIN_ROLES, audit
 from csi_ota.controller.db import make_engine, session_factory, session_scope, upgrade_database
 from csi_ota.controller.models import AdminToken, AdminUser, utcnow
+from csi_ota.controller.problems import Conflict, NotFound
 from csi_ota.controller.tokens import hash_token, hashes_equal, new_admin_token
 from csi_ota.errors import CsiOtaError
 
@@ -47,10 +48,26 @@ def create_admin(session: Session, name: str, role: str, *, actor: str = "system
     return token
 
 
+def _active_admins(session: Session) -> set[str]:
+    """Names of enabled users with the admin role and at least one unrevoked token."""
+    rows = session.execute(
+        select(AdminUser.name)
+        .join(AdminToken, AdminToken.user_id == AdminUser.id)
+        .where(AdminUser.role == "admin", AdminUser.disabled.is_(False), AdminToken.revoked_at.is_(None))
+    )
+    return {name for (name,) in rows}
+
+
 def revoke_admin_tokens(session: Session, name: str, *, actor: str) -> int:
+    """Revokes every token of ``name``; refuses (Conflict) to lock out the last active admin."""
     user = session.scalar(select(AdminUser).where(AdminUser.name == name))
     if user is None:
-        raise CsiOtaError(f"no admin user {name!r}")
+        raise NotFound(f"no admin user {name!r}")
+    if _active_admins(session) == {name}:
+        raise Conflict(
+            f"{name!r} is the last admin with a token: create another admin first "
+            "(or issue a new token with `csi-ota admin bootstrap`)"
+        )
     count = 0
     for token in session.scalars(select(AdminToken).where(AdminToken.user_id == user.id)):
         if token.revoked_at is None:

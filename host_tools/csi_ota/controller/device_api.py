@@ -29,7 +29,7 @@ from csi_ota.controller.models import Device, Release
 from csi_ota.controller.tokens import bearer_token
 
 DEVICE_ID_REGEX = registry.DEVICE_ID_PATTERN.pattern
-VERSION_REGEX = r"^[\x21-\x7e]{1,31}$"
+VERSION_REGEX = registry.VERSION_TEXT_PATTERN.pattern
 SHA256_REGEX = r"^[0-9a-f]{64}$"
 STATE_NAME_REGEX = r"^[a-z_]{1,20}$"
 FIRMWARE_URL_TEMPLATE = "/api/ota/firmware/{sha256}"
@@ -47,8 +47,8 @@ class StatusReportIn(BaseModel):
     seq: int = Field(ge=0, le=U32)
     state: Literal[registry.OTA_STATES]  # type: ignore[valid-type]
     reason: str = Field("ok", pattern=registry.REASON_PATTERN.pattern)
-    version: str | None = Field(None, max_length=31)
-    target_version: str | None = Field(None, max_length=31)
+    version: str | None = Field(None, pattern=VERSION_REGEX)
+    target_version: str | None = Field(None, pattern=VERSION_REGEX)
     target_sha256: str | None = Field(None, pattern=r"^([0-9a-f]{64})?$")
     manifest_sequence: int | None = Field(None, ge=0, le=U32)
     bytes_written: int | None = Field(None, ge=0, le=U32)
@@ -62,7 +62,7 @@ class HeartbeatIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
     device_id: str | None = Field(None, pattern=DEVICE_ID_REGEX)
-    version: str | None = Field(None, max_length=31)
+    version: str | None = Field(None, pattern=VERSION_REGEX)
     uptime_s: int | None = Field(None, ge=0, le=2**63 - 1)
     rssi: int | None = Field(None, ge=-128, le=127)
     csi_frames: int | None = Field(None, ge=0, le=2**63 - 1)

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
@@ -82,7 +83,7 @@ class Selection(Strict):
         None, max_length=MAX_BATCH_IDS
     )
     tag: str | None = Field(None, pattern=TAG_REGEX)
-    version: str | None = Field(None, max_length=31)
+    version: str | None = Field(None, pattern=registry.VERSION_TEXT_PATTERN.pattern)
     health: Literal["unknown", "healthy", "degraded", "offline"] | None = None
 
 
@@ -217,9 +218,22 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
         title="csi-ota management API",
         version="1",
         description="Port 8081: releases, devices, batch operations, audit log, admin users (docs/controller.md).",
+        # The API description and its docs page need a token too (below): they map the admin surface.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_document(caller: Viewer) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs_page(caller: Viewer) -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} (needs a token)")
+
     interval_s = ctx.settings.health_check_interval_s
 
     @app.get("/healthz", response_model=Ok, tags=["health"])
@@ -357,7 +371,11 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
             try:
                 with ctx.session() as session:
                     token = registry.register_device(
-                        session, body.device_id, tags=body.tags, actor=caller.actor
+                        session,
+                        body.device_id,
+                        tags=body.tags,
+                        actor=caller.actor,
+                        reserved_ids=ctx.settings.reserved_device_ids,
                     )
             except IntegrityError:
                 raise Conflict(f"device {body.device_id!r} already exists") from None
@@ -369,7 +387,7 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
     def list_devices(
         caller: Viewer,
         tag: Annotated[str | None, Query(pattern=TAG_REGEX)] = None,
-        version: Annotated[str | None, Query(max_length=31)] = None,
+        version: Annotated[str | None, Query(pattern=registry.VERSION_TEXT_PATTERN.pattern)] = None,
         health: Literal["unknown", "healthy", "degraded", "offline"] | None = None,
         seen_within_s: Annotated[int | None, Query(ge=0, le=10**9)] = None,
         not_seen_within_s: Annotated[int | None, Query(ge=0, le=10**9)] = None,
@@ -643,10 +661,7 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
     @app.post("/api/admin/users/{name}/revoke", tags=["admin"])
     def revoke_admin(name: str, caller: Admin) -> dict[str, Any]:
         with ctx.session() as session:
-            try:
-                count = admin_lib.revoke_admin_tokens(session, name, actor=caller.actor)
-            except CsiOtaError as exc:
-                raise NotFound(exc.message) from None
+            count = admin_lib.revoke_admin_tokens(session, name, actor=caller.actor)
         return {"name": name, "tokens_revoked": count}
 
     @app.get("/api/mqtt/credentials", tags=["admin"])

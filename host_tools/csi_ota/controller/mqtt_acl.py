@@ -14,12 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from csi_ota.controller import DEFAULT_MQTT_CONTROLLER_USER
 from csi_ota.controller.registry import DEVICE_ID_PATTERN
 from csi_ota.controller.tokens import mosquitto_password_hash
 from csi_ota.errors import CsiOtaError
 from csi_ota.fileio import write_atomic
 
-DEFAULT_CONTROLLER_USER = "ota-controller"
+DEFAULT_CONTROLLER_USER = DEFAULT_MQTT_CONTROLLER_USER
 PASSWORD_FILE_NAME = "passwd"
 ACL_FILE_NAME = "acl"
 CONTROLLER_PASSWORD_FILE_NAME = "controller.password"

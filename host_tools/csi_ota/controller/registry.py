@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from csi_ota.controller import audit
+from csi_ota.controller import DEFAULT_MQTT_CONTROLLER_USER, audit
 from csi_ota.controller.models import Device, Release, StatusReport, TagConfig, utcnow
 from csi_ota.controller.problems import Conflict, NotFound
 from csi_ota.controller.tokens import hash_token, hashes_equal, mosquitto_password_hash, new_device_token
@@ -39,10 +39,16 @@ LAST_SEEN_RESOLUTION_S = 0.0
 
 # Configuration a controller may push (ota_deployment_config_t fields) and how to check each value.
 CONFIG_URL_MAX_CHARS = 255
+# What a device reports as a version: printable ASCII without spaces (no NUL: PostgreSQL text refuses it).
+VERSION_TEXT_PATTERN = re.compile(r"^[\x21-\x7e]{1,31}$")
+# ASCII digits only: str.isdigit() also accepts "²" and "١٢٣", which the device's strtoul does not read.
+_ASCII_DECIMAL = re.compile(r"[0-9]{1,10}")
+# No whitespace or control characters anywhere (re.fullmatch: "$" alone would accept a trailing newline).
+_CONFIG_URL = re.compile(r"https?://[\x21-\x7e]+")
 
 
 def _check_interval(value: str) -> bool:
-    return value.isdigit() and 10 <= int(value) <= 7 * 24 * 3600
+    return _ASCII_DECIMAL.fullmatch(value) is not None and 10 <= int(value) <= 7 * 24 * 3600
 
 
 def _check_flag(value: str) -> bool:
@@ -50,7 +56,7 @@ def _check_flag(value: str) -> bool:
 
 
 def _check_url(value: str) -> bool:
-    return len(value) <= CONFIG_URL_MAX_CHARS and re.match(r"^https?://[^\s]+$", value) is not None
+    return len(value) <= CONFIG_URL_MAX_CHARS and _CONFIG_URL.fullmatch(value) is not None
 
 
 CONFIG_KEYS = {
@@ -117,9 +123,26 @@ def _issue_token(device: Device) -> str:
     return token
 
 
-def register_device(session: Session, device_id: str, *, tags: Iterable[str] = (), actor: str) -> str:
+def check_not_reserved(device_id: str, reserved: Iterable[str] = ()) -> str:
+    """Refuses the controller's MQTT user names as device ids (case-insensitively): a device with that
+    name would share the controller's broker account and break `csi-ota mqtt-acl` for the fleet."""
+    names = {DEFAULT_MQTT_CONTROLLER_USER, *reserved}
+    if device_id.lower() in {name.lower() for name in names if name}:
+        raise CsiOtaError(f"device id {device_id!r} is reserved for the controller's MQTT user")
+    return device_id
+
+
+def register_device(
+    session: Session,
+    device_id: str,
+    *,
+    tags: Iterable[str] = (),
+    actor: str,
+    reserved_ids: Iterable[str] = (),
+) -> str:
     """Creates the device and returns its token (shown once; only its hash is stored)."""
     check_device_id(device_id)
+    check_not_reserved(device_id, reserved_ids)
     tags = check_tags(tags)
     if session.get(Device, device_id) is not None:
         raise Conflict(f"device {device_id!r} already exists")

@@ -48,6 +48,8 @@ class ControllerSettings:
     csi_files_kept: int = 3
     # Offload: answer firmware downloads with X-Accel-Redirect: <prefix><sha256>.bin for nginx to send.
     accel_redirect_prefix: str | None = None
+    # Device ids refused at registration besides ota-controller (serve adds its --mqtt-username).
+    reserved_device_ids: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
 

@@ -50,6 +50,8 @@ static void test_parse_invalid(void **state) {
                          "1.2.3-rc_1",
                          "-1.2.3",
                          "1.2.3-rc.1+",
+                         "1.0.0-01",    /* numeric pre-release identifier with a leading zero */
+                         "1.0.0-rc.00", /* (semver 2.0 rule 9; the host refuses it too) */
                          "123456789012345678901234567890.1.1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_false(ota_version_parse(bad[i], &v));
