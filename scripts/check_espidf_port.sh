@@ -343,7 +343,7 @@ core_failures=0
 for src in firmware/components/ota_core/*.c; do
     log="$WORK/core.$(basename "$src" .c).log"
     if ! gcc -std=gnu17 -fsyntax-only -Wall -Wextra -Werror -Wno-unused-parameter \
-        -DOTA_CLIENT_TEST_HOOKS=1 -I"$WORK/shim" -I"$ROOT/firmware/components/ota_core/include" \
+        -DOTA_AGENT_TEST_HOOKS=1 -I"$WORK/shim" -I"$ROOT/firmware/components/ota_core/include" \
         -I"$ROOT/firmware/components/ota_core" "$src" >"$log" 2>&1; then
         core_failures=$((core_failures + 1))
         echo "FAIL [core, uint32_t = long] $src"

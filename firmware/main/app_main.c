@@ -14,8 +14,8 @@
 #include "freertos/task.h"
 #include "heartbeat.h"
 #include "nvs_flash.h"
+#include "ota_client.h"
 #include "ota_port_espidf.h"
-#include "ota_task.h"
 #include "provisioning.h"
 #include "publish.h"
 #include "sdkconfig.h"
@@ -91,6 +91,6 @@ void app_main(void) {
     app_check(heartbeat_start(s_provisioning.deployment.device_id,
                               (uint32_t)CONFIG_CSI_OTA_HEARTBEAT_INTERVAL_SEC),
               "heartbeat_start");
-    app_check(ota_task_start(&s_provisioning), "ota_task_start");
+    app_check(ota_client_start(&s_provisioning), "ota_client_start");
     app_check(console_cmds_start(), "console_cmds_start");
 }

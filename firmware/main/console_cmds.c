@@ -10,13 +10,13 @@
 #include "esp_console.h"
 #include "esp_log.h"
 #include "esp_system.h"
+#include "ota_client.h"
 #include "ota_img_state.h"
-#include "ota_task.h"
 #include "sdkconfig.h"
 
 static const char *TAG = "console";
 
-#define CONSOLE_STATUS_BYTES 1600 /* ota_task status JSON + ,"busy":true */
+#define CONSOLE_STATUS_BYTES 1600 /* ota_client status JSON + ,"busy":true */
 
 static int console_version(int argc, char **argv) {
     (void)argc;
@@ -34,18 +34,18 @@ static int console_ota_usage(void) {
 
 static int console_ota(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "check") == 0) {
-        esp_err_t err = ota_task_request_check();
+        esp_err_t err = ota_client_request_check();
         printf("%s\n", err == ESP_OK ? "ota check requested" : esp_err_to_name(err));
         return err == ESP_OK ? 0 : 1;
     }
     if (argc == 2 && strcmp(argv[1], "status") == 0) {
         static char json[CONSOLE_STATUS_BYTES];
-        ota_task_status_json(json, sizeof(json));
+        ota_client_status_json(json, sizeof(json));
         printf("%s\n", json);
         return 0;
     }
     if (argc == 3 && strcmp(argv[1], "url") == 0) {
-        esp_err_t err = ota_task_set_manifest_url(argv[2]);
+        esp_err_t err = ota_client_set_manifest_url(argv[2]);
         if (err == ESP_ERR_INVALID_ARG) {
             printf("ota url: expected an http:// or https:// URL of at most 255 characters\n");
             return 1;
@@ -70,7 +70,7 @@ static int console_selftest(int argc, char **argv) {
         printf("usage: selftest fail-next\n");
         return 1;
     }
-    esp_err_t err = ota_task_fail_next_selftest();
+    esp_err_t err = ota_client_fail_next_selftest();
     printf("%s\n", err == ESP_OK ? "next self-test will fail" : esp_err_to_name(err));
     return err == ESP_OK ? 0 : 1;
 }

@@ -12,9 +12,9 @@
 #include "freertos/FreeRTOS.h"
 #include "freertos/semphr.h"
 #include "freertos/task.h"
+#include "ota_client.h"
 #include "ota_img_state.h"
 #include "ota_json.h"
-#include "ota_task.h"
 #include "publish.h"
 #include "wifi_station.h"
 

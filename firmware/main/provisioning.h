@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "esp_err.h"
-#include "ota_client.h"
+#include "ota_agent.h"
 #include "ota_provisioning_keys.h"
 
 typedef struct {

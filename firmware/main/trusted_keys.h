@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "ota_client.h"
+#include "ota_agent.h"
 
 /* Fills keys[0..cap) and returns how many were parsed (ota_trusted_keys_parse_list()).
  * Entries that are malformed, not an uncompressed point, or whose id is not

@@ -33,7 +33,7 @@ NVS_MIN_PARTITION_BYTES = 0x3000
 DEFAULT_NVS_PARTITION_BYTES = 0x14000  # the default layout's nvs partition (81,920 bytes)
 DEFAULT_CHECK_INTERVAL_SEC = 3600
 # The firmware ignores intervals below a minute (firmware/main/provisioning.c); a week at most
-# (ota_client_config.c). Values outside are refused here rather than silently ignored there.
+# (ota_config.c). Values outside are refused here rather than silently ignored there.
 MIN_CHECK_INTERVAL_SEC = 60
 MAX_CHECK_INTERVAL_SEC = 604_800
 U32_MAX = 0xFFFFFFFF

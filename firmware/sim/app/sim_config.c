@@ -37,17 +37,17 @@ static bool sim_config_u32(const char *value, uint32_t min, uint32_t max, uint32
     return true;
 }
 
-bool sim_config_parse_trusted_keys(const char *text, ota_client_config_t *client, char *why,
+bool sim_config_parse_trusted_keys(const char *text, ota_agent_config_t *client, char *why,
                                    size_t why_len) {
     ota_trusted_keys_result_t result;
     ota_status_t status = ota_trusted_keys_parse_list(
-        text, client->trusted_keys, OTA_CLIENT_MAX_TRUSTED_KEYS, NULL, NULL, &result);
+        text, client->trusted_keys, OTA_AGENT_MAX_TRUSTED_KEYS, NULL, NULL, &result);
     client->trusted_key_count = result.count;
     if (status == OTA_OK) {
         return true;
     }
     if (result.rejected == 0) { /* only truncated */
-        snprintf(why, why_len, "trusted_keys: at most %d keys", OTA_CLIENT_MAX_TRUSTED_KEYS);
+        snprintf(why, why_len, "trusted_keys: at most %d keys", OTA_AGENT_MAX_TRUSTED_KEYS);
     } else if (result.bad_status == OTA_ERR_CONFIG) {
         snprintf(why, why_len,
                  "trusted_keys: expected <16 hex key id>:<130 hex public key 04||X||Y>");
@@ -63,7 +63,7 @@ bool sim_config_parse_trusted_keys(const char *text, ota_client_config_t *client
 
 static bool sim_config_set(sim_config_t *cfg, const char *key, const char *value, char *why,
                            size_t why_len) {
-    ota_client_config_t *c = &cfg->client;
+    ota_agent_config_t *c = &cfg->client;
     ota_deployment_config_t *d = &c->deployment;
     bool ok = true;
     if (strcmp(key, "update_url") == 0) {
@@ -113,7 +113,7 @@ static bool sim_config_set(sim_config_t *cfg, const char *key, const char *value
 
 bool sim_config_load(const char *path, sim_config_t *out, char *why, size_t why_len) {
     memset(out, 0, sizeof(*out));
-    ota_client_config_defaults(&out->client);
+    ota_agent_config_defaults(&out->client);
     out->selftest_timeout_ms = SIM_CONFIG_DEFAULT_SELFTEST_TIMEOUT_MS;
     out->heartbeat_interval_sec = SIM_CONFIG_DEFAULT_HEARTBEAT_INTERVAL_SEC;
     FILE *f = fopen(path, "r");

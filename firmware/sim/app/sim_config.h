@@ -13,13 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ota_client.h"
+#include "ota_agent.h"
 
 #define SIM_CONFIG_PATH_MAX 512
 #define SIM_CONFIG_PEM_MAX 4000 /* an NVS string holds at most 4000 bytes */
 
 typedef struct {
-    ota_client_config_t client;
+    ota_agent_config_t client;
     char ca_cert[SIM_CONFIG_PATH_MAX];    /* file: path of a PEM CA bundle */
     char ca_cert_pem[SIM_CONFIG_PEM_MAX]; /* NVS: the PEM itself (wins over ca_cert) */
     uint32_t selftest_timeout_ms;
@@ -39,7 +39,7 @@ bool sim_config_apply_nvs(sim_config_t *cfg, const uint8_t *nvs, size_t len, uns
 bool sim_config_check(const sim_config_t *cfg, char *why, size_t why_len);
 
 /* Parses "<keyid>:<hex>,…" into the client's trusted keys with the core's
- * ota_trusted_keys_parse_list(): any bad entry (or more than OTA_CLIENT_MAX_TRUSTED_KEYS)
+ * ota_trusted_keys_parse_list(): any bad entry (or more than OTA_AGENT_MAX_TRUSTED_KEYS)
  * refuses the config with a reason in why; empty entries are skipped. */
-bool sim_config_parse_trusted_keys(const char *text, ota_client_config_t *client, char *why,
+bool sim_config_parse_trusted_keys(const char *text, ota_agent_config_t *client, char *why,
                                    size_t why_len);

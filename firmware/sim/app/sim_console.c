@@ -36,16 +36,16 @@ bool sim_console_execute(sim_app_t *app, const char *line) {
         sim_console_log(OTA_LOG_INFO, "version %s (partition %s)", app->client->running_version,
                         app->partition_label);
     } else if (strcmp(line, "ota check") == 0) {
-        ota_status_t status = ota_client_check_now(app->client);
+        ota_status_t status = ota_agent_check_now(app->client);
         sim_console_log(status == OTA_OK ? OTA_LOG_INFO : OTA_LOG_WARN, "ota check: %s",
                         ota_status_to_reason(status));
     } else if (strcmp(line, "ota status") == 0) {
         char json[SIM_STATUS_JSON_MAX];
-        ota_client_status_json(app->client, json, sizeof(json));
+        ota_agent_status_json(app->client, json, sizeof(json));
         printf("%s\n", json);
     } else if (strncmp(line, "ota url ", 8) == 0) {
         const char *url = line + 8;
-        ota_status_t status = ota_client_set_manifest_url(app->client, url);
+        ota_status_t status = ota_agent_set_manifest_url(app->client, url);
         if (status == OTA_OK) {
             sim_console_log(OTA_LOG_INFO, "manifest url: %s", url);
         } else {
@@ -56,8 +56,8 @@ bool sim_console_execute(sim_app_t *app, const char *line) {
         sim_console_log(OTA_LOG_INFO, "rebooting");
         ota_port_reboot();
     } else if (strcmp(line, "selftest fail-next") == 0) {
-#ifdef OTA_CLIENT_TEST_HOOKS
-        ota_status_t status = ota_client_fail_next_selftest(app->client);
+#ifdef OTA_AGENT_TEST_HOOKS
+        ota_status_t status = ota_agent_fail_next_selftest(app->client);
         sim_console_log(status == OTA_OK ? OTA_LOG_INFO : OTA_LOG_ERROR, "selftest fail-next: %s",
                         ota_status_to_reason(status));
 #else

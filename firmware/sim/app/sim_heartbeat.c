@@ -29,7 +29,7 @@ static void sim_heartbeat_log(ota_log_level_t level, const char *fmt, ...) {
 }
 
 ota_status_t sim_app_heartbeat_send(const sim_app_t *app, uint32_t timeout_ms) {
-    const ota_deployment_config_t *d = ota_client_deployment(app->client);
+    const ota_deployment_config_t *d = ota_agent_deployment(app->client);
     char path[96];
     char body[SIM_HEARTBEAT_JSON_BYTES];
     if ((size_t)snprintf(path, sizeof(path), "/api/devices/%s/heartbeat", d->device_id) >=

@@ -6,7 +6,7 @@
  *
  * Boot loop: run the bootloader model on the flash file, "start" the chosen
  * app (ESP-IDF-style boot lines, the image's behaviour marker), confirm or
- * roll back (ota_client_on_boot), then serve console commands on stdin,
+ * roll back (ota_agent_on_boot), then serve console commands on stdin,
  * poll the OTA client and send the periodic heartbeat (sim_heartbeat.c).
  * A reboot (`reboot`, ota_port_reboot, a panic) drops the port's open
  * handles and longjmps back to the top of the boot loop: same process, same
@@ -26,7 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ota_client.h"
+#include "ota_agent.h"
 #include "ota_log.h"
 #include "sim_app.h"
 #include "sim_bootloader.h"
@@ -59,7 +59,7 @@ static sim_args_t sim_args;
 static sim_config_t sim_file_config; /* --config, read once */
 static sim_config_t sim_config;      /* this boot's: the file + the NVS provisioning image */
 static sim_flash_t *sim_flash_chip;
-static ota_client_t sim_client;
+static ota_agent_t sim_client;
 static sim_app_t sim_app;
 static uint32_t sim_boot_count;
 static char sim_console_buf[SIM_CONSOLE_BUFFER_BYTES];
@@ -254,19 +254,19 @@ static int sim_run_boot(void) {
         sim_log(OTA_LOG_WARN, "app", "behaviour marker: %s", sim_app.behaviour);
     }
 
-    ota_client_config_t client_config = sim_config.client;
+    ota_agent_config_t client_config = sim_config.client;
     sim_selftest_install(&sim_app, &client_config);
-    ota_status_t status = ota_client_init(&sim_client, &client_config);
+    ota_status_t status = ota_agent_init(&sim_client, &client_config);
     if (status != OTA_OK) {
         sim_log(OTA_LOG_ERROR, "app", "OTA client init failed: %s", ota_status_to_reason(status));
         return SIM_EXIT_USAGE;
     }
-    ota_client_on_boot(&sim_client);
+    ota_agent_on_boot(&sim_client);
     sim_log(OTA_LOG_INFO, "app", "ready; console commands on stdin");
 
     for (;;) {
         uint64_t now_ms = ota_port_monotonic_ms();
-        uint64_t next_ms = ota_client_next_check_ms(&sim_client);
+        uint64_t next_ms = ota_agent_next_check_ms(&sim_client);
         int wait_ms = SIM_POLL_MAX_MS;
         if (next_ms <= now_ms) {
             wait_ms = 0;
@@ -274,7 +274,7 @@ static int sim_run_boot(void) {
             wait_ms = (int)(next_ms - now_ms);
         }
         sim_console_poll(wait_ms);
-        ota_client_poll(&sim_client, ota_port_monotonic_ms());
+        ota_agent_poll(&sim_client, ota_port_monotonic_ms());
         sim_app_heartbeat_poll(&sim_app, ota_port_monotonic_ms());
         if (!sim_stdin_open) {
             sim_log(OTA_LOG_INFO, "app", "console closed; exiting");

@@ -33,7 +33,7 @@ static ota_status_t sim_selftest_wifi(void *ctx, uint32_t timeout_ms) {
  * unless want_2xx, when the answer must be a success. */
 ota_status_t sim_app_controller_request(const sim_app_t *app, const char *path, const char *body,
                                         uint32_t timeout_ms, bool want_2xx) {
-    const ota_deployment_config_t *d = ota_client_deployment(app->client);
+    const ota_deployment_config_t *d = ota_agent_deployment(app->client);
     char url[600];
     if (!ota_url_resolve(d->version_check_url, path, url, sizeof(url))) {
         return OTA_ERR_CONFIG;
@@ -85,7 +85,7 @@ static ota_status_t sim_selftest_heartbeat(void *ctx, uint32_t timeout_ms) {
     return sim_app_heartbeat_send(ctx, timeout_ms);
 }
 
-void sim_selftest_install(sim_app_t *app, ota_client_config_t *config) {
+void sim_selftest_install(sim_app_t *app, ota_agent_config_t *config) {
     uint32_t timeout_ms = app->config->selftest_timeout_ms;
     const ota_selftest_hook_t hooks[] = {
         {"wifi", sim_selftest_wifi, timeout_ms},

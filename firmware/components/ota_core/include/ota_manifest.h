@@ -2,7 +2,7 @@
  * ota_manifest.h — the signed release manifest (docs/manifest.md): strict
  * parsing of the key=value text and ECDSA P-256 verification against the
  * trusted keys built into the firmware. The policy checks (project, replay,
- * downgrade, chip, size) live in ota_client.c, which knows the device state.
+ * downgrade, chip, size) live in ota_agent.c, which knows the device state.
  */
 #pragma once
 
@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ota_client.h"
+#include "ota_agent.h"
 #include "ota_status.h"
 
 #ifdef __cplusplus
@@ -35,7 +35,7 @@ typedef struct {
     char sha256_hex[65];
     bool rollback;
     char created[21];
-    uint8_t key_id[OTA_CLIENT_KEY_ID_BYTES];
+    uint8_t key_id[OTA_AGENT_KEY_ID_BYTES];
     char notes[OTA_MANIFEST_NOTES_MAX_BYTES + 1];
     uint8_t signature[64];
     size_t signed_len_bytes; /* bytes covered by the signature (up to and incl. notes' \n) */

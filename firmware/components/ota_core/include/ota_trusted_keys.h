@@ -16,15 +16,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "ota_client.h"
+#include "ota_agent.h"
 #include "ota_status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define OTA_TRUSTED_KEYS_ID_HEX_CHARS (2 * OTA_CLIENT_KEY_ID_BYTES)      /* 16 */
-#define OTA_TRUSTED_KEYS_RAW_HEX_CHARS (2 * OTA_CLIENT_PUBLIC_KEY_BYTES) /* 130 */
+#define OTA_TRUSTED_KEYS_ID_HEX_CHARS (2 * OTA_AGENT_KEY_ID_BYTES)      /* 16 */
+#define OTA_TRUSTED_KEYS_RAW_HEX_CHARS (2 * OTA_AGENT_PUBLIC_KEY_BYTES) /* 130 */
 #define OTA_TRUSTED_KEYS_ENTRY_CHARS                                                               \
     (OTA_TRUSTED_KEYS_ID_HEX_CHARS + 1 + OTA_TRUSTED_KEYS_RAW_HEX_CHARS) /* 147 */
 

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ota_client.h"
+#include "ota_agent.h"
 
 typedef struct {
     void *pkey; /* EVP_PKEY */

@@ -7,13 +7,13 @@
 #include <cmocka.h> /* needs the four headers above */
 #include <string.h>
 
-#include "ota_client_internal.h"
+#include "ota_agent_internal.h"
 #include "ota_json.h"
 #include "ota_status.h"
 
 static void test_report_json_exact(void **state) {
     (void)state;
-    ota_client_report_t report = {
+    ota_agent_report_t report = {
         .seq = 12,
         .state = "rolled_back",
         .reason = "selftest",

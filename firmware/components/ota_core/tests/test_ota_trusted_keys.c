@@ -14,7 +14,7 @@
 #include "ota_test_support.h"
 #include "ota_trusted_keys.h"
 
-#define KEY_COUNT (OTA_CLIENT_MAX_TRUSTED_KEYS + 2)
+#define KEY_COUNT (OTA_AGENT_MAX_TRUSTED_KEYS + 2)
 #define LIST_BYTES (KEY_COUNT * (OTA_TRUSTED_KEYS_ENTRY_CHARS + 4) + 64)
 #define MAX_CALLS 16
 
@@ -50,9 +50,9 @@ static int setup(void **state) {
     for (size_t i = 0; i < KEY_COUNT; i++) {
         ota_test_key_generate(&test_keys[i]);
         char *e = entries[i];
-        ota_manifest_hex_encode(test_keys[i].trusted.key_id, OTA_CLIENT_KEY_ID_BYTES, e);
+        ota_manifest_hex_encode(test_keys[i].trusted.key_id, OTA_AGENT_KEY_ID_BYTES, e);
         e[OTA_TRUSTED_KEYS_ID_HEX_CHARS] = ':';
-        ota_manifest_hex_encode(test_keys[i].trusted.raw, OTA_CLIENT_PUBLIC_KEY_BYTES,
+        ota_manifest_hex_encode(test_keys[i].trusted.raw, OTA_AGENT_PUBLIC_KEY_BYTES,
                                 e + OTA_TRUSTED_KEYS_ID_HEX_CHARS + 1);
         assert_int_equal(strlen(e), OTA_TRUSTED_KEYS_ENTRY_CHARS);
     }
@@ -99,11 +99,11 @@ static void assert_first_test_keys(const ota_trusted_key_t *keys, size_t n) {
     }
 }
 
-/* Parses list into keys[0..OTA_CLIENT_MAX_TRUSTED_KEYS), recording every entry in *seen. */
+/* Parses list into keys[0..OTA_AGENT_MAX_TRUSTED_KEYS), recording every entry in *seen. */
 static ota_status_t parse_recorded(const char *list, ota_trusted_key_t *keys, entry_log_t *seen,
                                    ota_trusted_keys_result_t *r) {
     memset(seen, 0, sizeof(*seen));
-    return ota_trusted_keys_parse_list(list, keys, OTA_CLIENT_MAX_TRUSTED_KEYS, record_entry, seen,
+    return ota_trusted_keys_parse_list(list, keys, OTA_AGENT_MAX_TRUSTED_KEYS, record_entry, seen,
                                        r);
 }
 
@@ -247,10 +247,10 @@ static void test_entry_null_args(void **state) {
 
 static void test_list_single(void **state) {
     (void)state;
-    ota_trusted_key_t keys[OTA_CLIENT_MAX_TRUSTED_KEYS];
+    ota_trusted_key_t keys[OTA_AGENT_MAX_TRUSTED_KEYS];
     ota_trusted_keys_result_t r;
     assert_int_equal(
-        ota_trusted_keys_parse_list(entries[2], keys, OTA_CLIENT_MAX_TRUSTED_KEYS, NULL, NULL, &r),
+        ota_trusted_keys_parse_list(entries[2], keys, OTA_AGENT_MAX_TRUSTED_KEYS, NULL, NULL, &r),
         OTA_OK);
     assert_int_equal(r.count, 1);
     assert_int_equal(r.rejected, 0);
@@ -264,7 +264,7 @@ static void test_list_multiple(void **state) {
     (void)state;
     char list[LIST_BYTES];
     snprintf(list, sizeof(list), "%s,%s,%s", entries[0], entries[1], entries[2]);
-    ota_trusted_key_t keys[OTA_CLIENT_MAX_TRUSTED_KEYS];
+    ota_trusted_key_t keys[OTA_AGENT_MAX_TRUSTED_KEYS];
     ota_trusted_keys_result_t r;
     entry_log_t seen;
     assert_int_equal(parse_recorded(list, keys, &seen, &r), OTA_OK);
@@ -276,18 +276,18 @@ static void test_list_multiple(void **state) {
         assert_int_equal(seen.len[i], OTA_TRUSTED_KEYS_ENTRY_CHARS);
         assert_int_equal(seen.status[i], OTA_OK);
     }
-    /* Exactly OTA_CLIENT_MAX_TRUSTED_KEYS fit. */
+    /* Exactly OTA_AGENT_MAX_TRUSTED_KEYS fit. */
     snprintf(list, sizeof(list), "%s,%s,%s,%s", entries[0], entries[1], entries[2], entries[3]);
     assert_int_equal(
-        ota_trusted_keys_parse_list(list, keys, OTA_CLIENT_MAX_TRUSTED_KEYS, NULL, NULL, &r),
+        ota_trusted_keys_parse_list(list, keys, OTA_AGENT_MAX_TRUSTED_KEYS, NULL, NULL, &r),
         OTA_OK);
-    assert_int_equal(r.count, OTA_CLIENT_MAX_TRUSTED_KEYS);
+    assert_int_equal(r.count, OTA_AGENT_MAX_TRUSTED_KEYS);
     assert_false(r.truncated);
 }
 
 static void test_list_empty_entries(void **state) {
     (void)state;
-    ota_trusted_key_t keys[OTA_CLIENT_MAX_TRUSTED_KEYS];
+    ota_trusted_key_t keys[OTA_AGENT_MAX_TRUSTED_KEYS];
     ota_trusted_keys_result_t r;
     const char *empty_lists[] = {"", ",", ",,,"};
     for (size_t i = 0; i < sizeof(empty_lists) / sizeof(empty_lists[0]); i++) {
@@ -297,7 +297,7 @@ static void test_list_empty_entries(void **state) {
         assert_int_equal(seen.calls, 0);
     }
     assert_int_equal(
-        ota_trusted_keys_parse_list(NULL, keys, OTA_CLIENT_MAX_TRUSTED_KEYS, NULL, NULL, &r),
+        ota_trusted_keys_parse_list(NULL, keys, OTA_AGENT_MAX_TRUSTED_KEYS, NULL, NULL, &r),
         OTA_OK);
     assert_int_equal(r.count, 0);
     /* Empty entries are skipped but keep their place in the numbering. */
@@ -312,7 +312,7 @@ static void test_list_empty_entries(void **state) {
     assert_int_equal(seen.index[1], 3);
     /* Whitespace is not an empty entry. */
     assert_int_equal(
-        ota_trusted_keys_parse_list(" ", keys, OTA_CLIENT_MAX_TRUSTED_KEYS, NULL, NULL, &r),
+        ota_trusted_keys_parse_list(" ", keys, OTA_AGENT_MAX_TRUSTED_KEYS, NULL, NULL, &r),
         OTA_ERR_CONFIG);
 }
 
@@ -323,7 +323,7 @@ static void test_list_bad_entries_skipped_first_reported(void **state) {
     char list[LIST_BYTES];
     /* 0: good, 1: empty, 2: malformed, 3: good, 4: id mismatch, 5: good */
     snprintf(list, sizeof(list), "%s,,zz,%s,%s,%s", entries[0], entries[1], mismatch, entries[2]);
-    ota_trusted_key_t keys[OTA_CLIENT_MAX_TRUSTED_KEYS];
+    ota_trusted_key_t keys[OTA_AGENT_MAX_TRUSTED_KEYS];
     memset(keys, 0x5A, sizeof(keys));
     ota_trusted_keys_result_t r;
     entry_log_t seen;
@@ -350,7 +350,7 @@ static void test_list_bad_entries_skipped_first_reported(void **state) {
     /* An id mismatch first: that is the status returned. */
     snprintf(list, sizeof(list), "%s,%s,not-a-key", mismatch, entries[0]);
     assert_int_equal(
-        ota_trusted_keys_parse_list(list, keys, OTA_CLIENT_MAX_TRUSTED_KEYS, NULL, NULL, &r),
+        ota_trusted_keys_parse_list(list, keys, OTA_AGENT_MAX_TRUSTED_KEYS, NULL, NULL, &r),
         OTA_ERR_MANIFEST_KEY);
     assert_int_equal(r.count, 1);
     assert_int_equal(r.rejected, 2);
@@ -360,7 +360,7 @@ static void test_list_bad_entries_skipped_first_reported(void **state) {
     /* A missing colon inside a list. */
     compose(list, sizeof(list), entries[0], ID_HEX, "", RAW_OF(0), RAW_HEX);
     assert_int_equal(
-        ota_trusted_keys_parse_list(list, keys, OTA_CLIENT_MAX_TRUSTED_KEYS, NULL, NULL, &r),
+        ota_trusted_keys_parse_list(list, keys, OTA_AGENT_MAX_TRUSTED_KEYS, NULL, NULL, &r),
         OTA_ERR_CONFIG);
     assert_int_equal(r.count, 0);
 }
@@ -373,16 +373,16 @@ static void test_list_more_than_max(void **state) {
         used +=
             (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? "," : "", entries[i]);
     }
-    ota_trusted_key_t keys[OTA_CLIENT_MAX_TRUSTED_KEYS];
+    ota_trusted_key_t keys[OTA_AGENT_MAX_TRUSTED_KEYS];
     ota_trusted_keys_result_t r;
     entry_log_t seen;
     assert_int_equal(parse_recorded(list, keys, &seen, &r), OTA_ERR_CONFIG);
     assert_true(r.truncated);
-    assert_int_equal(r.count, OTA_CLIENT_MAX_TRUSTED_KEYS);
+    assert_int_equal(r.count, OTA_AGENT_MAX_TRUSTED_KEYS);
     assert_int_equal(r.rejected, 0);
     assert_int_equal(r.bad_status, OTA_OK);
-    assert_int_equal(seen.calls, OTA_CLIENT_MAX_TRUSTED_KEYS); /* the rest is not parsed */
-    assert_first_test_keys(keys, OTA_CLIENT_MAX_TRUSTED_KEYS);
+    assert_int_equal(seen.calls, OTA_AGENT_MAX_TRUSTED_KEYS); /* the rest is not parsed */
+    assert_first_test_keys(keys, OTA_AGENT_MAX_TRUSTED_KEYS);
     /* Whatever follows the cap-th key counts, even junk; a trailing comma does not. */
     snprintf(list, sizeof(list), "%s,%s,", entries[0], entries[1]);
     assert_int_equal(ota_trusted_keys_parse_list(list, keys, 2, NULL, NULL, &r), OTA_OK);

@@ -7,7 +7,7 @@
 #include <cmocka.h> /* needs the four headers above */
 #include <string.h>
 
-#include "ota_client_internal.h"
+#include "ota_agent_internal.h"
 #include "ota_url.h"
 
 static void test_origin_and_resolve(void **state) {

@@ -1,8 +1,8 @@
-/* ota_client_report.c — status reports: persisted, numbered, repeated until acknowledged. */
+/* ota_report.c — status reports: persisted, numbered, repeated until acknowledged. */
 #include <stdio.h>
 #include <string.h>
 
-#include "ota_client_internal.h"
+#include "ota_agent_internal.h"
 #include "ota_json.h"
 #include "ota_log.h"
 
@@ -22,10 +22,10 @@ static void ota_report_copy(char *dst, size_t cap, const char *src) {
 }
 
 /* POSTs the current report; marks it acknowledged on {"ack_seq": seq}. */
-static ota_status_t ota_report_send(ota_client_t *client) {
-    ota_client_report_t *report = &client->report;
+static ota_status_t ota_report_send(ota_agent_t *client) {
+    ota_agent_report_t *report = &client->report;
     char url[OTA_URL_MAX_BYTES];
-    if (!ota_client_controller_url(client, OTA_STATUS_PATH, url, sizeof(url))) {
+    if (!ota_agent_controller_url(client, OTA_STATUS_PATH, url, sizeof(url))) {
         return OTA_ERR_CONFIG;
     }
     char body[OTA_REPORT_BODY_MAX_BYTES];
@@ -52,11 +52,11 @@ static ota_status_t ota_report_send(ota_client_t *client) {
     }
     if (response.status != 200) {
         ota_port_http_close(http);
-        return ota_client_http_error(response.status);
+        return ota_agent_http_error(response.status);
     }
     char answer[OTA_REPORT_ACK_MAX_BYTES];
     size_t answer_len = 0;
-    status = ota_client_http_read_body(http, answer, sizeof(answer), &answer_len);
+    status = ota_agent_http_read_body(http, answer, sizeof(answer), &answer_len);
     ota_port_http_close(http);
     if (status != OTA_OK) {
         return status;
@@ -71,9 +71,9 @@ static ota_status_t ota_report_send(ota_client_t *client) {
     return ota_store_save_report(report);
 }
 
-ota_status_t ota_report(ota_client_t *client, const char *state, ota_status_t reason,
+ota_status_t ota_report(ota_agent_t *client, const char *state, ota_status_t reason,
                         const ota_report_details_t *details) {
-    ota_client_report_t *report = &client->report;
+    ota_agent_report_t *report = &client->report;
     report->seq++;
     ota_report_copy(report->state, sizeof(report->state), state);
     ota_report_copy(report->reason, sizeof(report->reason), ota_status_to_reason(reason));
@@ -100,7 +100,7 @@ ota_status_t ota_report(ota_client_t *client, const char *state, ota_status_t re
     return status;
 }
 
-ota_status_t ota_report_flush(ota_client_t *client) {
+ota_status_t ota_report_flush(ota_agent_t *client) {
     if (client->report.seq == 0 || client->report.acked) {
         return OTA_OK;
     }

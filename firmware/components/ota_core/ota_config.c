@@ -1,9 +1,9 @@
-/* ota_client_config.c — X-Device-Config pushes and their persisted form. */
+/* ota_config.c — X-Device-Config pushes and their persisted form. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ota_client_internal.h"
+#include "ota_agent_internal.h"
 #include "ota_log.h"
 #include "ota_url.h"
 

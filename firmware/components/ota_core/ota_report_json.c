@@ -1,8 +1,8 @@
-/* ota_client_report_json.c — the JSON body of a status report (docs/device-protocol.md). */
-#include "ota_client_internal.h"
+/* ota_report_json.c — the JSON body of a status report (docs/device-protocol.md). */
+#include "ota_agent_internal.h"
 #include "ota_json.h"
 
-size_t ota_report_json(const char *device_id, const ota_client_report_t *report, char *buf,
+size_t ota_report_json(const char *device_id, const ota_agent_report_t *report, char *buf,
                        size_t cap) {
     ota_json_t json;
     ota_json_begin(&json, buf, cap);

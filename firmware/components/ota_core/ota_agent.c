@@ -1,11 +1,11 @@
-/* ota_client.c — configuration, scheduling, the version check and manifest policy. */
-#include "ota_client.h"
+/* ota_agent.c — configuration, scheduling, the version check and manifest policy. */
+#include "ota_agent.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include "ota_agent_internal.h"
 #include "ota_backoff.h"
-#include "ota_client_internal.h"
 #include "ota_img_state.h"
 #include "ota_json.h"
 #include "ota_log.h"
@@ -15,23 +15,23 @@
 
 #define OTA_MS_PER_SEC 1000u
 
-static const char *const OTA_CLIENT_PHASE_NAMES[] = {
-    [OTA_CLIENT_IDLE] = "idle",
-    [OTA_CLIENT_CHECKING] = "checking",
-    [OTA_CLIENT_DOWNLOADING] = "downloading",
-    [OTA_CLIENT_VERIFYING] = "verifying",
-    [OTA_CLIENT_SELFTEST] = "selftest",
+static const char *const OTA_AGENT_PHASE_NAMES[] = {
+    [OTA_AGENT_IDLE] = "idle",
+    [OTA_AGENT_CHECKING] = "checking",
+    [OTA_AGENT_DOWNLOADING] = "downloading",
+    [OTA_AGENT_VERIFYING] = "verifying",
+    [OTA_AGENT_SELFTEST] = "selftest",
 };
 
 /* ------------------------------------------------------------------------ */
-/* helpers shared with the other ota_client*.c files                         */
+/* helpers shared with the other ota_agent*.c files                         */
 /* ------------------------------------------------------------------------ */
 
-ota_status_t ota_client_http_error(int http_status) {
+ota_status_t ota_agent_http_error(int http_status) {
     return (http_status == 401 || http_status == 403) ? OTA_ERR_HTTP_AUTH : OTA_ERR_HTTP_STATUS;
 }
 
-ota_status_t ota_client_http_read_body(ota_port_http_t *http, char *buf, size_t cap, size_t *len) {
+ota_status_t ota_agent_http_read_body(ota_port_http_t *http, char *buf, size_t cap, size_t *len) {
     size_t total = 0;
     for (;;) {
         size_t n = 0;
@@ -61,12 +61,11 @@ ota_status_t ota_client_http_read_body(ota_port_http_t *http, char *buf, size_t 
     return OTA_OK;
 }
 
-bool ota_client_controller_url(const ota_client_t *client, const char *path, char *out,
-                               size_t cap) {
+bool ota_agent_controller_url(const ota_agent_t *client, const char *path, char *out, size_t cap) {
     return ota_url_resolve(client->config.deployment.version_check_url, path, out, cap);
 }
 
-bool ota_client_is_rejection(ota_status_t status) {
+bool ota_agent_is_rejection(ota_status_t status) {
     switch (status) {
     case OTA_ERR_MANIFEST_FORMAT:
     case OTA_ERR_MANIFEST_SIGNATURE:
@@ -93,22 +92,22 @@ bool ota_client_is_rejection(ota_status_t status) {
 /* init and configuration                                                    */
 /* ------------------------------------------------------------------------ */
 
-void ota_client_config_defaults(ota_client_config_t *config) {
+void ota_agent_config_defaults(ota_agent_config_t *config) {
     memset(config, 0, sizeof(*config));
     config->deployment.check_interval_sec = 3600;
     config->deployment.auto_update_enabled = true;
     strcpy(config->project_name, "csi_sensor");
-    config->retry_count = OTA_CLIENT_DEFAULT_RETRY_COUNT;
-    config->backoff_initial_ms = OTA_CLIENT_DEFAULT_BACKOFF_INITIAL_MS;
-    config->backoff_max_ms = OTA_CLIENT_DEFAULT_BACKOFF_MAX_MS;
-    config->http_timeout_ms = OTA_CLIENT_DEFAULT_HTTP_TIMEOUT_MS;
-    config->chunk_size_bytes = OTA_CLIENT_DEFAULT_CHUNK_BYTES;
-    config->persist_interval_bytes = OTA_CLIENT_DEFAULT_PERSIST_INTERVAL_BYTES;
+    config->retry_count = OTA_AGENT_DEFAULT_RETRY_COUNT;
+    config->backoff_initial_ms = OTA_AGENT_DEFAULT_BACKOFF_INITIAL_MS;
+    config->backoff_max_ms = OTA_AGENT_DEFAULT_BACKOFF_MAX_MS;
+    config->http_timeout_ms = OTA_AGENT_DEFAULT_HTTP_TIMEOUT_MS;
+    config->chunk_size_bytes = OTA_AGENT_DEFAULT_CHUNK_BYTES;
+    config->persist_interval_bytes = OTA_AGENT_DEFAULT_PERSIST_INTERVAL_BYTES;
 }
 
-static ota_status_t ota_client_validate_config(const ota_client_config_t *config) {
-    if (config->trusted_key_count > OTA_CLIENT_MAX_TRUSTED_KEYS ||
-        config->selftest_count > OTA_CLIENT_MAX_SELFTESTS || config->chunk_size_bytes < 64 ||
+static ota_status_t ota_agent_validate_config(const ota_agent_config_t *config) {
+    if (config->trusted_key_count > OTA_AGENT_MAX_TRUSTED_KEYS ||
+        config->selftest_count > OTA_AGENT_MAX_SELFTESTS || config->chunk_size_bytes < 64 ||
         config->persist_interval_bytes == 0 || config->backoff_initial_ms == 0 ||
         config->backoff_max_ms < config->backoff_initial_ms || config->http_timeout_ms == 0 ||
         config->project_name[0] == '\0' || config->deployment.device_id[0] == '\0' ||
@@ -123,7 +122,7 @@ static ota_status_t ota_client_validate_config(const ota_client_config_t *config
     return OTA_OK;
 }
 
-static void ota_client_schedule(ota_client_t *client, uint64_t now_ms, bool failed) {
+static void ota_agent_schedule(ota_agent_t *client, uint64_t now_ms, bool failed) {
     uint64_t interval_ms = (uint64_t)client->config.deployment.check_interval_sec * OTA_MS_PER_SEC;
     if (failed) {
         uint64_t delay =
@@ -136,9 +135,9 @@ static void ota_client_schedule(ota_client_t *client, uint64_t now_ms, bool fail
     }
 }
 
-ota_status_t ota_client_init(ota_client_t *client, const ota_client_config_t *config) {
+ota_status_t ota_agent_init(ota_agent_t *client, const ota_agent_config_t *config) {
     memset(client, 0, sizeof(*client));
-    ota_status_t status = ota_client_validate_config(config);
+    ota_status_t status = ota_agent_validate_config(config);
     if (status != OTA_OK) {
         return status;
     }
@@ -170,7 +169,7 @@ ota_status_t ota_client_init(ota_client_t *client, const ota_client_config_t *co
     return OTA_OK;
 }
 
-static ota_status_t ota_client_persist_overrides(ota_client_t *client) {
+static ota_status_t ota_agent_persist_overrides(ota_agent_t *client) {
     char form[OTA_URL_MAX_BYTES];
     if (!ota_config_to_form(&client->config.deployment, client->config_override_mask, form,
                             sizeof(form))) {
@@ -179,7 +178,7 @@ static ota_status_t ota_client_persist_overrides(ota_client_t *client) {
     return ota_store_save_text(OTA_KV_CONFIG, form);
 }
 
-ota_status_t ota_client_set_manifest_url(ota_client_t *client, const char *url) {
+ota_status_t ota_agent_set_manifest_url(ota_agent_t *client, const char *url) {
     ota_deployment_config_t *d = &client->config.deployment;
     if (url == NULL || !ota_url_is_absolute_http(url) ||
         strlen(url) >= sizeof(d->version_check_url)) {
@@ -188,26 +187,26 @@ ota_status_t ota_client_set_manifest_url(ota_client_t *client, const char *url) 
     strcpy(d->version_check_url, url);
     client->config_override_mask |= OTA_CONFIG_VERSION_CHECK_URL;
     OTA_LOGI("manifest url set to %s", url);
-    return ota_client_persist_overrides(client);
+    return ota_agent_persist_overrides(client);
 }
 
-const ota_deployment_config_t *ota_client_deployment(const ota_client_t *client) {
+const ota_deployment_config_t *ota_agent_deployment(const ota_agent_t *client) {
     return &client->config.deployment;
 }
 
-void ota_client_request_check(ota_client_t *client) {
+void ota_agent_request_check(ota_agent_t *client) {
     client->check_requested = true;
 }
 
-uint64_t ota_client_next_check_ms(const ota_client_t *client) {
+uint64_t ota_agent_next_check_ms(const ota_agent_t *client) {
     if (client->check_requested) {
         return 0;
     }
     return client->config.deployment.auto_update_enabled ? client->next_check_ms : UINT64_MAX;
 }
 
-#ifdef OTA_CLIENT_TEST_HOOKS
-ota_status_t ota_client_fail_next_selftest(ota_client_t *client) {
+#ifdef OTA_AGENT_TEST_HOOKS
+ota_status_t ota_agent_fail_next_selftest(ota_agent_t *client) {
     (void)client;
     OTA_LOGW("test hook: the next self-test will fail");
     return ota_store_save_u32(OTA_KV_FAIL_NEXT, 1);
@@ -218,7 +217,7 @@ ota_status_t ota_client_fail_next_selftest(ota_client_t *client) {
 /* the version check                                                         */
 /* ------------------------------------------------------------------------ */
 
-static bool ota_client_build_check_url(const ota_client_t *client, char *url, size_t cap) {
+static bool ota_agent_build_check_url(const ota_agent_t *client, char *url, size_t cap) {
     const ota_deployment_config_t *d = &client->config.deployment;
     if (strlen(d->version_check_url) + 1 > cap) {
         return false;
@@ -248,7 +247,7 @@ static bool ota_client_build_check_url(const ota_client_t *client, char *url, si
 
 /* An accepted release whose first boot was interrupted may be installed again,
  * at most retry_count more times (the seed's UPDATE_RETRY_COUNT). */
-static bool ota_client_retry_allowed(const ota_client_t *client, const ota_manifest_t *m) {
+static bool ota_agent_retry_allowed(const ota_agent_t *client, const ota_manifest_t *m) {
     ota_retry_record_t retry;
     if (ota_store_load_retry(&retry) != OTA_OK || !retry.allowed || retry.sequence != m->sequence ||
         strcmp(retry.sha256, m->sha256_hex) != 0) {
@@ -263,7 +262,7 @@ static bool ota_client_retry_allowed(const ota_client_t *client, const ota_manif
 }
 
 /* The device-side rules of docs/manifest.md that need the device's state. */
-static ota_status_t ota_client_check_policy(const ota_client_t *client, const ota_manifest_t *m) {
+static ota_status_t ota_agent_check_policy(const ota_agent_t *client, const ota_manifest_t *m) {
     if (strcmp(m->project, client->config.project_name) != 0) {
         return OTA_ERR_MANIFEST_PROJECT;
     }
@@ -274,7 +273,7 @@ static ota_status_t ota_client_check_policy(const ota_client_t *client, const ot
     if (running_ok && ota_version_compare(&offered, &running) == 0) {
         return OTA_ERR_SAME_VERSION;
     }
-    if (m->sequence <= client->highest_sequence && !ota_client_retry_allowed(client, m)) {
+    if (m->sequence <= client->highest_sequence && !ota_agent_retry_allowed(client, m)) {
         return OTA_ERR_MANIFEST_REPLAY;
     }
     if (running_ok && ota_version_compare(&offered, &running) < 0 && !m->rollback) {
@@ -305,10 +304,10 @@ static ota_status_t ota_client_check_policy(const ota_client_t *client, const ot
 }
 
 /* Reports a rejection once per (reason, target): the same offer refused again stays quiet. */
-static void ota_client_report_rejection(ota_client_t *client, ota_status_t reason,
-                                        const ota_manifest_t *m) {
+static void ota_agent_report_rejection(ota_agent_t *client, ota_status_t reason,
+                                       const ota_manifest_t *m) {
     const char *sha = m != NULL ? m->sha256_hex : "";
-    const ota_client_report_t *last = &client->report;
+    const ota_agent_report_t *last = &client->report;
     if (strcmp(last->state, OTA_REPORT_REJECTED) == 0 &&
         strcmp(last->reason, ota_status_to_reason(reason)) == 0 &&
         strcmp(last->target_sha256, sha) == 0) {
@@ -322,7 +321,7 @@ static void ota_client_report_rejection(ota_client_t *client, ota_status_t reaso
     ota_report(client, OTA_REPORT_REJECTED, reason, &details);
 }
 
-static void ota_client_apply_pushed_config(ota_client_t *client, const char *form) {
+static void ota_agent_apply_pushed_config(ota_agent_t *client, const char *form) {
     if (form[0] == '\0') {
         return;
     }
@@ -333,20 +332,20 @@ static void ota_client_apply_pushed_config(ota_client_t *client, const char *for
     }
     client->config_override_mask |= changed;
     OTA_LOGI("config pushed: %s", form);
-    if (ota_client_persist_overrides(client) != OTA_OK) {
+    if (ota_agent_persist_overrides(client) != OTA_OK) {
         OTA_LOGW("could not persist pushed config");
     }
 }
 
 /* GET the version check; *manifest_len > 0 when a manifest came back. */
-static ota_status_t ota_client_fetch_manifest(ota_client_t *client, char *manifest, size_t cap,
-                                              size_t *manifest_len, char *firmware_url,
-                                              size_t url_cap) {
+static ota_status_t ota_agent_fetch_manifest(ota_agent_t *client, char *manifest, size_t cap,
+                                             size_t *manifest_len, char *firmware_url,
+                                             size_t url_cap) {
     char url[OTA_URL_MAX_BYTES];
     if (client->config.deployment.version_check_url[0] == '\0') {
         return OTA_ERR_CONFIG;
     }
-    if (!ota_client_build_check_url(client, url, sizeof(url))) {
+    if (!ota_agent_build_check_url(client, url, sizeof(url))) {
         return OTA_ERR_CONFIG;
     }
     OTA_LOGI("checking %s", client->config.deployment.version_check_url);
@@ -365,7 +364,7 @@ static ota_status_t ota_client_fetch_manifest(ota_client_t *client, char *manife
     }
     *manifest_len = 0;
     if (response.status == 200 || response.status == 204) {
-        ota_client_apply_pushed_config(client, response.device_config);
+        ota_agent_apply_pushed_config(client, response.device_config);
     }
     if (response.status == 204) {
         ota_port_http_close(http);
@@ -373,9 +372,9 @@ static ota_status_t ota_client_fetch_manifest(ota_client_t *client, char *manife
     }
     if (response.status != 200) {
         ota_port_http_close(http);
-        return ota_client_http_error(response.status);
+        return ota_agent_http_error(response.status);
     }
-    status = ota_client_http_read_body(http, manifest, cap, manifest_len);
+    status = ota_agent_http_read_body(http, manifest, cap, manifest_len);
     ota_port_http_close(http);
     if (status == OTA_ERR_NO_MEM) {
         *manifest_len = cap; /* over-long: refused as malformed */
@@ -395,19 +394,19 @@ static ota_status_t ota_client_fetch_manifest(ota_client_t *client, char *manife
     return OTA_OK;
 }
 
-static ota_status_t ota_client_check_once(ota_client_t *client) {
-    client->phase = OTA_CLIENT_CHECKING;
+static ota_status_t ota_agent_check_once(ota_agent_t *client) {
+    client->phase = OTA_AGENT_CHECKING;
     client->check_requested = false;
     ota_report_flush(client);
     char text[OTA_MANIFEST_MAX_BYTES + 1];
     char firmware_url[OTA_URL_MAX_BYTES];
     size_t len = 0;
-    ota_status_t status = ota_client_fetch_manifest(client, text, sizeof(text), &len, firmware_url,
-                                                    sizeof(firmware_url));
-    client->phase = OTA_CLIENT_IDLE;
+    ota_status_t status = ota_agent_fetch_manifest(client, text, sizeof(text), &len, firmware_url,
+                                                   sizeof(firmware_url));
+    client->phase = OTA_AGENT_IDLE;
     if (status == OTA_ERR_MANIFEST_FORMAT) {
         OTA_LOGE("rejected: %s (%s)", ota_status_to_reason(status), ota_status_describe(status));
-        ota_client_report_rejection(client, status, NULL);
+        ota_agent_report_rejection(client, status, NULL);
         return OTA_OK;
     }
     if (status != OTA_OK) {
@@ -429,7 +428,7 @@ static ota_status_t ota_client_check_once(ota_client_t *client) {
     if (status == OTA_OK) {
         memcpy(client->offered_version, manifest.version, sizeof(client->offered_version));
         client->offered_sequence = manifest.sequence;
-        status = ota_client_check_policy(client, &manifest);
+        status = ota_agent_check_policy(client, &manifest);
     }
     if (status == OTA_ERR_SAME_VERSION) {
         OTA_LOGI("already running %s (sequence %lu)", manifest.version,
@@ -440,35 +439,35 @@ static ota_status_t ota_client_check_once(ota_client_t *client) {
         bool parsed = status != OTA_ERR_MANIFEST_FORMAT && status != OTA_ERR_MANIFEST_KEY &&
                       status != OTA_ERR_MANIFEST_SIGNATURE;
         OTA_LOGE("rejected: %s (%s)", ota_status_to_reason(status), ota_status_describe(status));
-        ota_client_report_rejection(client, status, parsed ? &manifest : NULL);
+        ota_agent_report_rejection(client, status, parsed ? &manifest : NULL);
         return OTA_OK;
     }
     OTA_LOGI("update available: %s -> %s (sequence %lu)", client->running_version, manifest.version,
              (unsigned long)manifest.sequence);
     status = ota_download_install(client, &manifest, firmware_url);
-    return ota_client_is_rejection(status) ? OTA_OK : status;
+    return ota_agent_is_rejection(status) ? OTA_OK : status;
 }
 
-ota_status_t ota_client_check_now(ota_client_t *client) {
-    ota_status_t status = ota_client_check_once(client);
+ota_status_t ota_agent_check_now(ota_agent_t *client) {
+    ota_status_t status = ota_agent_check_once(client);
     client->last_check_status = status;
     return status;
 }
 
-ota_status_t ota_client_poll(ota_client_t *client, uint64_t now_ms) {
+ota_status_t ota_agent_poll(ota_agent_t *client, uint64_t now_ms) {
     bool due = client->check_requested ||
                (client->config.deployment.auto_update_enabled && now_ms >= client->next_check_ms);
     if (!due) {
         return OTA_OK;
     }
-    ota_status_t status = ota_client_check_now(client);
+    ota_status_t status = ota_agent_check_now(client);
     uint64_t after_ms = ota_port_monotonic_ms();
     if (status == OTA_OK) {
         client->consecutive_failures = 0;
-        ota_client_schedule(client, after_ms, false);
+        ota_agent_schedule(client, after_ms, false);
     } else {
         client->consecutive_failures++;
-        ota_client_schedule(client, after_ms, true);
+        ota_agent_schedule(client, after_ms, true);
         OTA_LOGW("next check in %llu ms", (unsigned long long)(client->next_check_ms - after_ms));
     }
     return status;
@@ -478,7 +477,7 @@ ota_status_t ota_client_poll(ota_client_t *client, uint64_t now_ms) {
 /* `ota status`                                                              */
 /* ------------------------------------------------------------------------ */
 
-size_t ota_client_status_json(const ota_client_t *client, char *buf, size_t cap) {
+size_t ota_agent_status_json(const ota_agent_t *client, char *buf, size_t cap) {
     int running = ota_port_running_slot();
     int boot = ota_port_boot_slot();
     ota_img_state_t state = OTA_IMG_UNDEFINED;
@@ -490,7 +489,7 @@ size_t ota_client_status_json(const ota_client_t *client, char *buf, size_t cap)
     ota_report_json(client->config.deployment.device_id, &client->report, report, sizeof(report));
     ota_json_t json;
     ota_json_begin(&json, buf, cap);
-    ota_json_string(&json, "phase", OTA_CLIENT_PHASE_NAMES[client->phase]);
+    ota_json_string(&json, "phase", OTA_AGENT_PHASE_NAMES[client->phase]);
     ota_json_string(&json, "version", client->running_version);
     ota_json_u64(&json, "secure_version", client->running_secure_version);
     ota_json_i64(&json, "running_slot", running);

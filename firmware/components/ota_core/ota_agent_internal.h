@@ -1,5 +1,5 @@
 /*
- * ota_client_internal.h — what the ota_client*.c files share: persisted
+ * ota_agent_internal.h — what the ota_agent*.c files share: persisted
  * records (KV), status reports, the download, and small HTTP helpers.
  * Private to the core (and its unit tests).
  */
@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ota_client.h"
+#include "ota_agent.h"
 #include "ota_manifest.h"
 
 #ifdef __cplusplus
@@ -38,7 +38,7 @@ extern "C" {
 #define OTA_REPORT_FAILED "failed"
 #define OTA_REPORT_ROLLED_BACK "rolled_back"
 
-/* Bits of ota_client_t.config_override_mask. */
+/* Bits of ota_agent_t.config_override_mask. */
 #define OTA_CONFIG_UPDATE_URL (1u << 0)
 #define OTA_CONFIG_VERSION_CHECK_URL (1u << 1)
 #define OTA_CONFIG_CHECK_INTERVAL (1u << 2)
@@ -82,19 +82,19 @@ typedef struct {
     uint32_t bytes_written;
 } ota_report_details_t;
 
-/* ---- ota_client_store.c: records in the KV store ---- */
+/* ---- ota_store.c: records in the KV store ---- */
 ota_status_t ota_store_load_download(ota_download_record_t *record);
 ota_status_t ota_store_save_download(const ota_download_record_t *record);
 ota_status_t ota_store_load_pending(ota_pending_record_t *record);
 ota_status_t ota_store_save_pending(const ota_pending_record_t *record);
-ota_status_t ota_store_load_report(ota_client_report_t *report);
+ota_status_t ota_store_load_report(ota_agent_report_t *report);
 ota_status_t ota_store_load_retry(ota_retry_record_t *record);
 ota_status_t ota_store_save_retry(const ota_retry_record_t *record);
 /* Updates the retry record for image sha/sequence: counts an install (installs + 1) or
  * sets `allowed`. */
 void ota_retry_note_install(const char *sha256_hex, uint32_t sequence);
 void ota_retry_set_allowed(const char *sha256_hex, uint32_t sequence, bool allowed);
-ota_status_t ota_store_save_report(const ota_client_report_t *report);
+ota_status_t ota_store_save_report(const ota_agent_report_t *report);
 ota_status_t ota_store_load_u32(const char *key, uint32_t *value);
 ota_status_t ota_store_save_u32(const char *key, uint32_t value);
 ota_status_t ota_store_load_text(const char *key, char *buf, size_t cap);
@@ -102,23 +102,23 @@ ota_status_t ota_store_save_text(const char *key, const char *text);
 /* Erase; a missing key is fine. */
 ota_status_t ota_store_erase(const char *key);
 
-/* ---- ota_client_report.c: status reports ---- */
+/* ---- ota_report.c: status reports ---- */
 /* The POST body of a report. Returns the length needed (like snprintf). */
-size_t ota_report_json(const char *device_id, const ota_client_report_t *report, char *buf,
+size_t ota_report_json(const char *device_id, const ota_agent_report_t *report, char *buf,
                        size_t cap);
 /* New report (seq + 1), persisted, then sent (failure to send keeps it for the next check). */
-ota_status_t ota_report(ota_client_t *client, const char *state, ota_status_t reason,
+ota_status_t ota_report(ota_agent_t *client, const char *state, ota_status_t reason,
                         const ota_report_details_t *details);
 /* Sends the last report again when it is not acknowledged yet. */
-ota_status_t ota_report_flush(ota_client_t *client);
+ota_status_t ota_report_flush(ota_agent_t *client);
 
-/* ---- ota_client_download.c: stream, verify, install ---- */
+/* ---- ota_download.c: stream, verify, install ---- */
 /* Downloads and installs; on success sets the boot slot, reports and reboots
  * (does not return). Returns the failure otherwise (already reported). */
-ota_status_t ota_download_install(ota_client_t *client, const ota_manifest_t *manifest,
+ota_status_t ota_download_install(ota_agent_t *client, const ota_manifest_t *manifest,
                                   const char *firmware_url);
 
-/* ---- ota_client_config.c: X-Device-Config and persisted overrides ---- */
+/* ---- ota_config.c: X-Device-Config and persisted overrides ---- */
 /* Applies a form-encoded config string; returns the bits it changed. */
 uint32_t ota_config_apply_form(ota_deployment_config_t *config, const char *form);
 /* Form string of the fields named by mask (for persisting overrides). */
@@ -127,13 +127,13 @@ bool ota_config_to_form(const ota_deployment_config_t *config, uint32_t mask, ch
 
 /* ---- helpers ---- */
 /* Maps an HTTP status to an error (401/403 → HTTP_AUTH, else HTTP_STATUS). */
-ota_status_t ota_client_http_error(int http_status);
+ota_status_t ota_agent_http_error(int http_status);
 /* Reads the whole body into buf (NUL-terminated); OTA_ERR_NO_MEM when it does not fit. */
-ota_status_t ota_client_http_read_body(ota_port_http_t *http, char *buf, size_t cap, size_t *len);
+ota_status_t ota_agent_http_read_body(ota_port_http_t *http, char *buf, size_t cap, size_t *len);
 /* The origin of version_check_url + path. */
-bool ota_client_controller_url(const ota_client_t *client, const char *path, char *out, size_t cap);
+bool ota_agent_controller_url(const ota_agent_t *client, const char *path, char *out, size_t cap);
 /* True for failures a retry cannot fix (image/manifest refused). */
-bool ota_client_is_rejection(ota_status_t status);
+bool ota_agent_is_rejection(ota_status_t status);
 
 #ifdef __cplusplus
 }

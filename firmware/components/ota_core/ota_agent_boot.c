@@ -1,5 +1,5 @@
 /*
- * ota_client_boot.c — confirm or roll back after a boot.
+ * ota_agent_boot.c — confirm or roll back after a boot.
  *
  * mark_valid / mark_invalid act on the ACTIVE otadata entry (esp_ota_ops), so
  * the client confirms only when the running slot is the boot slot AND its
@@ -8,11 +8,11 @@
  */
 #include <string.h>
 
-#include "ota_client_internal.h"
+#include "ota_agent_internal.h"
 #include "ota_log.h"
 
 /* Runs every hook (and the test hook's forced failure); name of the first failure or NULL. */
-static const char *ota_boot_run_selftests(ota_client_t *client) {
+static const char *ota_boot_run_selftests(ota_agent_t *client) {
     uint32_t fail_next = 0;
     if (ota_store_load_u32(OTA_KV_FAIL_NEXT, &fail_next) == OTA_OK && fail_next != 0) {
         ota_store_erase(OTA_KV_FAIL_NEXT);
@@ -21,7 +21,7 @@ static const char *ota_boot_run_selftests(ota_client_t *client) {
     for (size_t i = 0; i < client->config.selftest_count; i++) {
         const ota_selftest_hook_t *hook = &client->config.selftests[i];
         uint32_t timeout_ms =
-            hook->timeout_ms != 0 ? hook->timeout_ms : OTA_CLIENT_DEFAULT_SELFTEST_TIMEOUT_MS;
+            hook->timeout_ms != 0 ? hook->timeout_ms : OTA_AGENT_DEFAULT_SELFTEST_TIMEOUT_MS;
         uint64_t start_ms = ota_port_monotonic_ms();
         ota_status_t status = hook->run(client->config.selftest_ctx, timeout_ms);
         uint64_t took_ms = ota_port_monotonic_ms() - start_ms;
@@ -34,7 +34,7 @@ static const char *ota_boot_run_selftests(ota_client_t *client) {
     return NULL;
 }
 
-static void ota_boot_details(const ota_client_t *client, const ota_pending_record_t *pending,
+static void ota_boot_details(const ota_agent_t *client, const ota_pending_record_t *pending,
                              bool has_pending, ota_report_details_t *details) {
     details->version = NULL;
     details->target_version = has_pending ? pending->target_version : client->running_version;
@@ -44,17 +44,17 @@ static void ota_boot_details(const ota_client_t *client, const ota_pending_recor
 }
 
 /* Running image is the boot image and PENDING_VERIFY: self-test, then confirm or roll back. */
-static ota_status_t ota_boot_verify_new_image(ota_client_t *client,
+static ota_status_t ota_boot_verify_new_image(ota_agent_t *client,
                                               const ota_pending_record_t *pending, bool has_pending,
                                               int running) {
     ota_report_details_t details;
     ota_boot_details(client, pending, has_pending, &details);
-    client->phase = OTA_CLIENT_SELFTEST;
+    client->phase = OTA_AGENT_SELFTEST;
     OTA_LOGI("running %s from slot %d (pending_verify): running self-test", client->running_version,
              running);
     ota_report(client, OTA_REPORT_PENDING_VERIFY, OTA_OK, &details);
     const char *failed = ota_boot_run_selftests(client);
-    client->phase = OTA_CLIENT_IDLE;
+    client->phase = OTA_AGENT_IDLE;
     if (failed == NULL) {
         OTA_LOGI("self-test passed; marking %s valid", client->running_version);
         ota_status_t status = ota_port_mark_valid();
@@ -89,7 +89,7 @@ static ota_status_t ota_boot_verify_new_image(ota_client_t *client,
 }
 
 /* We are not in the image the pending record names: did the switch happen at all? */
-static ota_status_t ota_boot_check_abandoned(ota_client_t *client,
+static ota_status_t ota_boot_check_abandoned(ota_agent_t *client,
                                              const ota_pending_record_t *pending, int running,
                                              int boot) {
     ota_img_state_t state = OTA_IMG_UNDEFINED;
@@ -107,7 +107,7 @@ static ota_status_t ota_boot_check_abandoned(ota_client_t *client,
     }
     OTA_LOGW("rollback detected: running %s, %s abandoned", client->running_version,
              pending->target_version);
-    const ota_client_report_t *last = &client->report;
+    const ota_agent_report_t *last = &client->report;
     bool already = strcmp(last->state, OTA_REPORT_ROLLED_BACK) == 0 &&
                    strcmp(last->target_sha256, pending->target_sha256) == 0;
     if (!already) {
@@ -119,7 +119,7 @@ static ota_status_t ota_boot_check_abandoned(ota_client_t *client,
     return OTA_ERR_ROLLED_BACK;
 }
 
-ota_status_t ota_client_on_boot(ota_client_t *client) {
+ota_status_t ota_agent_on_boot(ota_agent_t *client) {
     int running = ota_port_running_slot();
     int boot = ota_port_boot_slot();
     ota_img_state_t state = OTA_IMG_UNDEFINED;
@@ -150,7 +150,7 @@ ota_status_t ota_client_on_boot(ota_client_t *client) {
     if (running != boot && boot != OTA_SLOT_NONE) {
         /* Fallback boot without our record (e.g. image broken after install). */
         OTA_LOGW("fallback boot: running slot %d, boot slot %d", running, boot);
-        const ota_client_report_t *last = &client->report;
+        const ota_agent_report_t *last = &client->report;
         if (strcmp(last->state, OTA_REPORT_ROLLED_BACK) != 0) {
             ota_report_details_t details = {.target_version = "", .target_sha256 = ""};
             ota_report(client, OTA_REPORT_ROLLED_BACK, OTA_ERR_ROLLED_BACK, &details);

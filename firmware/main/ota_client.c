@@ -1,14 +1,16 @@
 /*
- * ota_task.c — owner of the OTA client; self-test hooks for the core.
+ * ota_client.c — the device's OTA client on ESP-IDF: the task that owns the portable OTA
+ * agent (ota_core/ota_agent.h), its deployment config from provisioning, and the self-test
+ * hooks the agent runs before confirming an update.
  */
 #include "sdkconfig.h"
 #if CONFIG_CSI_OTA_TEST_HOOKS
-#ifndef OTA_CLIENT_TEST_HOOKS
-#define OTA_CLIENT_TEST_HOOKS 1
+#ifndef OTA_AGENT_TEST_HOOKS
+#define OTA_AGENT_TEST_HOOKS 1
 #endif
 #endif
 
-#include "ota_task.h"
+#include "ota_client.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -23,38 +25,38 @@
 #include "freertos/semphr.h"
 #include "freertos/task.h"
 #include "heartbeat.h"
-#include "ota_client.h"
+#include "ota_agent.h"
 #include "ota_img_state.h"
 #include "ota_port.h"
 #include "ota_url.h"
 #include "trusted_keys.h"
 #include "wifi_station.h"
 
-static const char *TAG = "ota_task";
+static const char *TAG = "ota_client";
 
-#define OTA_TASK_STACK_BYTES 8192
-#define OTA_TASK_PRIORITY 4
-#define OTA_TASK_QUEUE_DEPTH 4
-#define OTA_TASK_MAX_WAIT_MS 60000u
-#define OTA_TASK_STATUS_BYTES 1536 /* version_check_url (255) + last_report (511) + fields */
-#define OTA_TASK_STATUS_LOCK_MS 200u
-#define OTA_TASK_PROJECT_NAME "csi_sensor"
+#define OTA_CLIENT_STACK_BYTES 8192
+#define OTA_CLIENT_PRIORITY 4
+#define OTA_CLIENT_QUEUE_DEPTH 4
+#define OTA_CLIENT_MAX_WAIT_MS 60000u
+#define OTA_CLIENT_STATUS_BYTES 1536 /* version_check_url (255) + last_report (511) + fields */
+#define OTA_CLIENT_STATUS_LOCK_MS 200u
+#define OTA_CLIENT_PROJECT_NAME "csi_sensor"
 
 typedef enum {
-    OTA_TASK_CMD_CHECK,
-    OTA_TASK_CMD_SET_URL,
-    OTA_TASK_CMD_FAIL_NEXT_SELFTEST,
-} ota_task_cmd_kind_t;
+    OTA_CLIENT_CMD_CHECK,
+    OTA_CLIENT_CMD_SET_URL,
+    OTA_CLIENT_CMD_FAIL_NEXT_SELFTEST,
+} ota_client_cmd_kind_t;
 
 typedef struct {
-    ota_task_cmd_kind_t kind;
+    ota_client_cmd_kind_t kind;
     char url[256];
-} ota_task_cmd_t;
+} ota_client_cmd_t;
 
-static ota_client_t s_client;
+static ota_agent_t s_agent;
 static QueueHandle_t s_commands;
-static SemaphoreHandle_t s_client_lock;
-static char s_status_snapshot[OTA_TASK_STATUS_BYTES] = "{}";
+static SemaphoreHandle_t s_agent_lock;
+static char s_status_snapshot[OTA_CLIENT_STATUS_BYTES] = "{}";
 
 /* ------------------------------------------------------------ self-tests -- */
 
@@ -65,7 +67,7 @@ static ota_status_t selftest_wifi_up(void *ctx, uint32_t timeout_ms) {
 
 /* The version-check URL with device_id, version and state=pending_verify (percent-encoded). */
 static bool selftest_probe_url(char *out, size_t cap) {
-    const ota_deployment_config_t *d = ota_client_deployment(&s_client);
+    const ota_deployment_config_t *d = ota_agent_deployment(&s_agent);
     int n = snprintf(out, cap, "%s", d->version_check_url);
     return n > 0 && (size_t)n < cap && ota_url_append_query(out, cap, "device_id", d->device_id) &&
            ota_url_append_query(out, cap, "version", esp_app_get_description()->version) &&
@@ -82,7 +84,7 @@ static ota_status_t selftest_controller_reachable(void *ctx, uint32_t timeout_ms
     ota_port_http_request_t request = {
         .method = "GET",
         .url = url,
-        .bearer_token = ota_client_deployment(&s_client)->auth_token,
+        .bearer_token = ota_agent_deployment(&s_agent)->auth_token,
         .range_start = -1,
         .timeout_ms = timeout_ms,
     };
@@ -124,9 +126,9 @@ static ota_status_t selftest_forced_failure(void *ctx, uint32_t timeout_ms) {
 }
 #endif
 
-static void ota_task_add_selftest(ota_client_config_t *config, const char *name,
-                                  ota_status_t (*run)(void *, uint32_t)) {
-    if (config->selftest_count < OTA_CLIENT_MAX_SELFTESTS) {
+static void ota_client_add_selftest(ota_agent_config_t *config, const char *name,
+                                    ota_status_t (*run)(void *, uint32_t)) {
+    if (config->selftest_count < OTA_AGENT_MAX_SELFTESTS) {
         ota_selftest_hook_t *hook = &config->selftests[config->selftest_count++];
         hook->name = name;
         hook->run = run;
@@ -136,22 +138,22 @@ static void ota_task_add_selftest(ota_client_config_t *config, const char *name,
 
 /* ------------------------------------------------------------- the task -- */
 
-static void ota_task_snapshot(void) {
-    ota_client_status_json(&s_client, s_status_snapshot, sizeof(s_status_snapshot));
+static void ota_client_snapshot(void) {
+    ota_agent_status_json(&s_agent, s_status_snapshot, sizeof(s_status_snapshot));
 }
 
-static void ota_task_apply(const ota_task_cmd_t *cmd) {
+static void ota_client_apply(const ota_client_cmd_t *cmd) {
     ota_status_t status = OTA_OK;
     switch (cmd->kind) {
-    case OTA_TASK_CMD_CHECK:
-        ota_client_request_check(&s_client);
+    case OTA_CLIENT_CMD_CHECK:
+        ota_agent_request_check(&s_agent);
         return;
-    case OTA_TASK_CMD_SET_URL:
-        status = ota_client_set_manifest_url(&s_client, cmd->url);
+    case OTA_CLIENT_CMD_SET_URL:
+        status = ota_agent_set_manifest_url(&s_agent, cmd->url);
         break;
-    case OTA_TASK_CMD_FAIL_NEXT_SELFTEST:
+    case OTA_CLIENT_CMD_FAIL_NEXT_SELFTEST:
 #if CONFIG_CSI_OTA_TEST_HOOKS
-        status = ota_client_fail_next_selftest(&s_client);
+        status = ota_agent_fail_next_selftest(&s_agent);
 #else
         status = OTA_ERR_NOT_SUPPORTED;
 #endif
@@ -162,88 +164,88 @@ static void ota_task_apply(const ota_task_cmd_t *cmd) {
     }
 }
 
-static void ota_task_main(void *arg) {
+static void ota_client_main(void *arg) {
     (void)arg;
-    xSemaphoreTake(s_client_lock, portMAX_DELAY);
+    xSemaphoreTake(s_agent_lock, portMAX_DELAY);
     /* May run the self-tests and reboot (rollback) — does not return then. */
-    ota_status_t status = ota_client_on_boot(&s_client);
+    ota_status_t status = ota_agent_on_boot(&s_agent);
     if (status != OTA_OK) {
         ESP_LOGW(TAG, "boot confirmation: %s", ota_status_to_str(status));
     }
-    ota_task_snapshot();
-    xSemaphoreGive(s_client_lock);
+    ota_client_snapshot();
+    xSemaphoreGive(s_agent_lock);
 
     for (;;) {
         const uint64_t now_ms = ota_port_monotonic_ms();
-        const uint64_t next_ms = ota_client_next_check_ms(&s_client);
+        const uint64_t next_ms = ota_agent_next_check_ms(&s_agent);
         uint64_t wait_ms = next_ms > now_ms ? next_ms - now_ms : 0;
-        if (wait_ms > OTA_TASK_MAX_WAIT_MS) {
-            wait_ms = OTA_TASK_MAX_WAIT_MS;
+        if (wait_ms > OTA_CLIENT_MAX_WAIT_MS) {
+            wait_ms = OTA_CLIENT_MAX_WAIT_MS;
         }
-        ota_task_cmd_t cmd;
+        ota_client_cmd_t cmd;
         bool have_cmd = xQueueReceive(s_commands, &cmd, pdMS_TO_TICKS((uint32_t)wait_ms)) == pdTRUE;
-        xSemaphoreTake(s_client_lock, portMAX_DELAY);
+        xSemaphoreTake(s_agent_lock, portMAX_DELAY);
         while (have_cmd) {
-            ota_task_apply(&cmd);
+            ota_client_apply(&cmd);
             have_cmd = xQueueReceive(s_commands, &cmd, 0) == pdTRUE;
         }
-        status = ota_client_poll(&s_client, ota_port_monotonic_ms());
+        status = ota_agent_poll(&s_agent, ota_port_monotonic_ms());
         if (status != OTA_OK) {
             ESP_LOGW(TAG, "check: %s", ota_status_to_str(status));
         }
-        ota_task_snapshot();
-        xSemaphoreGive(s_client_lock);
+        ota_client_snapshot();
+        xSemaphoreGive(s_agent_lock);
     }
 }
 
-esp_err_t ota_task_start(const provisioning_t *config) {
-    ota_client_config_t client_config;
-    ota_client_config_defaults(&client_config);
+esp_err_t ota_client_start(const provisioning_t *config) {
+    ota_agent_config_t client_config;
+    ota_agent_config_defaults(&client_config);
     client_config.deployment = config->deployment;
     snprintf(client_config.project_name, sizeof(client_config.project_name), "%s",
-             OTA_TASK_PROJECT_NAME);
+             OTA_CLIENT_PROJECT_NAME);
     client_config.trusted_key_count = trusted_keys_parse(
-        CONFIG_CSI_OTA_TRUSTED_KEYS, client_config.trusted_keys, OTA_CLIENT_MAX_TRUSTED_KEYS);
-    ota_task_add_selftest(&client_config, "wifi_up", selftest_wifi_up);
-    ota_task_add_selftest(&client_config, "controller_reachable", selftest_controller_reachable);
-    ota_task_add_selftest(&client_config, "csi_frames", selftest_csi_frames);
-    ota_task_add_selftest(&client_config, "heartbeat_acked", selftest_heartbeat_acked);
+        CONFIG_CSI_OTA_TRUSTED_KEYS, client_config.trusted_keys, OTA_AGENT_MAX_TRUSTED_KEYS);
+    ota_client_add_selftest(&client_config, "wifi_up", selftest_wifi_up);
+    ota_client_add_selftest(&client_config, "controller_reachable", selftest_controller_reachable);
+    ota_client_add_selftest(&client_config, "csi_frames", selftest_csi_frames);
+    ota_client_add_selftest(&client_config, "heartbeat_acked", selftest_heartbeat_acked);
 #if CONFIG_CSI_OTA_TEST_FAIL_SELFTEST
-    ota_task_add_selftest(&client_config, "test_forced_failure", selftest_forced_failure);
+    ota_client_add_selftest(&client_config, "test_forced_failure", selftest_forced_failure);
 #endif
-    ota_status_t status = ota_client_init(&s_client, &client_config);
+    ota_status_t status = ota_agent_init(&s_agent, &client_config);
     if (status != OTA_OK) {
-        ESP_LOGE(TAG, "ota_client_init: %s", ota_status_to_str(status));
+        ESP_LOGE(TAG, "ota_agent_init: %s", ota_status_to_str(status));
         return ESP_ERR_INVALID_ARG;
     }
     /* `ota status` answers with a real snapshot even while the boot self-test runs. */
-    ota_task_snapshot();
-    s_commands = xQueueCreate(OTA_TASK_QUEUE_DEPTH, sizeof(ota_task_cmd_t));
-    s_client_lock = xSemaphoreCreateMutex();
-    if (s_commands == NULL || s_client_lock == NULL) {
+    ota_client_snapshot();
+    s_commands = xQueueCreate(OTA_CLIENT_QUEUE_DEPTH, sizeof(ota_client_cmd_t));
+    s_agent_lock = xSemaphoreCreateMutex();
+    if (s_commands == NULL || s_agent_lock == NULL) {
         return ESP_ERR_NO_MEM;
     }
-    if (xTaskCreate(ota_task_main, "ota", OTA_TASK_STACK_BYTES, NULL, OTA_TASK_PRIORITY, NULL) !=
-        pdPASS) {
+    if (xTaskCreate(ota_client_main, "ota", OTA_CLIENT_STACK_BYTES, NULL, OTA_CLIENT_PRIORITY,
+                    NULL) != pdPASS) {
         return ESP_ERR_NO_MEM;
     }
     return ESP_OK;
 }
 
-static esp_err_t ota_task_send(const ota_task_cmd_t *cmd) {
+static esp_err_t ota_client_send(const ota_client_cmd_t *cmd) {
     if (s_commands == NULL) {
         return ESP_ERR_INVALID_STATE;
     }
     return xQueueSend(s_commands, cmd, 0) == pdTRUE ? ESP_OK : ESP_ERR_TIMEOUT;
 }
 
-esp_err_t ota_task_request_check(void) {
-    ota_task_cmd_t cmd = {.kind = OTA_TASK_CMD_CHECK};
-    return ota_task_send(&cmd);
+esp_err_t ota_client_request_check(void) {
+    ota_client_cmd_t cmd = {.kind = OTA_CLIENT_CMD_CHECK};
+    return ota_client_send(&cmd);
 }
 
-esp_err_t ota_task_set_manifest_url(const char *url) {
-    ota_task_cmd_t cmd = {.kind = OTA_TASK_CMD_SET_URL};
+esp_err_t ota_client_set_manifest_url(const char *url) {
+    ota_client_cmd_t cmd = {.kind = OTA_CLIENT_CMD_SET_URL};
     if (url == NULL || strlen(url) >= sizeof(cmd.url)) {
         return ESP_ERR_INVALID_ARG;
     }
@@ -251,23 +253,23 @@ esp_err_t ota_task_set_manifest_url(const char *url) {
         return ESP_ERR_INVALID_ARG;
     }
     memcpy(cmd.url, url, strlen(url) + 1);
-    return ota_task_send(&cmd);
+    return ota_client_send(&cmd);
 }
 
-esp_err_t ota_task_fail_next_selftest(void) {
+esp_err_t ota_client_fail_next_selftest(void) {
 #if CONFIG_CSI_OTA_TEST_HOOKS
-    ota_task_cmd_t cmd = {.kind = OTA_TASK_CMD_FAIL_NEXT_SELFTEST};
-    return ota_task_send(&cmd);
+    ota_client_cmd_t cmd = {.kind = OTA_CLIENT_CMD_FAIL_NEXT_SELFTEST};
+    return ota_client_send(&cmd);
 #else
     return ESP_ERR_NOT_SUPPORTED;
 #endif
 }
 
-void ota_task_status_json(char *buf, size_t cap) {
-    if (s_client_lock != NULL &&
-        xSemaphoreTake(s_client_lock, pdMS_TO_TICKS(OTA_TASK_STATUS_LOCK_MS)) == pdTRUE) {
-        ota_task_snapshot();
-        xSemaphoreGive(s_client_lock);
+void ota_client_status_json(char *buf, size_t cap) {
+    if (s_agent_lock != NULL &&
+        xSemaphoreTake(s_agent_lock, pdMS_TO_TICKS(OTA_CLIENT_STATUS_LOCK_MS)) == pdTRUE) {
+        ota_client_snapshot();
+        xSemaphoreGive(s_agent_lock);
         snprintf(buf, cap, "%s", s_status_snapshot);
         return;
     }

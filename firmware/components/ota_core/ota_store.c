@@ -1,9 +1,9 @@
-/* ota_client_store.c — the client's persisted records as "key=value\n" text in the KV store. */
+/* ota_store.c — the client's persisted records as "key=value\n" text in the KV store. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ota_client_internal.h"
+#include "ota_agent_internal.h"
 #include "ota_port.h"
 
 typedef struct {
@@ -161,7 +161,7 @@ ota_status_t ota_store_load_pending(ota_pending_record_t *record) {
     return ok ? OTA_OK : OTA_ERR_NOT_FOUND;
 }
 
-ota_status_t ota_store_save_report(const ota_client_report_t *report) {
+ota_status_t ota_store_save_report(const ota_agent_report_t *report) {
     ota_record_t rec = {.len = 0};
     ota_record_put_u32(&rec, "seq", report->seq);
     ota_record_put(&rec, "state", report->state);
@@ -175,7 +175,7 @@ ota_status_t ota_store_save_report(const ota_client_report_t *report) {
     return ota_record_save(OTA_KV_REPORT, &rec);
 }
 
-ota_status_t ota_store_load_report(ota_client_report_t *report) {
+ota_status_t ota_store_load_report(ota_agent_report_t *report) {
     ota_record_t rec;
     ota_status_t status = ota_record_load(OTA_KV_REPORT, &rec);
     if (status != OTA_OK) {

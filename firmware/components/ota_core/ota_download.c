@@ -1,14 +1,14 @@
-/* ota_client_download.c — stream the image with Range resume, verify, install, reboot. */
+/* ota_download.c — stream the image with Range resume, verify, install, reboot. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "ota_agent_internal.h"
 #include "ota_backoff.h"
-#include "ota_client_internal.h"
 #include "ota_image_header.h"
 #include "ota_log.h"
 
 typedef struct {
-    ota_client_t *client;
+    ota_agent_t *client;
     const ota_manifest_t *manifest;
     const char *url;
     int slot;
@@ -136,7 +136,7 @@ static ota_status_t ota_download_consume(ota_download_t *dl, const uint8_t *data
 
 /* Opens the firmware URL (with Range when resuming) and decides how to continue. */
 static ota_status_t ota_download_open(ota_download_t *dl, uint32_t *offset) {
-    const ota_client_t *client = dl->client;
+    const ota_agent_t *client = dl->client;
     ota_port_http_request_t request = {
         .method = "GET",
         .url = dl->url,
@@ -177,7 +177,7 @@ static ota_status_t ota_download_open(ota_download_t *dl, uint32_t *offset) {
         return OTA_ERR_HTTP_RANGE;
     }
     if (response.status != 200) {
-        return ota_client_http_error(response.status);
+        return ota_agent_http_error(response.status);
     }
     if (response.content_length >= 0 && response.content_length != (int64_t)size) {
         return OTA_ERR_IMAGE_SIZE;
@@ -254,7 +254,7 @@ static ota_status_t ota_download_attempt(ota_download_t *dl) {
         ota_port_http_close(dl->http);
         dl->http = NULL;
     }
-    if (status != OTA_OK && !ota_client_is_rejection(status) && dl->update != NULL &&
+    if (status != OTA_OK && !ota_agent_is_rejection(status) && dl->update != NULL &&
         dl->written > dl->last_persist) {
         ota_download_persist(dl); /* exact resume point for the next attempt */
     }
@@ -303,7 +303,7 @@ static ota_status_t ota_download_finish(ota_download_t *dl) {
     return OTA_OK;
 }
 
-ota_status_t ota_download_install(ota_client_t *client, const ota_manifest_t *manifest,
+ota_status_t ota_download_install(ota_agent_t *client, const ota_manifest_t *manifest,
                                   const char *firmware_url) {
     ota_download_t dl;
     memset(&dl, 0, sizeof(dl));
@@ -325,7 +325,7 @@ ota_status_t ota_download_install(ota_client_t *client, const ota_manifest_t *ma
     if (dl.chunk == NULL) {
         return OTA_ERR_NO_MEM;
     }
-    client->phase = OTA_CLIENT_DOWNLOADING;
+    client->phase = OTA_AGENT_DOWNLOADING;
     client->download_size_bytes = manifest->size_bytes;
     client->download_bytes_written = 0;
     ota_download_record_t record;
@@ -350,19 +350,19 @@ ota_status_t ota_download_install(ota_client_t *client, const ota_manifest_t *ma
         }
         status = ota_download_attempt(&dl);
         if (status == OTA_OK) {
-            client->phase = OTA_CLIENT_VERIFYING;
+            client->phase = OTA_AGENT_VERIFYING;
             status = ota_download_finish(&dl);
         }
         ota_download_release(&dl);
-        if (status == OTA_OK || ota_client_is_rejection(status) || status == OTA_ERR_SET_BOOT) {
+        if (status == OTA_OK || ota_agent_is_rejection(status) || status == OTA_ERR_SET_BOOT) {
             break;
         }
     }
     free(dl.chunk);
-    client->phase = OTA_CLIENT_IDLE;
+    client->phase = OTA_AGENT_IDLE;
     details.bytes_written = dl.written;
     if (status != OTA_OK) {
-        bool rejected = ota_client_is_rejection(status);
+        bool rejected = ota_agent_is_rejection(status);
         if (rejected) {
             ota_store_erase(OTA_KV_DOWNLOAD); /* the bytes are useless: start over next time */
             OTA_LOGE("rejected: %s (%s)", ota_status_to_reason(status),
