@@ -119,6 +119,24 @@ static ota_status_t ota_boot_check_abandoned(ota_agent_t *client,
     return OTA_ERR_ROLLED_BACK;
 }
 
+/* Fallback boot without our record (e.g. an image broken in flash after install). Each
+ * fallback episode is reported once: the boot slot it fell back from is kept in
+ * OTA_KV_FALLBACK until a boot runs the boot slot again, so every later boot of the same
+ * episode stays quiet while a new fallback — after any normal boot, whatever the last
+ * report was (an earlier rollback, even of the same version) — is reported again. */
+static ota_status_t ota_boot_report_fallback(ota_agent_t *client, int running, int boot) {
+    OTA_LOGW("fallback boot: running slot %d, boot slot %d", running, boot);
+    uint32_t reported_slot = 0;
+    bool already = ota_store_load_u32(OTA_KV_FALLBACK, &reported_slot) == OTA_OK &&
+                   reported_slot == (uint32_t)boot;
+    if (!already) {
+        ota_report_details_t details = {.target_version = "", .target_sha256 = ""};
+        ota_report(client, OTA_REPORT_ROLLED_BACK, OTA_ERR_ROLLED_BACK, &details);
+        ota_store_save_u32(OTA_KV_FALLBACK, (uint32_t)boot);
+    }
+    return OTA_ERR_ROLLED_BACK;
+}
+
 ota_status_t ota_agent_on_boot(ota_agent_t *client) {
     int running = ota_port_running_slot();
     int boot = ota_port_boot_slot();
@@ -148,14 +166,12 @@ ota_status_t ota_agent_on_boot(ota_agent_t *client) {
         return ota_boot_check_abandoned(client, &pending, running, boot);
     }
     if (running != boot && boot != OTA_SLOT_NONE) {
-        /* Fallback boot without our record (e.g. image broken after install). */
-        OTA_LOGW("fallback boot: running slot %d, boot slot %d", running, boot);
-        const ota_agent_report_t *last = &client->report;
-        if (strcmp(last->state, OTA_REPORT_ROLLED_BACK) != 0) {
-            ota_report_details_t details = {.target_version = "", .target_sha256 = ""};
-            ota_report(client, OTA_REPORT_ROLLED_BACK, OTA_ERR_ROLLED_BACK, &details);
-        }
-        return OTA_ERR_ROLLED_BACK;
+        return ota_boot_report_fallback(client, running, boot);
+    }
+    /* Booted what otadata selects: a later fallback is a new one. */
+    uint32_t reported_slot = 0;
+    if (ota_store_load_u32(OTA_KV_FALLBACK, &reported_slot) == OTA_OK) {
+        ota_store_erase(OTA_KV_FALLBACK);
     }
     return OTA_OK;
 }

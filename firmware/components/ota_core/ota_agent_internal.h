@@ -24,6 +24,7 @@ extern "C" {
 #define OTA_KV_CONFIG "config"
 #define OTA_KV_FAIL_NEXT "fail_next"
 #define OTA_KV_RETRY "retry"
+#define OTA_KV_FALLBACK "fallback" /* boot slot of the last reported fallback */
 #define OTA_KV_RECORD_MAX_BYTES 768
 
 #define OTA_STATUS_PATH "/api/ota/status"
