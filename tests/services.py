@@ -186,9 +186,16 @@ class MosquittoBroker:
 
 @contextlib.contextmanager
 def mosquitto_broker(
-    *, password_file: Path | None = None, acl_file: Path | None = None, port: int | None = None
+    *,
+    password_file: Path | None = None,
+    acl_file: Path | None = None,
+    port: int | None = None,
+    extra_config: list[str] = (),
 ) -> Iterator[MosquittoBroker]:
-    """Mosquitto 2 on 127.0.0.1; anonymous unless a password file (and ACL file) is given."""
+    """Mosquitto 2 on 127.0.0.1; anonymous unless a password file (and ACL file) is given.
+
+    ``extra_config``: more mosquitto.conf lines (e.g. the shipped message_size_limit).
+    """
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     base = Path(tempfile.mkdtemp(prefix="csi-ota-mqtt-"))
     port = port or free_port()
@@ -202,6 +209,7 @@ def mosquitto_broker(
         lines.append("allow_anonymous true")
     if acl_file is not None:
         lines.append(f"acl_file {acl_file}")
+    lines += list(extra_config)
     config = base / "mosquitto.conf"
     config.write_text("\n".join(lines) + "\n")
     log_path = base / "mosquitto.log"

@@ -98,7 +98,8 @@ def test_mqtt_files_refuse_a_device_named_like_the_controller(tmp_path):
     first_password = files.controller_password_file.read_text()
     files = write_mqtt_files(tmp_path, [])
     assert files.controller_password_file.read_text() == first_password  # kept across regenerations
-    assert "pattern write csi/%u/#" in render_acl_file("ota-controller")
+    acl = render_acl_file("ota-controller", ["dev1"])
+    assert "user dev1\ntopic write csi/dev1/#" in acl and "pattern" not in acl
 
 
 def test_settings_defaults_are_the_seeds(tmp_path):

@@ -74,6 +74,19 @@ from csi_ota.controller import ADMIN_ROLES, DEFAULT_MQTT_CONTROLLER_USER, DEFAUL
     "'' subscribes plainly (only for a single process).",
 )
 @click.option(
+    "--mqtt-acl-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="MQTT_ACL_DIR",
+    help="Directory of Mosquitto's passwd/acl (csi-ota mqtt-acl): rewritten whenever a device token "
+    "changes; its controller.password is the broker password unless --mqtt-password-file.",
+)
+@click.option(
+    "--mosquitto-pid-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="MOSQUITTO_PID_FILE",
+    help="Mosquitto's pid file: SIGHUP it after rewriting --mqtt-acl-dir (revoked tokens cut off at once).",
+)
+@click.option(
     "--device-rate",
     type=click.FloatRange(0),
     default=20.0,
@@ -107,6 +120,8 @@ def serve_command(
     mqtt_username: str | None,
     mqtt_password_file: Path | None,
     mqtt_share_group: str,
+    mqtt_acl_dir: Path | None,
+    mosquitto_pid_file: Path | None,
     device_rate: float,
     device_burst: int,
     accel_redirect_prefix: str | None,
@@ -128,12 +143,18 @@ def serve_command(
         device_rate_burst=device_burst,
         accel_redirect_prefix=accel_redirect_prefix,
         reserved_device_ids=(mqtt_username,) if mqtt_username else (),
+        mqtt_acl_dir=mqtt_acl_dir,
+        mosquitto_pid_file=mosquitto_pid_file,
+        mqtt_controller_user=mqtt_username or DEFAULT_MQTT_CONTROLLER_USER,
     )
     listen = ListenOptions(host, device_port, management_port, tls_cert, tls_key, insecure_http, log_level)
     check_listen_options(listen)
     mqtt = None
     if mqtt_host:
         password = os.environ.get("MQTT_PASSWORD")
+        if mqtt_password_file is None and mqtt_acl_dir is not None and password is None:
+            default_file = mqtt_acl_dir / "controller.password"
+            mqtt_password_file = default_file if default_file.is_file() else None
         if mqtt_password_file is not None:
             password = mqtt_password_file.read_text().strip()
         from csi_ota.controller.mqtt_bridge import subscriptions_for

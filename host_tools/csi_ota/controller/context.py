@@ -12,9 +12,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from csi_ota.controller.mqtt_sync import MqttFilesSync
 from sqlalchemy.orm import Session, sessionmaker
 
 from csi_ota.controller.csi_sink import CsiCounters, CsiSink, RotatingFileSink
@@ -40,6 +44,8 @@ class ControllerContext:
     # SQLite has one writer: this process's transactions take turns instead of meeting in SQLite's
     # busy handler, whose sleeps (up to 100 ms each) would dominate tail latency.
     transaction_lock: threading.RLock | None = None
+    # `serve --mqtt-acl-dir`: rewrites Mosquitto's files (and reloads it) when device credentials change.
+    mqtt_sync: MqttFilesSync | None = None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -50,6 +56,11 @@ class ControllerContext:
             return
         with self.transaction_lock, session_scope(self.session_factory) as session:
             yield session
+
+    def credentials_changed(self) -> None:
+        """Call after committing a device credential change (register, rotate, revoke, decommission)."""
+        if self.mqtt_sync is not None:
+            self.mqtt_sync.sync(self)
 
     def now(self) -> dt.datetime:
         return utcnow()
@@ -85,7 +96,17 @@ def build_context(settings: ControllerSettings, *, pool_size: int = 20) -> Contr
     store.prepare()
     metrics = ControllerMetrics()
     metrics.add_fleet_collector(FleetCollector(factory, settings.health_check_interval_s, utcnow))
+    mqtt_sync = None
+    if settings.mqtt_acl_dir is not None:
+        from csi_ota.controller.mqtt_sync import MqttFilesSync
+
+        mqtt_sync = MqttFilesSync(
+            settings.mqtt_acl_dir,
+            controller_user=settings.mqtt_controller_user,
+            mosquitto_pid_file=settings.mosquitto_pid_file,
+        )
     return ControllerContext(
+        mqtt_sync=mqtt_sync,
         settings=settings,
         engine=engine,
         session_factory=factory,

@@ -379,6 +379,7 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
                     )
             except IntegrityError:
                 raise Conflict(f"device {body.device_id!r} already exists") from None
+            ctx.credentials_changed()
             return DeviceTokenOut(device_id=body.device_id, token=token)
 
         return await run_in_threadpool(work)
@@ -470,12 +471,14 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
         """A new token (shown once); the old one stops working at once."""
         with ctx.session() as session:
             token = registry.rotate_token(session, _device_path(device_id), actor=caller.actor)
+        ctx.credentials_changed()
         return DeviceTokenOut(device_id=device_id, token=token)
 
     @app.post("/api/devices/{device_id}/token/revoke", response_model=Ok, tags=["devices"])
     def revoke_device_token(device_id: str, caller: Operator) -> Ok:
         with ctx.session() as session:
             registry.revoke_token(session, _device_path(device_id), actor=caller.actor)
+        ctx.credentials_changed()
         return Ok()
 
     @app.post("/api/devices/{device_id}/decommission", response_model=Ok, tags=["devices"])
@@ -483,6 +486,7 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
         """Revokes the token, clears the assignment and hides the device from lists (history is kept)."""
         with ctx.session() as session:
             registry.decommission(session, _device_path(device_id), actor=caller.actor)
+        ctx.credentials_changed()
         return Ok()
 
     @app.put("/api/devices/{device_id}/config", tags=["devices"])
@@ -561,7 +565,12 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
                     else:
                         registry.revoke_token(session, device.id, actor=caller.actor)
                 audit.record(session, caller.actor, f"batch.{body.action}", "", devices=len(devices))
-                return BatchOut(action=body.action, matched=len(devices), device_ids=[d.id for d in devices])
+                result = BatchOut(
+                    action=body.action, matched=len(devices), device_ids=[d.id for d in devices]
+                )
+            if body.action == "revoke":
+                ctx.credentials_changed()
+            return result
 
         return await run_in_threadpool(work)
 
@@ -668,11 +677,7 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
     def mqtt_credentials(caller: Admin) -> list[dict[str, str]]:
         """Each active device's Mosquitto password hash (for `csi-ota mqtt-acl`)."""
         with ctx.session() as session:
-            rows = session.execute(
-                select(Device.id, Device.mqtt_password_hash)
-                .where(Device.decommissioned.is_(False), Device.mqtt_password_hash.is_not(None))
-                .order_by(Device.id)
-            )
-            return [{"device_id": device_id, "password_hash": hashed} for device_id, hashed in rows]
+            rows = registry.mqtt_credentials(session)
+        return [{"device_id": device_id, "password_hash": hashed} for device_id, hashed in rows]
 
     return app

@@ -10,11 +10,15 @@ through :func:`registry.record_heartbeat` — the same update as the HTTP
 heartbeat; stats replace the device's stats; CSI data goes to the CSI sink.
 Messages from unknown or decommissioned devices, with bad ids or bad JSON are
 dropped and counted (``dropped``). The broker's ACL (``csi-ota mqtt-acl``) is
-what stops a device publishing under another device's id.
+what stops a device publishing under another device's id. CSI payloads over
+``max_csi_bytes`` (the HTTP limit, 256 KiB) are dropped here too; the shipped
+mosquitto.conf refuses them at the broker first (``message_size_limit``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -40,6 +44,21 @@ MAX_STATS_BYTES = 16 * 1024
 log = logging.getLogger("csi_ota.mqtt")
 
 
+SHARE_GROUP_SECRET_HEX_CHARS = 32
+DEFAULT_MAX_CSI_BYTES = 256 * 1024
+
+
+def share_group_for(share_group: str, password: str | None) -> str:
+    """``share_group`` plus a 128-bit suffix only holders of the controller's broker password can compute.
+
+    Every controller process of a scale-out has the same password, hence the same group.
+    """
+    if not share_group or not password:
+        return share_group
+    digest = hmac.new(password.encode("utf-8"), b"csi-ota mqtt share group", hashlib.sha256).hexdigest()
+    return f"{share_group}-{digest[:SHARE_GROUP_SECRET_HEX_CHARS]}"
+
+
 def subscriptions_for(share_group: str) -> list[tuple[str, int]]:
     """The topic filters to subscribe to, in ``share_group`` (plain when empty)."""
     if not share_group:
@@ -60,9 +79,11 @@ class MqttBridge:
         password: str | None = None,
         client_id: str | None = None,
         share_group: str,
+        max_csi_bytes: int = DEFAULT_MAX_CSI_BYTES,
     ) -> None:
         self.ctx = ctx
-        self.subscriptions = subscriptions_for(share_group)
+        self.subscriptions = subscriptions_for(share_group_for(share_group, password))
+        self.max_csi_bytes = max_csi_bytes
         self.host = host
         self.port = port
         self.counts: Tally[str] = Tally()
@@ -119,6 +140,8 @@ class MqttBridge:
         device_id, kind = parts[1], parts[2]
         ctx = self.ctx
         if kind == "data":
+            if not payload or len(payload) > self.max_csi_bytes:
+                return "dropped"
             with ctx.session() as session:
                 device = session.get(Device, device_id)
                 if device is None or device.decommissioned:

@@ -178,6 +178,16 @@ def decommission(session: Session, device_id: str, *, actor: str) -> None:
     audit.record(session, actor, "device.decommission", f"device:{device_id}")
 
 
+def mqtt_credentials(session: Session) -> list[tuple[str, str]]:
+    """(device id, Mosquitto password hash) of every device that may use the broker, by id."""
+    rows = session.execute(
+        select(Device.id, Device.mqtt_password_hash)
+        .where(Device.decommissioned.is_(False), Device.mqtt_password_hash.is_not(None))
+        .order_by(Device.id)
+    )
+    return [(device_id, hashed) for device_id, hashed in rows]
+
+
 def set_tags(
     session: Session, device_id: str, *, add: Iterable[str] = (), remove: Iterable[str] = (), actor: str
 ) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import logging
 import signal
@@ -144,6 +145,20 @@ async def _run_servers(servers: list[uvicorn.Server]) -> None:
         raise CsiOtaError("a port could not be opened (already in use?)", exit_code=1)
 
 
+def _sync_mqtt_files(ctx: ControllerContext, mqtt: MqttOptions | None) -> MqttOptions | None:
+    """With --mqtt-acl-dir: bring Mosquitto's files up to date now; the bridge uses controller.password."""
+    if ctx.mqtt_sync is None:
+        return mqtt
+    files = ctx.mqtt_sync.sync(ctx)
+    if mqtt is not None and mqtt.password is None:
+        mqtt = dataclasses.replace(
+            mqtt,
+            username=mqtt.username or ctx.settings.mqtt_controller_user,
+            password=files.controller_password_file.read_text().strip(),
+        )
+    return mqtt
+
+
 def serve(settings: ControllerSettings, listen: ListenOptions, mqtt: MqttOptions | None = None) -> None:
     """Runs the controller until SIGTERM/SIGINT."""
     check_listen_options(listen)
@@ -155,6 +170,7 @@ def serve(settings: ControllerSettings, listen: ListenOptions, mqtt: MqttOptions
     removed = ctx.store.clean_incoming()
     if removed:
         log.warning("removed %d half-written upload(s) from %s", removed, ctx.store.incoming)
+    mqtt = _sync_mqtt_files(ctx, mqtt)
     device_app, management_app = create_apps(ctx)
     common = {"log_level": listen.log_level, "access_log": False, "timeout_keep_alive": KEEP_ALIVE_TIMEOUT_S}
     device_config = uvicorn.Config(
@@ -180,6 +196,7 @@ def serve(settings: ControllerSettings, listen: ListenOptions, mqtt: MqttOptions
             username=mqtt.username,
             password=mqtt.password,
             share_group=mqtt.share_group,
+            max_csi_bytes=settings.max_csi_body_bytes,
         )
         bridge.start()
     stop_flusher = threading.Event()

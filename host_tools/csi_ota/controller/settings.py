@@ -50,6 +50,10 @@ class ControllerSettings:
     accel_redirect_prefix: str | None = None
     # Device ids refused at registration besides ota-controller (serve adds its --mqtt-username).
     reserved_device_ids: tuple[str, ...] = ()
+    # `serve --mqtt-acl-dir/--mosquitto-pid-file`: keep Mosquitto's passwd/acl current (mqtt_sync).
+    mqtt_acl_dir: Path | None = None
+    mosquitto_pid_file: Path | None = None
+    mqtt_controller_user: str = "ota-controller"
     extra: dict[str, str] = field(default_factory=dict)
 
 
