@@ -22,6 +22,9 @@ echo "== virtual ESP32-S3: build + C unit tests =="
 ./scripts/build_sim.sh
 ctest --test-dir firmware/sim/build --output-on-failure -j2
 
+echo "== fuzz targets of the device parsers (15 s each) =="
+./scripts/fuzz.sh 15
+
 echo "== host tests =="
 python3 -m pytest tests --junitxml=out/tests.junit.xml "$@"
 

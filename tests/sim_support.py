@@ -97,6 +97,7 @@ class ServerKnobs:
     # state -> how many reports in that state to answer with 503 (not recorded)
     fail_status_states: dict[str, int] = field(default_factory=dict)
     device_config: str = ""  # X-Device-Config on version-check answers
+    firmware_url: str = ""  # X-Firmware-Url on offers ("": this server's /api/ota/firmware/<sha>)
 
 
 @dataclass
@@ -264,7 +265,7 @@ class OtaTestServer:
                     self._send(204, b"", headers)
                     return
                 headers["Content-Type"] = "text/plain; charset=utf-8"
-                headers["X-Firmware-Url"] = f"/api/ota/firmware/{release.sha256}"
+                headers["X-Firmware-Url"] = server.knobs.firmware_url or f"/api/ota/firmware/{release.sha256}"
                 self._send(200, release.manifest, headers)
 
             def _firmware(self, sha: str) -> None:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from csi_ota import keys
 from csi_ota.cli import main
 from csi_ota.doctor import parse_sdkconfig, run_doctor
 from csi_ota.errors import CsiOtaError
@@ -32,6 +34,9 @@ CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE=y
 CONFIG_COMPILER_OPTIMIZATION_SIZE=y
 CONFIG_MBEDTLS_SSL_PROTO_TLS1_3=y
 """
+# A real release key, as `csi-ota keys show-public --format kconfig` prints it.
+TRUSTED = keys.kconfig_trusted_keys_line([ec.generate_private_key(ec.SECP256R1()).public_key()]) + "\n"
+GOOD += TRUSTED
 
 
 def run_cli(*args: object) -> tuple[int, str, str]:
@@ -65,20 +70,30 @@ def levels(by_check: dict[str, list[tuple[str, str]]], check: str) -> set[str]:
     return {level for level, _ in by_check.get(check, [])}
 
 
-def test_repository_defaults_pass(monkeypatch: pytest.MonkeyPatch):
+def test_repository_defaults_pass_once_release_keys_are_in(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.chdir(REPO)
     code, out, err = run_cli("doctor", "firmware")
+    assert code == 1 and "trusted-keys" in err  # a fresh checkout has no release key yet
+    report = run_doctor(REPO / "firmware")
+    assert [f.check for f in report.errors] == ["trusted-keys"]
+    with_keys = tmp_path / "sdkconfig.defaults"
+    with_keys.write_text((REPO / "sdkconfig.defaults").read_text() + TRUSTED)
+    code, out, err = run_cli("doctor", "firmware", "--sdkconfig", with_keys)
     assert code == 0, out + err
     assert "OTA configuration OK" in out
-    report = run_doctor(REPO / "firmware")
-    assert report.used_defaults and report.sdkconfig.endswith("sdkconfig.defaults")
+    report = run_doctor(REPO / "firmware", sdkconfig=with_keys)
+    assert report.used_defaults
     assert {f.check for f in report.findings} >= {
         "rollback",
         "partition-table",
         "partition-spec",
         "flash-size",
+        "https",
+        "trusted-keys",
+        "nvs-encryption",
     }
-    assert all(f.level == "ok" for f in report.findings), report.findings
+    # Only NVS encryption is left to the integrator (it needs a per-device eFuse key).
+    assert [f.check for f in report.findings if f.level != "ok"] == ["nvs-encryption"], report.findings
 
 
 def test_good_built_sdkconfig(tmp_path: Path):
@@ -215,8 +230,8 @@ def test_anti_rollback_rules(tmp_path: Path):
 def test_transport_checks(tmp_path: Path):
     config = GOOD + "CONFIG_ESP_HTTPS_OTA_ALLOW_HTTP=y\n# CONFIG_MBEDTLS_SSL_PROTO_TLS1_3 is not set\n"
     code, by_check = findings(make_firmware(tmp_path / "a", config))
-    assert code == 0
-    assert levels(by_check, "https") == {"warn"} and levels(by_check, "tls") == {"warn"}
+    assert code == 0  # esp_https_ota's option: this firmware does not use esp_https_ota
+    assert levels(by_check, "https") == {"ok", "warn"} and levels(by_check, "tls") == {"warn"}
     code, by_check = findings(make_firmware(tmp_path / "b", GOOD + "CONFIG_ESP_TLS_INSECURE=y\n"))
     assert code == 1 and levels(by_check, "https") == {"error"}
 
@@ -251,7 +266,7 @@ def test_explicit_sdkconfig_and_bad_input(tmp_path: Path):
     assert code == 2 and "does not exist" in err
     explicit.write_text(GOOD + "this is not a config line\n")
     code, out, err = run_cli("doctor", firmware, "--sdkconfig", explicit)
-    assert code == 2 and "other.sdkconfig:11" in err and "not an sdkconfig line" in err
+    assert code == 2 and "other.sdkconfig:12" in err and "not an sdkconfig line" in err
     assert "Traceback" not in out + err
 
 

@@ -32,6 +32,13 @@
 #include "trusted_keys.h"
 #include "wifi_station.h"
 
+/* Test images only (Kconfig CSI_OTA_ALLOW_PLAIN_HTTP): http:// URLs accepted. */
+#if CONFIG_CSI_OTA_ALLOW_PLAIN_HTTP
+#define OTA_CLIENT_ALLOW_PLAIN_HTTP true
+#else
+#define OTA_CLIENT_ALLOW_PLAIN_HTTP false
+#endif
+
 static const char *TAG = "ota_client";
 
 #define OTA_CLIENT_STACK_BYTES 8192
@@ -80,6 +87,9 @@ static ota_status_t selftest_controller_reachable(void *ctx, uint32_t timeout_ms
     char url[512];
     if (!selftest_probe_url(url, sizeof(url))) {
         return OTA_ERR_CONFIG;
+    }
+    if (!ota_url_scheme_allowed(url, OTA_CLIENT_ALLOW_PLAIN_HTTP)) {
+        return OTA_ERR_INSECURE_URL; /* as the core: no token over plain http */
     }
     ota_port_http_request_t request = {
         .method = "GET",
@@ -204,6 +214,7 @@ esp_err_t ota_client_start(const provisioning_t *config) {
     client_config.deployment = config->deployment;
     snprintf(client_config.project_name, sizeof(client_config.project_name), "%s",
              OTA_CLIENT_PROJECT_NAME);
+    client_config.allow_plain_http = OTA_CLIENT_ALLOW_PLAIN_HTTP;
     client_config.trusted_key_count = trusted_keys_parse(
         CONFIG_CSI_OTA_TRUSTED_KEYS, client_config.trusted_keys, OTA_AGENT_MAX_TRUSTED_KEYS);
     ota_client_add_selftest(&client_config, "wifi_up", selftest_wifi_up);

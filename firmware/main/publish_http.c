@@ -88,6 +88,12 @@ static int publish_http_post(publish_endpoint_t *endpoint, const char *body, siz
 esp_err_t publish_start(const provisioning_t *config) {
     const char *base = config->data_url;
     const char *id = config->deployment.device_id;
+#if !CONFIG_CSI_OTA_ALLOW_PLAIN_HTTP
+    if (strncmp(base, "https://", 8) != 0) {
+        ESP_LOGE(TAG, "data URL %s: https only (the token must not travel in clear)", base);
+        return ESP_ERR_INVALID_ARG;
+    }
+#endif
     s_ca_cert_pem = config->ca_cert_pem;
     if (config->deployment.auth_token[0] != '\0') {
         snprintf(s_authorization, sizeof(s_authorization), "Bearer %s",

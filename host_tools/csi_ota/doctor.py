@@ -5,7 +5,9 @@ sdkconfig.defaults with ESP-IDF's Kconfig defaults for unset options) and the
 partition table it names, and explains each finding. The checks that matter
 most: rollback enabled in the bootloader (without it a bad update is never
 rolled back and nothing says so — esp-idf issue 4799), the custom 1.25 MB
-two-slot table matching the layout spec, and the table fitting the flash.
+two-slot table matching the layout spec, the table fitting the flash, and what
+the firmware's own OTA client does: trusted release keys present, http:// refused
+(CONFIG_CSI_OTA_ALLOW_PLAIN_HTTP off), NVS encryption on or off.
 """
 
 from __future__ import annotations
@@ -43,6 +45,19 @@ KCONFIG_DEFAULTS = {
     "BOOTLOADER_WDT_ENABLE": "y",
     "ESP_TASK_WDT_EN": "y",
     "SECURE_BOOT": "n",
+    "SECURE_FLASH_ENC_ENABLED": "n",
+    "NVS_ENCRYPTION": "n",
+    "NVS_SEC_KEY_PROTECT_USING_HMAC": "n",
+    "NVS_SEC_KEY_PROTECT_USING_FLASH_ENC": "n",
+    "NVS_SEC_HMAC_EFUSE_KEY_ID": "-1",
+    # firmware/main/Kconfig.projbuild (the firmware's own options)
+    "CSI_OTA_TRUSTED_KEYS": "",
+    "CSI_OTA_ALLOW_PLAIN_HTTP": "n",
+    "CSI_OTA_TEST_HOOKS": "n",
+    "CSI_OTA_VERSION_CHECK_URL": "https://ota-controller.local:8080/api/ota/version",
+    "CSI_OTA_UPDATE_URL": "https://ota-controller.local:8080/firmware/latest",
+    "CSI_OTA_PUBLISH_HTTP": "n",
+    "CSI_OTA_DATA_URL": "",
 }
 # Old names ESP-IDF still accepts (components' sdkconfig.rename): old → current.
 RENAMED_OPTIONS = {
@@ -389,28 +404,6 @@ def check_flash_fits(cfg: SdkConfig, layout: Layout | None) -> list[Finding]:
     ]
 
 
-def check_transport(cfg: SdkConfig) -> list[Finding]:
-    out = []
-    if cfg.enabled("ESP_HTTPS_OTA_ALLOW_HTTP"):
-        out.append(
-            Finding("https", WARN, "CONFIG_ESP_HTTPS_OTA_ALLOW_HTTP=y lets firmware come over plain HTTP")
-        )
-    for name in ("ESP_TLS_INSECURE", "ESP_TLS_SKIP_SERVER_CERT_VERIFY"):
-        if cfg.enabled(name):
-            out.append(Finding("https", ERROR, f"CONFIG_{name}=y: any server could hand the device firmware"))
-    if not out:
-        out.append(Finding("https", OK, "OTA only over HTTPS with server certificate verification"))
-    if cfg.enabled("MBEDTLS_SSL_PROTO_TLS1_3"):
-        out.append(Finding("tls", OK, "TLS 1.3 enabled"))
-    else:
-        out.append(
-            Finding(
-                "tls", WARN, "TLS 1.3 is off (CONFIG_MBEDTLS_SSL_PROTO_TLS1_3); the seed promises TLS 1.3"
-            )
-        )
-    return out
-
-
 def check_size_and_watchdogs(cfg: SdkConfig) -> list[Finding]:
     out = []
     if cfg.enabled("COMPILER_OPTIMIZATION_SIZE"):
@@ -467,6 +460,8 @@ def run_doctor(
     sdkconfig: str | Path | None = None,
     spec: str | Path | None = None,
 ) -> DoctorReport:
+    from csi_ota import doctor_security  # its checks import this module's types
+
     firmware = Path(firmware_dir)
     path, is_defaults = find_sdkconfig(firmware, Path(sdkconfig) if sdkconfig is not None else None)
     cfg = load_sdkconfig(path, is_defaults)
@@ -479,6 +474,8 @@ def run_doctor(
     findings += table_findings
     findings += check_flash_fits(cfg, layout)
     findings += check_anti_rollback(cfg, layout)
-    findings += check_transport(cfg)
+    findings += doctor_security.check_transport(cfg)
+    findings += doctor_security.check_trusted_keys(cfg)
+    findings += doctor_security.check_nvs_encryption(cfg, layout)
     findings += check_size_and_watchdogs(cfg)
     return DoctorReport(str(path), is_defaults, table_path, tuple(findings))

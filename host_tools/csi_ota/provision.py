@@ -22,6 +22,7 @@ from types import SimpleNamespace
 
 from cryptography import x509
 
+from csi_ota import nvs_encryption
 from csi_ota.errors import CsiOtaError
 from csi_ota.fileio import write_atomic
 from csi_ota.secure_boot import quiet_esp_tools
@@ -230,8 +231,14 @@ def nvs_csv(config: ProvisionConfig, ca_cert_path: str | None = None) -> str:
     return out.getvalue()
 
 
-def build_nvs_image(config: ProvisionConfig, size_bytes: int = DEFAULT_NVS_PARTITION_BYTES) -> bytes:
-    """The NVS partition image for ``config`` made by esp-idf-nvs-partition-gen."""
+def build_nvs_image(
+    config: ProvisionConfig, size_bytes: int = DEFAULT_NVS_PARTITION_BYTES, *, hmac_key: bytes | None = None
+) -> bytes:
+    """The NVS partition image for ``config`` made by esp-idf-nvs-partition-gen.
+
+    With ``hmac_key`` the image is encrypted for CONFIG_NVS_ENCRYPTION's HMAC scheme
+    (csi_ota.nvs_encryption): the device reads it once that key is in its eFuse.
+    """
     from esp_idf_nvs_partition_gen import nvs_partition_gen
 
     validate_config(config)
@@ -244,6 +251,11 @@ def build_nvs_image(config: ProvisionConfig, size_bytes: int = DEFAULT_NVS_PARTI
         csv_path = os.path.join(tmp, "nvs.csv")
         Path(csv_path).write_text(nvs_csv(config, ca_path), encoding="utf-8")
         bin_path = os.path.join(tmp, "nvs.bin")
+        if hmac_key is not None:
+            data = nvs_encryption.encrypt_csv(csv_path, size_bytes, hmac_key, tmp)
+            if len(data) != size_bytes:
+                raise CsiOtaError(f"esp-idf-nvs-partition-gen wrote {len(data)} bytes, expected {size_bytes}")
+            return data
         args = SimpleNamespace(input=[csv_path], output=bin_path, size=hex(size_bytes), version=2, outdir=tmp)
         try:
             with quiet_esp_tools() as log:
@@ -259,12 +271,21 @@ def build_nvs_image(config: ProvisionConfig, size_bytes: int = DEFAULT_NVS_PARTI
 
 
 def write_nvs_image(
-    config: ProvisionConfig, out: str | os.PathLike[str], size_bytes: int = DEFAULT_NVS_PARTITION_BYTES
+    config: ProvisionConfig,
+    out: str | os.PathLike[str],
+    size_bytes: int = DEFAULT_NVS_PARTITION_BYTES,
+    *,
+    hmac_key: bytes | None = None,
 ) -> bytes:
     """Build the image and write it atomically to ``out``; returns the bytes."""
-    data = build_nvs_image(config, size_bytes)
-    write_atomic(out, data)
+    data = build_nvs_image(config, size_bytes, hmac_key=hmac_key)
+    write_image_file(out, data, encrypted=hmac_key is not None)
     return data
+
+
+def write_image_file(out: str | os.PathLike[str], data: bytes, *, encrypted: bool) -> None:
+    """Atomically; a plain image holds the device token in clear, so only its owner may read it."""
+    write_atomic(out, data, mode=0o644 if encrypted else 0o600)
 
 
 # ---------------------------------------------------------------------------
@@ -361,11 +382,19 @@ def read_nvs_image(data: bytes) -> dict[str, dict[str, int | str | bytes]]:
     return result
 
 
-def config_from_nvs(data: bytes) -> ProvisionConfig:
+def config_from_nvs(data: bytes, *, hmac_key: bytes | None = None) -> ProvisionConfig:
     """The ProvisionConfig stored in an NVS image made by :func:`build_nvs_image`."""
-    entries = read_nvs_image(data).get(NVS_NAMESPACE)
+    if hmac_key is not None:
+        data = nvs_encryption.decrypt_image(data, hmac_key)
+    try:
+        parsed = read_nvs_image(data)
+    except CsiOtaError as exc:
+        hint = "" if hmac_key is not None else " (an encrypted image? pass its HMAC key)"
+        raise CsiOtaError(f"{exc.message}{hint}") from None
+    entries = parsed.get(NVS_NAMESPACE)
     if entries is None:
-        raise CsiOtaError(f"NVS image has no namespace {NVS_NAMESPACE!r}")
+        hint = "" if hmac_key is not None else " (an encrypted image? pass its HMAC key)"
+        raise CsiOtaError(f"NVS image has no namespace {NVS_NAMESPACE!r}{hint}")
     values: dict[str, object] = {}
     for name, spec in PROVISION_FIELDS.items():
         if spec.nvs_key not in entries:

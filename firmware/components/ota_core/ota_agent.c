@@ -61,6 +61,21 @@ ota_status_t ota_agent_http_read_body(ota_port_http_t *http, char *buf, size_t c
     return OTA_OK;
 }
 
+ota_status_t ota_agent_http_open(const ota_agent_t *client, ota_port_http_request_t *request,
+                                 ota_port_http_t **http, ota_port_http_response_t *response) {
+    const ota_deployment_config_t *d = &client->config.deployment;
+    if (!ota_url_scheme_allowed(request->url, client->config.allow_plain_http)) {
+        OTA_LOGE("refusing %s: https only (CONFIG_CSI_OTA_ALLOW_PLAIN_HTTP is off)", request->url);
+        return OTA_ERR_INSECURE_URL;
+    }
+    /* The bearer token goes to the controller's own origin only (its version_check_url). */
+    request->bearer_token =
+        ota_url_same_origin(request->url, d->version_check_url) && d->auth_token[0] != '\0'
+            ? d->auth_token
+            : NULL;
+    return ota_port_http_open(request, http, response);
+}
+
 bool ota_agent_controller_url(const ota_agent_t *client, const char *path, char *out, size_t cap) {
     return ota_url_resolve(client->config.deployment.version_check_url, path, out, cap);
 }
@@ -82,6 +97,8 @@ bool ota_agent_is_rejection(ota_status_t status) {
     case OTA_ERR_IMAGE_SIZE:
     case OTA_ERR_IMAGE_DIGEST:
     case OTA_ERR_IMAGE_INVALID:
+    case OTA_ERR_HEADER_TOO_LONG:
+    case OTA_ERR_INSECURE_URL:
         return true;
     default:
         return false;
@@ -145,8 +162,11 @@ ota_status_t ota_agent_init(ota_agent_t *client, const ota_agent_config_t *confi
     client->last_check_status = OTA_OK;
     char form[OTA_URL_MAX_BYTES];
     if (ota_store_load_text(OTA_KV_CONFIG, form, sizeof(form)) == OTA_OK) {
-        client->config_override_mask = ota_config_apply_form(&client->config.deployment, form);
+        client->config_override_mask = ota_config_apply_form(&client->config.deployment, form,
+                                                             client->config.allow_plain_http);
     }
+    ota_config_prev_record_t prev;
+    client->config_on_trial = ota_store_load_config_prev(&prev) == OTA_OK;
     if (ota_store_load_report(&client->report) != OTA_OK) {
         memset(&client->report, 0, sizeof(client->report));
     }
@@ -169,25 +189,24 @@ ota_status_t ota_agent_init(ota_agent_t *client, const ota_agent_config_t *confi
     return OTA_OK;
 }
 
-static ota_status_t ota_agent_persist_overrides(ota_agent_t *client) {
-    char form[OTA_URL_MAX_BYTES];
-    if (!ota_config_to_form(&client->config.deployment, client->config_override_mask, form,
-                            sizeof(form))) {
-        return OTA_ERR_NO_MEM;
-    }
-    return ota_store_save_text(OTA_KV_CONFIG, form);
-}
-
 ota_status_t ota_agent_set_manifest_url(ota_agent_t *client, const char *url) {
     ota_deployment_config_t *d = &client->config.deployment;
     if (url == NULL || !ota_url_is_absolute_http(url) ||
         strlen(url) >= sizeof(d->version_check_url)) {
         return OTA_ERR_INVALID_ARG;
     }
+    if (!ota_url_scheme_allowed(url, client->config.allow_plain_http)) {
+        return OTA_ERR_INSECURE_URL;
+    }
     strcpy(d->version_check_url, url);
     client->config_override_mask |= OTA_CONFIG_VERSION_CHECK_URL;
     OTA_LOGI("manifest url set to %s", url);
-    return ota_agent_persist_overrides(client);
+    ota_status_t status = ota_config_persist_overrides(client);
+    if (status == OTA_OK && client->config_on_trial &&
+        ota_store_erase(OTA_KV_CONFIG_PREV) == OTA_OK) {
+        client->config_on_trial = false; /* the operator's URL replaces any pushed one */
+    }
+    return status;
 }
 
 const ota_deployment_config_t *ota_agent_deployment(const ota_agent_t *client) {
@@ -321,26 +340,12 @@ static void ota_agent_report_rejection(ota_agent_t *client, ota_status_t reason,
     ota_report(client, OTA_REPORT_REJECTED, reason, &details);
 }
 
-static void ota_agent_apply_pushed_config(ota_agent_t *client, const char *form) {
-    if (form[0] == '\0') {
-        return;
-    }
-    ota_deployment_config_t before = client->config.deployment;
-    uint32_t changed = ota_config_apply_form(&client->config.deployment, form);
-    if (changed == 0 || memcmp(&before, &client->config.deployment, sizeof(before)) == 0) {
-        return;
-    }
-    client->config_override_mask |= changed;
-    OTA_LOGI("config pushed: %s", form);
-    if (ota_agent_persist_overrides(client) != OTA_OK) {
-        OTA_LOGW("could not persist pushed config");
-    }
-}
-
-/* GET the version check; *manifest_len > 0 when a manifest came back. */
+/* GET the version check; *manifest_len > 0 when a manifest came back; *answered when
+ * the controller accepted the device (200/204). */
 static ota_status_t ota_agent_fetch_manifest(ota_agent_t *client, char *manifest, size_t cap,
                                              size_t *manifest_len, char *firmware_url,
-                                             size_t url_cap) {
+                                             size_t url_cap, bool *answered) {
+    *answered = false;
     char url[OTA_URL_MAX_BYTES];
     if (client->config.deployment.version_check_url[0] == '\0') {
         return OTA_ERR_CONFIG;
@@ -352,19 +357,36 @@ static ota_status_t ota_agent_fetch_manifest(ota_agent_t *client, char *manifest
     ota_port_http_request_t request = {
         .method = "GET",
         .url = url,
-        .bearer_token = client->config.deployment.auth_token,
         .range_start = -1,
         .timeout_ms = client->config.http_timeout_ms,
     };
     ota_port_http_t *http = NULL;
     ota_port_http_response_t response;
-    ota_status_t status = ota_port_http_open(&request, &http, &response);
+    ota_status_t status = ota_agent_http_open(client, &request, &http, &response);
     if (status != OTA_OK) {
         return status;
     }
     *manifest_len = 0;
+    bool header_refused = false;
     if (response.status == 200 || response.status == 204) {
-        ota_agent_apply_pushed_config(client, response.device_config);
+        *answered = true;
+        ota_config_trial_worked(client); /* before a push may start the next trial */
+        if (response.device_config_too_long) {
+            OTA_LOGE("X-Device-Config longer than %u bytes refused (not applied)",
+                     (unsigned)(OTA_PORT_DEVICE_CONFIG_MAX_BYTES - 1));
+            header_refused = true;
+        } else {
+            ota_config_push(client, response.device_config);
+        }
+        if (response.firmware_url_too_long) {
+            OTA_LOGE("X-Firmware-Url longer than %u bytes refused",
+                     (unsigned)(OTA_PORT_FIRMWARE_URL_MAX_BYTES - 1));
+            header_refused = true;
+        }
+    }
+    if (header_refused) {
+        ota_port_http_close(http);
+        return OTA_ERR_HEADER_TOO_LONG;
     }
     if (response.status == 204) {
         ota_port_http_close(http);
@@ -401,10 +423,17 @@ static ota_status_t ota_agent_check_once(ota_agent_t *client) {
     char text[OTA_MANIFEST_MAX_BYTES + 1];
     char firmware_url[OTA_URL_MAX_BYTES];
     size_t len = 0;
+    bool answered = false;
     ota_status_t status = ota_agent_fetch_manifest(client, text, sizeof(text), &len, firmware_url,
-                                                   sizeof(firmware_url));
+                                                   sizeof(firmware_url), &answered);
     client->phase = OTA_AGENT_IDLE;
-    if (status == OTA_ERR_MANIFEST_FORMAT) {
+    if (!answered && ota_config_trial_failed(client)) {
+        OTA_LOGW("check failed: %s", ota_status_to_reason(status));
+        ota_agent_report_rejection(client, OTA_ERR_CONFIG_REVERTED, NULL);
+        return status == OTA_OK ? OTA_ERR_CONFIG_REVERTED : status;
+    }
+    if (status == OTA_ERR_MANIFEST_FORMAT || status == OTA_ERR_HEADER_TOO_LONG ||
+        status == OTA_ERR_INSECURE_URL) {
         OTA_LOGE("rejected: %s (%s)", ota_status_to_reason(status), ota_status_describe(status));
         ota_agent_report_rejection(client, status, NULL);
         return OTA_OK;
@@ -429,6 +458,11 @@ static ota_status_t ota_agent_check_once(ota_agent_t *client) {
         memcpy(client->offered_version, manifest.version, sizeof(client->offered_version));
         client->offered_sequence = manifest.sequence;
         status = ota_agent_check_policy(client, &manifest);
+    }
+    if (status == OTA_OK &&
+        !ota_url_scheme_allowed(firmware_url, client->config.allow_plain_http)) {
+        OTA_LOGE("refusing firmware URL %s: https only", firmware_url);
+        status = OTA_ERR_INSECURE_URL;
     }
     if (status == OTA_ERR_SAME_VERSION) {
         OTA_LOGI("already running %s (sequence %lu)", manifest.version,

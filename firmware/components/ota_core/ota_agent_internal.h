@@ -25,10 +25,14 @@ extern "C" {
 #define OTA_KV_FAIL_NEXT "fail_next"
 #define OTA_KV_RETRY "retry"
 #define OTA_KV_FALLBACK "fallback" /* boot slot of the last reported fallback */
+#define OTA_KV_CONFIG_PREV "config_prev"
 #define OTA_KV_RECORD_MAX_BYTES 768
 
 #define OTA_STATUS_PATH "/api/ota/status"
 #define OTA_URL_MAX_BYTES 768
+
+/* Failed checks with a pushed check URL before the last working one comes back. */
+#define OTA_CONFIG_TRIAL_MAX_FAILURES 3u
 
 /* Report states (docs/device-protocol.md). */
 #define OTA_REPORT_DOWNLOADING "downloading"
@@ -74,6 +78,14 @@ typedef struct {
     bool allowed;
 } ota_retry_record_t;
 
+/* The last working URLs, kept while pushed ones are on trial (OTA_KV_CONFIG_PREV). */
+typedef struct {
+    char version_check_url[256];
+    char update_url[256];
+    uint32_t mask;     /* override bits of these two fields before the push */
+    uint32_t failures; /* failed checks with the URLs on trial */
+} ota_config_prev_record_t;
+
 /* What a report is about (target_* empty when no manifest is involved). */
 typedef struct {
     const char *version; /* NULL: the running version */
@@ -96,6 +108,8 @@ ota_status_t ota_store_save_retry(const ota_retry_record_t *record);
 void ota_retry_note_install(const char *sha256_hex, uint32_t sequence);
 void ota_retry_set_allowed(const char *sha256_hex, uint32_t sequence, bool allowed);
 ota_status_t ota_store_save_report(const ota_agent_report_t *report);
+ota_status_t ota_store_load_config_prev(ota_config_prev_record_t *record);
+ota_status_t ota_store_save_config_prev(const ota_config_prev_record_t *record);
 ota_status_t ota_store_load_u32(const char *key, uint32_t *value);
 ota_status_t ota_store_save_u32(const char *key, uint32_t value);
 ota_status_t ota_store_load_text(const char *key, char *buf, size_t cap);
@@ -120,13 +134,30 @@ ota_status_t ota_download_install(ota_agent_t *client, const ota_manifest_t *man
                                   const char *firmware_url);
 
 /* ---- ota_config.c: X-Device-Config and persisted overrides ---- */
-/* Applies a form-encoded config string; returns the bits it changed. */
-uint32_t ota_config_apply_form(ota_deployment_config_t *config, const char *form);
+/* Applies a form-encoded config string; returns the bits it changed. URLs must be
+ * https:// (http:// too when allow_plain_http). */
+uint32_t ota_config_apply_form(ota_deployment_config_t *config, const char *form,
+                               bool allow_plain_http);
+/* Persists the overridden fields (client->config_override_mask) as OTA_KV_CONFIG. */
+ota_status_t ota_config_persist_overrides(ota_agent_t *client);
+/* Applies an X-Device-Config push and persists it. A new version_check_url or
+ * update_url goes on trial: the last working pair is saved first. */
+void ota_config_push(ota_agent_t *client, const char *form);
+/* A check with the URLs on trial was answered (kept, trial over). */
+void ota_config_trial_worked(ota_agent_t *client);
+/* A check with the URLs on trial failed; after OTA_CONFIG_TRIAL_MAX_FAILURES the last
+ * working URLs come back (persisted). True when they did. */
+bool ota_config_trial_failed(ota_agent_t *client);
 /* Form string of the fields named by mask (for persisting overrides). */
 bool ota_config_to_form(const ota_deployment_config_t *config, uint32_t mask, char *out,
                         size_t cap);
 
 /* ---- helpers ---- */
+/* ota_port_http_open() with the client's URL policy: https only (unless
+ * allow_plain_http) and the bearer token only to the origin of version_check_url
+ * (request->bearer_token is set here). */
+ota_status_t ota_agent_http_open(const ota_agent_t *client, ota_port_http_request_t *request,
+                                 ota_port_http_t **http, ota_port_http_response_t *response);
 /* Maps an HTTP status to an error (401/403 → HTTP_AUTH, else HTTP_STATUS). */
 ota_status_t ota_agent_http_error(int http_status);
 /* Reads the whole body into buf (NUL-terminated); OTA_ERR_NO_MEM when it does not fit. */

@@ -140,12 +140,11 @@ static ota_status_t ota_download_open(ota_download_t *dl, uint32_t *offset) {
     ota_port_http_request_t request = {
         .method = "GET",
         .url = dl->url,
-        .bearer_token = client->config.deployment.auth_token,
         .range_start = *offset > 0 ? (int64_t)*offset : -1,
         .timeout_ms = client->config.http_timeout_ms,
     };
     ota_port_http_response_t response;
-    ota_status_t status = ota_port_http_open(&request, &dl->http, &response);
+    ota_status_t status = ota_agent_http_open(client, &request, &dl->http, &response);
     if (status != OTA_OK) {
         return status;
     }

@@ -201,6 +201,45 @@ static bool ota_manifest_store(ota_manifest_t *m, ota_manifest_key_t key, const 
     return false;
 }
 
+/* Strict UTF-8 (RFC 3629, as Python's decode): no overlong forms, no surrogates,
+ * nothing above U+10FFFF, no truncated sequence. */
+static bool ota_manifest_utf8_valid(const char *data, size_t len) {
+    const unsigned char *s = (const unsigned char *)data;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t extra = 0;
+        unsigned char lo = 0x80; /* allowed range of the second byte */
+        unsigned char hi = 0xBF;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            extra = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            extra = 2;
+            lo = c == 0xE0 ? 0xA0 : 0x80; /* overlong */
+            hi = c == 0xED ? 0x9F : 0xBF; /* surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            extra = 3;
+            lo = c == 0xF0 ? 0x90 : 0x80; /* overlong */
+            hi = c == 0xF4 ? 0x8F : 0xBF; /* above U+10FFFF */
+        } else {
+            return false; /* 0x80-0xC1 lead, 0xF5-0xFF */
+        }
+        if (len - i <= extra || s[i + 1] < lo || s[i + 1] > hi) {
+            return false;
+        }
+        for (size_t k = 2; k <= extra; k++) {
+            if (s[i + k] < 0x80 || s[i + k] > 0xBF) {
+                return false;
+            }
+        }
+        i += extra + 1;
+    }
+    return true;
+}
+
 static int ota_manifest_find_key(const char *key, size_t len) {
     for (int i = 0; i < MF_KEY_COUNT; i++) {
         if (strlen(OTA_MANIFEST_KEYS[i]) == len && memcmp(OTA_MANIFEST_KEYS[i], key, len) == 0) {
@@ -212,7 +251,7 @@ static int ota_manifest_find_key(const char *key, size_t len) {
 
 ota_status_t ota_manifest_parse(const char *data, size_t len, ota_manifest_t *out) {
     if (data == NULL || out == NULL || len == 0 || len > OTA_MANIFEST_MAX_BYTES ||
-        data[len - 1] != '\n') {
+        data[len - 1] != '\n' || !ota_manifest_utf8_valid(data, len)) {
         return OTA_ERR_MANIFEST_FORMAT;
     }
     memset(out, 0, sizeof(*out));

@@ -37,7 +37,6 @@ static ota_status_t ota_report_send(ota_agent_t *client) {
     ota_port_http_request_t request = {
         .method = "POST",
         .url = url,
-        .bearer_token = client->config.deployment.auth_token,
         .content_type = "application/json",
         .body = body,
         .body_len = body_len,
@@ -46,7 +45,7 @@ static ota_status_t ota_report_send(ota_agent_t *client) {
     };
     ota_port_http_t *http = NULL;
     ota_port_http_response_t response;
-    ota_status_t status = ota_port_http_open(&request, &http, &response);
+    ota_status_t status = ota_agent_http_open(client, &request, &http, &response);
     if (status != OTA_OK) {
         return status;
     }

@@ -198,6 +198,30 @@ ota_status_t ota_store_load_report(ota_agent_report_t *report) {
     return ok ? OTA_OK : OTA_ERR_NOT_FOUND;
 }
 
+ota_status_t ota_store_save_config_prev(const ota_config_prev_record_t *record) {
+    ota_record_t rec = {.len = 0};
+    ota_record_put(&rec, "version_check_url", record->version_check_url);
+    ota_record_put(&rec, "update_url", record->update_url);
+    ota_record_put_u32(&rec, "mask", record->mask);
+    ota_record_put_u32(&rec, "failures", record->failures);
+    return ota_record_save(OTA_KV_CONFIG_PREV, &rec);
+}
+
+ota_status_t ota_store_load_config_prev(ota_config_prev_record_t *record) {
+    ota_record_t rec;
+    ota_status_t status = ota_record_load(OTA_KV_CONFIG_PREV, &rec);
+    if (status != OTA_OK) {
+        return status;
+    }
+    memset(record, 0, sizeof(*record));
+    bool ok = ota_record_get(&rec, "version_check_url", record->version_check_url,
+                             sizeof(record->version_check_url)) &&
+              ota_record_get(&rec, "update_url", record->update_url, sizeof(record->update_url)) &&
+              ota_record_get_u32(&rec, "mask", &record->mask) &&
+              ota_record_get_u32(&rec, "failures", &record->failures);
+    return ok ? OTA_OK : OTA_ERR_NOT_FOUND;
+}
+
 ota_status_t ota_store_load_u32(const char *key, uint32_t *value) {
     ota_record_t rec;
     ota_status_t status = ota_record_load(key, &rec);

@@ -24,6 +24,22 @@ bool ota_url_is_absolute_http(const char *url) {
     return scheme > 0 && url[scheme] != '\0' && url[scheme] != '/';
 }
 
+bool ota_url_scheme_allowed(const char *url, bool allow_plain_http) {
+    if (!ota_url_is_absolute_http(url)) {
+        return false;
+    }
+    return strncmp(url, "https://", 8) == 0 || allow_plain_http;
+}
+
+bool ota_url_same_origin(const char *a, const char *b) {
+    if (!ota_url_is_absolute_http(a) || !ota_url_is_absolute_http(b)) {
+        return false;
+    }
+    size_t a_len = ota_url_scheme_len(a) + strcspn(a + ota_url_scheme_len(a), "/?#");
+    size_t b_len = ota_url_scheme_len(b) + strcspn(b + ota_url_scheme_len(b), "/?#");
+    return a_len == b_len && memcmp(a, b, a_len) == 0;
+}
+
 bool ota_url_origin(const char *url, char *out, size_t cap) {
     if (!ota_url_is_absolute_http(url)) {
         return false;

@@ -28,6 +28,7 @@
 #include "esp_crt_bundle.h"
 #endif
 
+#include "ota_http_head.h"
 #include "ota_port.h"
 #include "ota_port_espidf.h"
 #include "ota_port_espidf_http_util.h"
@@ -63,8 +64,13 @@ static struct {
     ota_port_http_t request; /* one request at a time (ota_port.h) */
 } s_http;
 
+/* Copies src when it fits; an over-long value becomes "" (refused, never truncated). */
 static void http_copy(char *dst, size_t cap, const char *src) {
-    snprintf(dst, cap, "%s", src != NULL ? src : "");
+    if (src == NULL || strlen(src) >= cap) {
+        dst[0] = '\0';
+        return;
+    }
+    memcpy(dst, src, strlen(src) + 1);
 }
 
 static esp_err_t http_event_handler(esp_http_client_event_t *event) {
@@ -81,26 +87,9 @@ static esp_err_t http_event_handler(esp_http_client_event_t *event) {
         http_copy(capture->content_range, sizeof(capture->content_range), value);
     } else if (capture->response == NULL) {
         return ESP_OK;
-    } else if (strcasecmp(key, "ETag") == 0) {
-        /* W/"abc" or "abc" -> abc */
-        if (strncmp(value, "W/", 2) == 0) {
-            value += 2;
-        }
-        size_t len = strlen(value);
-        if (len >= 2 && value[0] == '"' && value[len - 1] == '"') {
-            value++;
-            len -= 2;
-        }
-        if (len >= sizeof(capture->response->etag)) {
-            len = sizeof(capture->response->etag) - 1;
-        }
-        memcpy(capture->response->etag, value, len);
-        capture->response->etag[len] = '\0';
-    } else if (strcasecmp(key, "X-Firmware-Url") == 0) {
-        http_copy(capture->response->firmware_url, sizeof(capture->response->firmware_url), value);
-    } else if (strcasecmp(key, "X-Device-Config") == 0) {
-        http_copy(capture->response->device_config, sizeof(capture->response->device_config),
-                  value);
+    } else {
+        /* ETag, X-Firmware-Url, X-Device-Config: over-long values are refused, never truncated. */
+        ota_http_head_header(capture->response, key, strlen(key), value, strlen(value));
     }
     return ESP_OK;
 }
@@ -296,16 +285,14 @@ ota_status_t ota_port_http_open(const ota_port_http_request_t *request, ota_port
     const uint32_t timeout_ms =
         request->timeout_ms > 0 ? request->timeout_ms : HTTP_DEFAULT_TIMEOUT_MS;
 
-    memset(response, 0, sizeof(*response));
+    ota_http_head_reset(response);
     s_http.capture.response = response;
     ota_status_t status = OTA_ERR_HTTP_STATUS;
     for (int hop = 0; hop <= HTTP_MAX_REDIRECTS; hop++) {
         char origin[HTTP_ORIGIN_MAX_BYTES];
         ota_port_espidf_http_util_origin(url, origin, sizeof(origin));
         bool send_token = strcmp(origin, token_origin) == 0;
-        response->etag[0] = '\0';
-        response->firmware_url[0] = '\0';
-        response->device_config[0] = '\0';
+        ota_http_head_reset(response); /* each hop's head replaces the last */
         status = http_exchange(request, url, is_post, send_token, timeout_ms);
         if (status != OTA_OK) {
             break;

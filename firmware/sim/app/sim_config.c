@@ -99,6 +99,9 @@ static bool sim_config_set(sim_config_t *cfg, const char *key, const char *value
         ok = sim_config_u32(value, 1, UINT32_MAX, &c->persist_interval_bytes);
     } else if (strcmp(key, "selftest_timeout_ms") == 0) {
         ok = sim_config_u32(value, 1, 600000, &cfg->selftest_timeout_ms);
+    } else if (strcmp(key, "allow_plain_http") == 0) {
+        ok = strcmp(value, "0") == 0 || strcmp(value, "1") == 0;
+        c->allow_plain_http = strcmp(value, "1") == 0;
     } else if (strcmp(key, "heartbeat_interval_sec") == 0) {
         ok = sim_config_u32(value, 0, 86400, &cfg->heartbeat_interval_sec);
     } else {
@@ -114,6 +117,7 @@ static bool sim_config_set(sim_config_t *cfg, const char *key, const char *value
 bool sim_config_load(const char *path, sim_config_t *out, char *why, size_t why_len) {
     memset(out, 0, sizeof(*out));
     ota_agent_config_defaults(&out->client);
+    out->client.allow_plain_http = true; /* a test rig (CONFIG_CSI_OTA_ALLOW_PLAIN_HTTP=y) */
     out->selftest_timeout_ms = SIM_CONFIG_DEFAULT_SELFTEST_TIMEOUT_MS;
     out->heartbeat_interval_sec = SIM_CONFIG_DEFAULT_HEARTBEAT_INTERVAL_SEC;
     FILE *f = fopen(path, "r");

@@ -38,6 +38,9 @@ ota_status_t sim_app_controller_request(const sim_app_t *app, const char *path, 
     if (!ota_url_resolve(d->version_check_url, path, url, sizeof(url))) {
         return OTA_ERR_CONFIG;
     }
+    if (!ota_url_scheme_allowed(url, app->config->client.allow_plain_http)) {
+        return OTA_ERR_INSECURE_URL; /* as the core: no token over plain http */
+    }
     ota_port_http_request_t request = {
         .method = body != NULL ? "POST" : "GET",
         .url = url,

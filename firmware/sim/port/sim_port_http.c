@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "ota_http_head.h"
 #include "ota_port.h"
 #include "sim_port_internal.h"
 
@@ -67,80 +68,10 @@ static uint64_t sim_http_now_ms(void) {
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* "bytes 100-199/1000" → start, end, total. */
-static void sim_http_parse_content_range(const char *value, ota_port_http_response_t *r) {
-    long long start = -1;
-    long long end = -1;
-    long long total = -1;
-    if (sscanf(value, "bytes %lld-%lld/%lld", &start, &end, &total) == 3) {
-        r->content_range_start = start;
-        r->content_range_end = end;
-        r->content_range_total = total;
-    }
-}
-
-static void sim_http_copy_value(char *dst, size_t cap, const char *value, size_t len) {
-    if (len >= cap) {
-        len = cap - 1;
-    }
-    memcpy(dst, value, len);
-    dst[len] = '\0';
-}
-
-static void sim_http_reset_response(ota_port_http_response_t *r) {
-    memset(r, 0, sizeof(*r));
-    r->content_length = -1;
-    r->content_range_start = -1;
-    r->content_range_end = -1;
-    r->content_range_total = -1;
-}
-
 static size_t sim_http_header_cb(char *data, size_t size, size_t count, void *user) {
     struct ota_port_http *http = user;
     size_t len = size * count;
-    ota_port_http_response_t *r = http->response;
-    if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
-        sim_http_reset_response(r); /* a new response (after a redirect or 100) */
-        const char *sp = memchr(data, ' ', len);
-        if (sp != NULL) {
-            r->status = atoi(sp + 1);
-        }
-        return len;
-    }
-    const char *colon = memchr(data, ':', len);
-    if (colon == NULL) {
-        return len;
-    }
-    size_t name_len = (size_t)(colon - data);
-    const char *value = colon + 1;
-    size_t value_len = len - name_len - 1;
-    while (value_len > 0 && (*value == ' ' || *value == '\t')) {
-        value++;
-        value_len--;
-    }
-    while (value_len > 0 && (value[value_len - 1] == '\r' || value[value_len - 1] == '\n' ||
-                             value[value_len - 1] == ' ')) {
-        value_len--;
-    }
-    char text[300];
-    sim_http_copy_value(text, sizeof(text), value, value_len);
-    if (name_len == 14 && strncasecmp(data, "Content-Length", 14) == 0) {
-        r->content_length = strtoll(text, NULL, 10);
-    } else if (name_len == 13 && strncasecmp(data, "Content-Range", 13) == 0) {
-        sim_http_parse_content_range(text, r);
-    } else if (name_len == 4 && strncasecmp(data, "ETag", 4) == 0) {
-        const char *v = text;
-        size_t n = strlen(v);
-        if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
-            v++;
-            n -= 2;
-        }
-        sim_http_copy_value(r->etag, sizeof(r->etag), v, n);
-    } else if (name_len == 14 && strncasecmp(data, "X-Firmware-Url", 14) == 0) {
-        sim_http_copy_value(r->firmware_url, sizeof(r->firmware_url), text, strlen(text));
-    } else if (name_len == 15 && strncasecmp(data, "X-Device-Config", 15) == 0) {
-        sim_http_copy_value(r->device_config, sizeof(r->device_config), text, strlen(text));
-    }
+    ota_http_head_line(http->response, data, len); /* bounded: data is not NUL-terminated */
     return len;
 }
 
@@ -266,7 +197,9 @@ static bool sim_http_setup(struct ota_port_http *http, const ota_port_http_reque
     }
     curl_easy_setopt(e, CURLOPT_URL, request->url);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    /* As the ESP-IDF port: never from https down to http on a redirect. */
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR,
+                     strncmp(request->url, "https://", 8) == 0 ? "https" : "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, SIM_HTTP_MAX_REDIRECTS);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, http->headers);
@@ -312,7 +245,7 @@ ota_status_t ota_port_http_open(const ota_port_http_request_t *request, ota_port
     http->response = response;
     http->buf_cap = SIM_HTTP_BUFFER_BYTES;
     http->buf = malloc(http->buf_cap);
-    sim_http_reset_response(response);
+    ota_http_head_reset(response);
     if (http->buf == NULL || !sim_http_setup(http, request)) {
         ota_status_t status = http->buf == NULL ? OTA_ERR_NO_MEM : OTA_ERR_INVALID_ARG;
         curl_slist_free_all(http->headers);

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from csi_ota import certs as certs_lib
+from csi_ota import nvs_encryption
 from csi_ota import provision as provision_lib
 from csi_ota.errors import CsiOtaError
 
@@ -92,6 +93,28 @@ def _config_json(config: provision_lib.ProvisionConfig, **extra: object) -> str:
     callback=_int_auto_base,
     help="NVS partition size, decimal or 0x hex [default: the layout's nvs size, 0x14000 for 4MB].",
 )
+@click.option(
+    "--encrypt",
+    is_flag=True,
+    help="Encrypt the image for CONFIG_NVS_ENCRYPTION's HMAC scheme (a new HMAC key unless --hmac-key).",
+)
+@click.option(
+    "--hmac-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="With --encrypt: the device's existing 32-byte HMAC key (already in its eFuse).",
+)
+@click.option(
+    "--hmac-key-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --encrypt: where the new HMAC key goes (mode 0600) [default: OUT.hmac_key.bin].",
+)
+@click.option(
+    "--efuse-key-id",
+    type=click.IntRange(0, 5),
+    default=0,
+    show_default=True,
+    help="With --encrypt: the eFuse key block (BLOCK_KEY0-5) that holds the HMAC key.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @click.pass_context
 def provision_group(
@@ -110,9 +133,16 @@ def provision_group(
     out: Path | None,
     layout: str,
     size: int | None,
+    encrypt: bool,
+    hmac_key: Path | None,
+    hmac_key_out: Path | None,
+    efuse_key_id: int,
     as_json: bool,
 ) -> None:
     """Build a device's NVS partition image with its OTA configuration (docs/provisioning.md).
+
+    --encrypt makes an image only a device with the HMAC key in its eFuse reads
+    (NVS encryption, docs/security.md): burn the key before the first boot.
 
     Flash it at the nvs partition's offset (`csi-ota partitions` shows the layout).
     `csi-ota provision show NVS.bin` prints what an image holds.
@@ -143,21 +173,62 @@ def provision_group(
         mqtt_uri=mqtt_uri,
         data_url=data_url,
     )
+    if not encrypt and (hmac_key is not None or hmac_key_out is not None):
+        raise click.UsageError("--hmac-key and --hmac-key-out need --encrypt")
+    if hmac_key is not None and hmac_key_out is not None:
+        raise click.UsageError("--hmac-key reuses a key; --hmac-key-out writes a new one: give one of them")
+    key_path, key = None, None
+    if encrypt:
+        if hmac_key is not None:
+            key_path, key = hmac_key, nvs_encryption.read_hmac_key(hmac_key)
+        else:
+            key_path = hmac_key_out or out.with_name(out.name + ".hmac_key.bin")
+            if key_path.exists():
+                raise CsiOtaError(
+                    f"{key_path} exists: a key that may already be in a device's eFuse is never overwritten "
+                    "(reuse it with --hmac-key, or choose another --hmac-key-out)"
+                )
+            key = nvs_encryption.new_hmac_key()
     nvs_offset, nvs_size = provision_lib.nvs_partition_of(layout)
-    data = provision_lib.write_nvs_image(config, out, nvs_size if size is None else size)
+    data = provision_lib.build_nvs_image(config, nvs_size if size is None else size, hmac_key=key)
+    if key is not None and hmac_key is None:
+        nvs_encryption.write_hmac_key(key_path, key)  # first: an image without its key is useless
+    provision_lib.write_image_file(out, data, encrypted=key is not None)
+    encryption = None
+    if key is not None:
+        encryption = {
+            "scheme": "hmac",
+            "hmac_key": str(key_path),
+            "efuse_key_id": efuse_key_id,
+            "burn": nvs_encryption.burn_command(key_path, efuse_key_id),
+            "sdkconfig": [line.format(key_id=efuse_key_id) for line in nvs_encryption.SDKCONFIG_LINES],
+        }
     if as_json:
-        click.echo(_config_json(config, out=str(out), size=len(data), flash_offset=nvs_offset))
+        click.echo(
+            _config_json(config, out=str(out), size=len(data), flash_offset=nvs_offset, encryption=encryption)
+        )
         return
-    _print_config(config, f"{out} ({len(data)} bytes, namespace {provision_lib.NVS_NAMESPACE})")
+    state = "encrypted" if key is not None else "plain"
+    _print_config(config, f"{out} ({len(data)} bytes, {state}, namespace {provision_lib.NVS_NAMESPACE})")
+    if encryption is not None:
+        console.print(f"HMAC key: {key_path} (mode 0600; keep it secret, it decrypts this image)")
+        console.print(f"before the first boot, burn it (irreversible): {encryption['burn']}")
+        console.print(f"firmware sdkconfig: {' '.join(encryption['sdkconfig'])}")
     console.print(f"flash it with: esptool --chip esp32s3 write-flash {nvs_offset:#x} {out}")
 
 
 @provision_group.command("show")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--hmac-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The HMAC key of an encrypted image (provision --encrypt).",
+)
 @click.option("--json", "as_json", is_flag=True)
-def provision_show(image: Path, as_json: bool) -> None:
+def provision_show(image: Path, hmac_key: Path | None, as_json: bool) -> None:
     """Print the OTA configuration stored in an NVS partition IMAGE."""
-    config = provision_lib.config_from_nvs(image.read_bytes())
+    key = nvs_encryption.read_hmac_key(hmac_key) if hmac_key is not None else None
+    config = provision_lib.config_from_nvs(image.read_bytes(), hmac_key=key)
     if as_json:
         click.echo(_config_json(config, path=str(image)))
         return

@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -38,6 +38,9 @@ DEGRADED_OTADATA_STATES = ("pending_verify", "invalid", "aborted")
 LAST_SEEN_RESOLUTION_S = 0.0
 
 # Configuration a controller may push (ota_deployment_config_t fields) and how to check each value.
+# What the device can hold (firmware/components/ota_core): each URL in ota_deployment_config_t's
+# char[256], the whole X-Device-Config header, URL-encoded, in OTA_PORT_DEVICE_CONFIG_MAX_BYTES
+# (ota_port.h, NUL included). tests/security/test_h1_config_limits.py ties both to the C headers.
 CONFIG_URL_MAX_CHARS = 255
 # What a device reports as a version: printable ASCII without spaces (no NUL: PostgreSQL text refuses it).
 VERSION_TEXT_PATTERN = re.compile(r"^[\x21-\x7e]{1,31}$")
@@ -45,6 +48,15 @@ VERSION_TEXT_PATTERN = re.compile(r"^[\x21-\x7e]{1,31}$")
 _ASCII_DECIMAL = re.compile(r"[0-9]{1,10}")
 # No whitespace or control characters anywhere (re.fullmatch: "$" alone would accept a trailing newline).
 _CONFIG_URL = re.compile(r"https?://[\x21-\x7e]+")
+DEVICE_CONFIG_HEADER_MAX_BYTES = 768 - 1
+# Longest values of the fixed-size keys: with both URLs within CONFIG_URL_ENCODED_MAX_BYTES, any
+# merge of tag and device configs fits the device's header buffer (see config_header()).
+_CONFIG_FIXED_WORST = {"auto_update_enabled": "1", "check_interval_sec": str(7 * 24 * 3600)}
+_CONFIG_URL_KEYS = ("update_url", "version_check_url")
+CONFIG_URL_ENCODED_MAX_BYTES = (
+    DEVICE_CONFIG_HEADER_MAX_BYTES
+    - len(urlencode({**_CONFIG_FIXED_WORST, **dict.fromkeys(_CONFIG_URL_KEYS, "")}))
+) // len(_CONFIG_URL_KEYS)
 
 
 def _check_interval(value: str) -> bool:
@@ -56,7 +68,18 @@ def _check_flag(value: str) -> bool:
 
 
 def _check_url(value: str) -> bool:
-    return len(value) <= CONFIG_URL_MAX_CHARS and _CONFIG_URL.fullmatch(value) is not None
+    if _CONFIG_URL.fullmatch(value) is None:
+        return False
+    size = len(value.encode())
+    if size > CONFIG_URL_MAX_CHARS:
+        raise CsiOtaError(f"URL of {size} bytes: the device holds at most {CONFIG_URL_MAX_CHARS}")
+    encoded = len(quote_plus(value))
+    if encoded > CONFIG_URL_ENCODED_MAX_BYTES:
+        raise CsiOtaError(
+            f"URL is {encoded} bytes once URL-encoded; at most {CONFIG_URL_ENCODED_MAX_BYTES} fit the "
+            f"device's X-Device-Config header ({DEVICE_CONFIG_HEADER_MAX_BYTES} bytes for all keys)"
+        )
+    return True
 
 
 CONFIG_KEYS = {
@@ -96,7 +119,11 @@ def check_config(config: dict[str, Any]) -> dict[str, str]:
             raise CsiOtaError(f"config key {key!r} is not pushable (use {', '.join(sorted(CONFIG_KEYS))})")
         if isinstance(value, bool):
             value = "1" if value else "0"
-        if not isinstance(value, str | int) or not check(str(value)):
+        try:
+            valid = isinstance(value, str | int) and check(str(value))
+        except CsiOtaError as exc:
+            raise CsiOtaError(f"config {key}: {exc}") from None
+        if not valid:
             raise CsiOtaError(f"config {key}={value!r}: invalid value")
         result[key] = str(value)
     return result
@@ -271,7 +298,11 @@ def merged_config(session: Session, device: Device) -> dict[str, str]:
 
 
 def config_header(config: dict[str, str]) -> str | None:
-    return urlencode(sorted(config.items())) if config else None
+    """X-Device-Config; None when empty, or (stored before the limits existed) too long to hold."""
+    if not config:
+        return None
+    header = urlencode(sorted(config.items()))
+    return header if len(header) <= DEVICE_CONFIG_HEADER_MAX_BYTES else None
 
 
 # --------------------------------------------------------------------------- device reports

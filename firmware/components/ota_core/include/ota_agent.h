@@ -88,6 +88,9 @@ typedef struct {
     ota_selftest_hook_t selftests[OTA_AGENT_MAX_SELFTESTS];
     size_t selftest_count;
     void *selftest_ctx; /* passed to every hook */
+    /* Test builds only (CONFIG_CSI_OTA_ALLOW_PLAIN_HTTP): accept http:// URLs. Otherwise
+     * every request, pushed URL and `ota url` must be https:// (OTA_ERR_INSECURE_URL). */
+    bool allow_plain_http;
 } ota_agent_config_t;
 
 /* What the client is doing; names appear in ota_agent_status_json(). */
@@ -130,6 +133,9 @@ typedef struct {
     uint32_t config_override_mask; /* deployment fields changed by push / `ota url` (persisted) */
     char offered_version[32];      /* last manifest seen by a check ("" if none) */
     uint32_t offered_sequence;
+    /* A pushed version_check_url/update_url on trial: the last working ones are kept
+     * in the KV store (OTA_KV_CONFIG_PREV) until a check with the new ones works. */
+    bool config_on_trial;
 } ota_agent_t;
 
 /* Fills defaults (no URLs, no keys, no hooks). */

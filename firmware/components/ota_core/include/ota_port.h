@@ -93,9 +93,16 @@ void ota_port_chip_info(uint16_t *chip_id, uint16_t *chip_rev_full);
 /* HTTP(S) — one request at a time, body pulled by the caller               */
 /* ------------------------------------------------------------------------ */
 
+/* Sizes of the response fields below. A header longer than its field is refused,
+ * never truncated: the field stays "" and its *_too_long flag is set
+ * (ota_http_head_header() does this for both ports). The controller refuses
+ * configs whose X-Device-Config would not fit (csi_ota.controller.registry). */
+#define OTA_PORT_FIRMWARE_URL_MAX_BYTES 256
+#define OTA_PORT_DEVICE_CONFIG_MAX_BYTES 768
+
 typedef struct {
     const char *method;       /* "GET" or "POST" */
-    const char *url;          /* absolute http:// or https:// URL */
+    const char *url;          /* absolute https:// URL (http:// only in test builds) */
     const char *bearer_token; /* Authorization: Bearer …, NULL for none */
     const char *content_type; /* POST only */
     const void *body;         /* POST only */
@@ -110,9 +117,11 @@ typedef struct {
     int64_t content_range_start; /* from Content-Range, -1 if absent */
     int64_t content_range_end;
     int64_t content_range_total;
-    char etag[72];           /* without quotes; "" if absent */
-    char firmware_url[256];  /* X-Firmware-Url header; "" if absent */
-    char device_config[256]; /* X-Device-Config header (form-encoded); "" if absent */
+    char etag[72];                                        /* without quotes; "" if absent */
+    char firmware_url[OTA_PORT_FIRMWARE_URL_MAX_BYTES];   /* X-Firmware-Url; "" if absent */
+    char device_config[OTA_PORT_DEVICE_CONFIG_MAX_BYTES]; /* X-Device-Config (form-encoded) */
+    bool firmware_url_too_long;                           /* X-Firmware-Url refused */
+    bool device_config_too_long;                          /* X-Device-Config refused */
 } ota_port_http_response_t;
 
 typedef struct ota_port_http ota_port_http_t;

@@ -53,7 +53,10 @@ extern "C" {
     X(OTA_ERR_ROLLBACK_FAILED, 102, "rollback impossible")                                         \
     X(OTA_ERR_ABORTED, 103, "update aborted by the controller")                                    \
     X(OTA_ERR_CONFIG, 120, "device configuration invalid")                                         \
-    X(OTA_ERR_CRYPTO, 121, "crypto backend failure")
+    X(OTA_ERR_CRYPTO, 121, "crypto backend failure")                                               \
+    X(OTA_ERR_HEADER_TOO_LONG, 122, "response header longer than the device holds")                \
+    X(OTA_ERR_INSECURE_URL, 123, "plain http:// refused (https only)")                             \
+    X(OTA_ERR_CONFIG_REVERTED, 124, "pushed check URL failed; last working one restored")
 
 typedef enum {
 #define OTA_STATUS_ENUM_(name, value, desc) name = value,

@@ -14,6 +14,12 @@ extern "C" {
 /* true for "http://host…" or "https://host…" with a non-empty host. */
 bool ota_url_is_absolute_http(const char *url);
 
+/* true for an absolute https:// URL, or an absolute http:// one when allow_plain_http. */
+bool ota_url_scheme_allowed(const char *url, bool allow_plain_http);
+
+/* true when both URLs are absolute and share scheme, host and port (exact text). */
+bool ota_url_same_origin(const char *a, const char *b);
+
 /* "https://host:port" of an absolute URL; false if not absolute or too long. */
 bool ota_url_origin(const char *url, char *out, size_t cap);
 

@@ -204,6 +204,28 @@ static void test_notes_limit(void **state) {
     assert_int_equal(parse_edited(from, to), OTA_ERR_MANIFEST_FORMAT);
 }
 
+/* docs/manifest.md: bytes that are not UTF-8 are refused (as the host parser does). */
+static void test_notes_must_be_utf8(void **state) {
+    (void)state;
+    const char *from = "notes=fix CSI timestamps\n";
+    assert_int_equal(parse_edited(from, "notes=caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa1\n"),
+                     OTA_OK);
+    static const char *const bad[] = {
+        "notes=\xff\n",             /* never a UTF-8 byte */
+        "notes=caf\xe9\n",          /* Latin-1 */
+        "notes=\xc0\xaf\n",         /* overlong '/' */
+        "notes=\xe0\x80\xaf\n",     /* overlong, 3 bytes */
+        "notes=\xed\xa0\x80\n",     /* UTF-16 surrogate */
+        "notes=\xf4\x90\x80\x80\n", /* above U+10FFFF */
+        "notes=\xe2\x82\n",         /* truncated sequence */
+        "notes=\x80"
+        "abc\n", /* lone continuation byte */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(parse_edited(from, bad[i]), OTA_ERR_MANIFEST_FORMAT);
+    }
+}
+
 static void test_structure(void **state) {
     (void)state;
     char buf[BUF_BYTES];
@@ -278,6 +300,7 @@ int main(void) {
         cmocka_unit_test(test_second_trusted_key_is_used),
         cmocka_unit_test(test_malformed_fields),
         cmocka_unit_test(test_notes_limit),
+        cmocka_unit_test(test_notes_must_be_utf8),
         cmocka_unit_test(test_structure),
         cmocka_unit_test(test_truncated_signature),
         cmocka_unit_test(test_zero_signature_rejected),

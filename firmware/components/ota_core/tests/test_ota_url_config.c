@@ -72,19 +72,20 @@ static void test_config_push(void **state) {
         .auth_token = "t0",
     };
     uint32_t changed = ota_config_apply_form(
-        &config, "check_interval_sec=600&auto_update_enabled=0&device_id=evil&colour=red");
+        &config, "check_interval_sec=600&auto_update_enabled=0&device_id=evil&colour=red", true);
     assert_int_equal(changed, OTA_CONFIG_CHECK_INTERVAL | OTA_CONFIG_AUTO_UPDATE);
     assert_int_equal(config.check_interval_sec, 600);
     assert_false(config.auto_update_enabled);
     assert_string_equal(config.device_id, "csi_sensor_001"); /* identity never pushed */
     /* invalid values are ignored, valid ones in the same header applied */
-    changed = ota_config_apply_form(&config,
-                                    "check_interval_sec=0&version_check_url=ftp://x&auth_token=t1");
+    changed = ota_config_apply_form(
+        &config, "check_interval_sec=0&version_check_url=ftp://x&auth_token=t1", true);
     assert_int_equal(changed, OTA_CONFIG_AUTH_TOKEN);
     assert_int_equal(config.check_interval_sec, 600);
     assert_string_equal(config.version_check_url, "http://a/api/ota/version");
     assert_string_equal(config.auth_token, "t1");
-    changed = ota_config_apply_form(&config, "check_interval_sec=604801&auto_update_enabled=2");
+    changed =
+        ota_config_apply_form(&config, "check_interval_sec=604801&auto_update_enabled=2", true);
     assert_int_equal(changed, 0);
 }
 
@@ -101,7 +102,7 @@ static void test_config_form_roundtrip(void **state) {
         OTA_CONFIG_VERSION_CHECK_URL | OTA_CONFIG_CHECK_INTERVAL | OTA_CONFIG_AUTO_UPDATE;
     assert_true(ota_config_to_form(&config, mask, form, sizeof(form)));
     ota_deployment_config_t copy = {.device_id = "d", .check_interval_sec = 1};
-    assert_int_equal(ota_config_apply_form(&copy, form), mask);
+    assert_int_equal(ota_config_apply_form(&copy, form, true), mask);
     assert_string_equal(copy.version_check_url, config.version_check_url);
     assert_int_equal(copy.check_interval_sec, 42);
     assert_false(copy.auto_update_enabled);
