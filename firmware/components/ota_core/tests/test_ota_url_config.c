@@ -31,6 +31,35 @@ static void test_origin_and_resolve(void **state) {
     assert_false(ota_url_resolve("http://abc/x", "/long/path", tiny, sizeof(tiny)));
 }
 
+/* L4 and https-only: the policy ota_agent_http_open() applies to every request. */
+static void test_scheme_policy_and_origins(void **state) {
+    (void)state;
+    assert_true(ota_url_scheme_allowed("https://ota.local/api/ota/version", false));
+    assert_false(ota_url_scheme_allowed("http://ota.local/api/ota/version", false));
+    assert_true(ota_url_scheme_allowed("http://ota.local/api/ota/version", true));
+    assert_false(ota_url_scheme_allowed("ftp://ota.local/x", true));
+    assert_false(ota_url_scheme_allowed("https:///nohost", true));
+    const char *check = "https://ota.local:8443/api/ota/version?x=1";
+    assert_true(ota_url_same_origin(check, "https://ota.local:8443/api/ota/firmware/ab"));
+    assert_false(ota_url_same_origin(check, "https://ota.local/api/ota/firmware/ab"));  /* port */
+    assert_false(ota_url_same_origin(check, "http://ota.local:8443/api/ota/firmware")); /* scheme */
+    assert_false(ota_url_same_origin(check, "https://ota.local:84431/x"));              /* prefix */
+    assert_false(ota_url_same_origin(check, "https://cdn.example/fw.bin"));
+    assert_false(ota_url_same_origin(check, "/relative"));
+}
+
+static void test_pushed_http_urls_need_the_test_option(void **state) {
+    (void)state;
+    ota_deployment_config_t config = {.version_check_url = "https://a/api/ota/version"};
+    const char *push = "version_check_url=http%3A%2F%2Fa%2Fv&update_url=https%3A%2F%2Fa%2Ffw";
+    assert_int_equal(ota_config_apply_form(&config, push, false), OTA_CONFIG_UPDATE_URL);
+    assert_string_equal(config.version_check_url, "https://a/api/ota/version");
+    assert_string_equal(config.update_url, "https://a/fw");
+    assert_int_equal(ota_config_apply_form(&config, push, true),
+                     OTA_CONFIG_UPDATE_URL | OTA_CONFIG_VERSION_CHECK_URL);
+    assert_string_equal(config.version_check_url, "http://a/v");
+}
+
 static void test_query_encoding(void **state) {
     (void)state;
     char url[64] = "http://h/v";
@@ -112,9 +141,13 @@ static void test_config_form_roundtrip(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_origin_and_resolve),    cmocka_unit_test(test_query_encoding),
-        cmocka_unit_test(test_form_decoding),         cmocka_unit_test(test_config_push),
+        cmocka_unit_test(test_origin_and_resolve),
+        cmocka_unit_test(test_query_encoding),
+        cmocka_unit_test(test_form_decoding),
+        cmocka_unit_test(test_config_push),
         cmocka_unit_test(test_config_form_roundtrip),
+        cmocka_unit_test(test_scheme_policy_and_origins),
+        cmocka_unit_test(test_pushed_http_urls_need_the_test_option),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
