@@ -3,7 +3,8 @@
 The device token and CA sat in plain NVS. With CONFIG_NVS_ENCRYPTION and the ESP32-S3's HMAC
 scheme (nvs_sec_provider), the XTS-AES keys are derived on the chip from an HMAC key in eFuse;
 `csi-ota provision --encrypt` makes that key (secrets, 0600), encrypts the image with
-esp-idf-nvs-partition-gen, and says how to burn the key and which options to set.
+esp-idf-nvs-partition-gen, and says how to burn the key and which options to set. The virtual
+ESP32-S3 reads such an image when its config holds the key (``nvs_hmac_key``: the eFuse).
 """
 
 from __future__ import annotations
@@ -13,12 +14,19 @@ import hmac
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
-from csi_ota import nvs_encryption, provision
-from csi_ota.cli import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from csi_ota import nvs_encryption, provision  # noqa: E402
+from csi_ota.cli import main  # noqa: E402
+from csi_ota.sim.flashfile import create_flash_file  # noqa: E402
+from csi_ota.sim.runner import SimConfig, SimProcess, build_sim  # noqa: E402
+from sim_support import OtaTestServer, ReleaseSigner, app_image  # noqa: E402
 
 ARGS = [
     "provision",
@@ -113,3 +121,42 @@ def test_plain_images_are_readable_by_their_owner_only(tmp_path: Path) -> None:
     image = tmp_path / "plain.bin"
     assert run(*ARGS, "--out", image)[0] == 0
     assert stat.S_IMODE(image.stat().st_mode) == 0o600  # it holds the token in clear
+
+
+@pytest.mark.sim
+def test_the_virtual_device_reads_an_encrypted_image_with_its_efuse_key(tmp_path: Path) -> None:
+    binary = build_sim()
+    key = nvs_encryption.new_hmac_key()
+    with OtaTestServer(token="tok-enc") as server:
+        nvs = provision.build_nvs_image(
+            provision.ProvisionConfig(
+                update_url=server.version_url.replace("/version", "/firmware"),
+                version_check_url=server.version_url,
+                device_id="csi_enc_sim",
+                auth_token="tok-enc",
+            ),
+            hmac_key=key,
+        )
+        flash = create_flash_file(
+            tmp_path / "flash.bin", images={0: app_image("1.0.0", size_bytes=150_000)}, nvs=nvs
+        )
+        base = {
+            "device_id": "from_the_file",
+            "version_check_url": "http://127.0.0.1:9/api/ota/version",  # discard port: nothing listens
+            "trusted_keys": ReleaseSigner().trusted_keys,
+        }
+        with_key = SimConfig(**base, extra={"nvs_hmac_key": key.hex()}).write(tmp_path / "efuse.conf")
+        with SimProcess(flash, with_key, binary=binary).start() as sim:
+            sim.expect(r"app: provisioning: 6 settings from the nvs partition at 0x9000")
+            sim.send("ota check")
+            sim.expect(r"ota: up to date \(running 1\.0\.0\)")
+            assert sim.stop() == 0
+        assert server.records.checks[-1]["device_id"] == "csi_enc_sim"
+        # Another chip (no key, or another key in eFuse) cannot read it: the file's settings stay.
+        other = SimConfig(**base, extra={"nvs_hmac_key": os.urandom(32).hex()}).write(tmp_path / "other.conf")
+        for config in (SimConfig(**base).write(tmp_path / "nokey.conf"), other):
+            before = len(server.records.checks)
+            with SimProcess(flash, config, binary=binary).start() as sim:
+                sim.expect(r"app: provisioning: none in nvs; using the config file")
+                assert sim.stop() == 0
+            assert len(server.records.checks) == before

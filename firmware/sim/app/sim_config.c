@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ota_manifest.h"
 #include "ota_provisioning_keys.h"
 #include "ota_trusted_keys.h"
 #include "sim_nvs.h"
@@ -99,6 +100,11 @@ static bool sim_config_set(sim_config_t *cfg, const char *key, const char *value
         ok = sim_config_u32(value, 1, UINT32_MAX, &c->persist_interval_bytes);
     } else if (strcmp(key, "selftest_timeout_ms") == 0) {
         ok = sim_config_u32(value, 1, 600000, &cfg->selftest_timeout_ms);
+    } else if (strcmp(key, "nvs_hmac_key") == 0) {
+        ok = strlen(value) == 2 * sizeof(cfg->nvs_hmac_key) &&
+             ota_manifest_hex_decode(value, strlen(value), cfg->nvs_hmac_key,
+                                     sizeof(cfg->nvs_hmac_key));
+        cfg->nvs_encryption = ok;
     } else if (strcmp(key, "allow_plain_http") == 0) {
         ok = strcmp(value, "0") == 0 || strcmp(value, "1") == 0;
         c->allow_plain_http = strcmp(value, "1") == 0;

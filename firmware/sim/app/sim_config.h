@@ -24,6 +24,10 @@ typedef struct {
     char ca_cert_pem[SIM_CONFIG_PEM_MAX]; /* NVS: the PEM itself (wins over ca_cert) */
     uint32_t selftest_timeout_ms;
     uint32_t heartbeat_interval_sec; /* periodic heartbeat; 0 = off (default 300) */
+    /* CONFIG_NVS_ENCRYPTION (HMAC scheme): the HMAC key "burnt into eFuse" (nvs_hmac_key=<64 hex>)
+     */
+    bool nvs_encryption;
+    uint8_t nvs_hmac_key[32];
 } sim_config_t;
 
 /* Reads path; on error returns false with a one-line reason in why. */
