@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "csi_ota.cli.provision_cli",  # csi-ota provision, csi-ota certs
     "csi_ota.cli.corrupt_cli",  # csi-ota corrupt
     "csi_ota.cli.sim_cli",  # csi-ota sim (virtual ESP32-S3 flash files)
+    "csi_ota.cli.board_cli",  # csi-ota board serve (the virtual board on an RFC 2217 port)
     "csi_ota.cli.controller_cli",  # csi-ota serve, releases, admin, audit, mqtt-acl, openapi
     "csi_ota.cli.devices_cli",  # csi-ota devices
     "csi_ota.cli.rollout_cli",  # csi-ota rollout, csi-ota fleet
