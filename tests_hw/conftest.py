@@ -1,6 +1,7 @@
 """tests_hw: one suite, two targets.
 
-Hardware (a USB ESP32-S3, pytest-embedded's esp + idf services)::
+Hardware (a USB ESP32-S3, or the virtual board of ``csi-ota board serve`` on
+``rfc2217://127.0.0.1:PORT``; pytest-embedded's esp + idf services)::
 
     pytest tests_hw --embedded-services esp,idf --target esp32s3 --port /dev/ttyUSB0 --app-path firmware
 
@@ -19,9 +20,11 @@ signed manifests). See tests_hw/README.md.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +42,11 @@ SIM_TARGET = "sim"
 HW_TARGET = "esp32s3"
 DEFAULT_HW_BUILD_DIR = "build_v1"
 DEFAULT_HW_SERVER_PORT = 8070
+# ESP-IDF's gen_esp32part.py reads the build's partition table for pytest-embedded-idf; without
+# an ESP-IDF this stand-in prints the same CSV (csi_ota.vboard.parttool).
+PART_TOOL_STANDIN = REPO / "host_tools" / "csi_ota" / "vboard" / "parttool.py"
+DRAIN_QUIET_S = 0.3
+DRAIN_MAX_S = 5.0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -88,9 +96,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "esp32s3: runs against a USB-attached ESP32-S3 (--target esp32s3)")
     # pytest-embedded's autouse app_path fixture uses this experimental API on every test.
     config.addinivalue_line("filterwarnings", "ignore::pytest.PytestExperimentalApiWarning")
-    if _target(config) not in ("", SIM_TARGET) and config.getoption("build_dir", None) is None:
+    if _target(config) in ("", SIM_TARGET):
+        return
+    services = config.getoption("embedded_services", None) or ""
+    if isinstance(services, str):
+        services = [x.strip() for x in services.split(",") if x.strip()]
+    if not {"esp", "idf"} <= set(services):
+        raise pytest.UsageError(
+            f"--target {_target(config)} needs pytest-embedded's board services: "
+            "add --embedded-services esp,idf (tests_hw/README.md)"
+        )
+    if config.getoption("build_dir", None) is None:
         # The board runs the v1 test image built by scripts/build_test_images.sh.
         config.option.build_dir = DEFAULT_HW_BUILD_DIR
+    if config.getoption("part_tool", None) is None and not os.environ.get("IDF_PATH"):
+        config.option.part_tool = str(PART_TOOL_STANDIN)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -158,6 +178,13 @@ def release_kit(
     return ReleaseKit(workdir, key_path=Path(key), image_files=files)
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _app_bin_name(build_dir: Path) -> str:
     import json
 
@@ -180,7 +207,9 @@ def ota_server(ota_target: str, pytestconfig: pytest.Config) -> Iterator[OtaTest
             )
         host = pytestconfig.getoption("host_address") or reachable_host_address()
         port = pytestconfig.getoption("ota_server_port") or DEFAULT_HW_SERVER_PORT
-        server = OtaTestServer(bind_host="0.0.0.0", port=port, advertised_host=host, token=token)
+        # A board on the network needs every interface; the virtual board (host 127.0.0.1) only loopback.
+        bind = host if _is_loopback(host) else "0.0.0.0"
+        server = OtaTestServer(bind_host=bind, port=port, advertised_host=host, token=token)
     with server:
         yield server
 
@@ -213,9 +242,18 @@ def dut(dut, ota_target: str, request: pytest.FixtureRequest):  # noqa: F811 - w
     """pytest-embedded's DUT on hardware; on the simulator a :class:`SimDut` on the same plumbing."""
     if ota_target != SIM_TARGET:
         serial = getattr(dut, "serial", None)
-        if serial is not None and getattr(serial, "skip_autoflash", False):
-            # pytest-embedded skipped flashing a port it flashed before: restore the known state.
-            serial.flash()
+        if serial is None or not hasattr(serial, "esp"):
+            pytest.exit("--target esp32s3 needs --embedded-services esp,idf", returncode=4)
+        actions = EsptoolActions.from_idf_app(
+            serial, dut.app, files_dir=Path(dut.logdir) / "esptool", drain=lambda: drain_output(dut)
+        )
+        dut.csi_ota_actions = actions
+        # Every test starts from the build as flashed: bootloader, partition table,
+        # ota_data_initial.bin (otadata erased: the board boots ota_0) and v1. pytest-embedded
+        # skips ports it flashed before (and an OTA test leaves another app in ota_1), so the
+        # build is written again here, then the board reset once its old output is dropped.
+        # NVS is kept, as on any board: Wi-Fi, token, URLs, and the client's records.
+        actions.flash_build(dut.app)
         yield dut
         return
     env: SimEnvironment = request.getfixturevalue("sim_env")
@@ -241,7 +279,21 @@ def device(dut, ota_target: str, request: pytest.FixtureRequest):
     if ota_target == SIM_TARGET:
         env: SimEnvironment = request.getfixturevalue("sim_env")
         return SimActions(dut, env.flash_path)
-    return EsptoolActions.from_idf_app(dut.serial, dut.app)
+    return dut.csi_ota_actions
+
+
+def drain_output(dut, quiet_s: float = DRAIN_QUIET_S, max_s: float = DRAIN_MAX_S) -> None:
+    """Drop everything the DUT printed so far (until it has been quiet for ``quiet_s``)."""
+    import pexpect
+
+    proc = dut.pexpect_proc
+    deadline = time.monotonic() + max_s
+    while time.monotonic() < deadline:
+        try:
+            proc.read_nonblocking(65536, timeout=quiet_s)
+        except (pexpect.TIMEOUT, pexpect.EOF):
+            break
+    proc.buffer = b""
 
 
 @pytest.fixture

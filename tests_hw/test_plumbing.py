@@ -50,14 +50,22 @@ class RecordingSerial:
         self.resets += 1
 
 
-def test_esptool_command_lines_for_each_device_action() -> None:
+def test_esptool_command_lines_for_each_device_action(tmp_path: Path) -> None:
     from csi_ota.partitions import default_layout
 
     layout = default_layout()
     spans = {e.name: PartitionSpan(e.name, e.offset, e.size) for e in layout.entries}
-    actions = EsptoolActions(RecordingSerial(), spans)
-    run = actions.history  # every command, as it would be sent
-    actions._execute = lambda args: None  # no board here: record only
+    drained = []
+    actions = EsptoolActions(RecordingSerial(), spans, files_dir=tmp_path, drain=lambda: drained.append(1))
+    run = actions.history  # every command, as logged for a replay
+    executed: list[list[str]] = []
+
+    def execute(args: list[str]) -> None:  # no board here: record, and "read" zeros
+        executed.append(args)
+        if "read-flash" in args:
+            Path(args[-1]).write_bytes(b"\x00" * int(args[-2], 0))
+
+    actions._execute = execute
 
     otadata = spans["otadata"]
     nvs = spans["nvs"]
@@ -103,15 +111,23 @@ def test_esptool_command_lines_for_each_device_action() -> None:
         "0x2000",
     ]
 
+    # Replays name files kept under files_dir; every command ran with --after no-reset, then
+    # the DUT's old output was drained and the board reset (the next boot line is this flash's).
+    assert Path(run[2][-1]).parent == tmp_path and Path(run[2][-1]).read_bytes() == b"\xaa" * 64
+    assert Path(run[-1][-1]).parent == tmp_path
+    assert all(args[3] == "no-reset" for args in executed)
+    assert actions.serial.resets == len(run) == len(drained)
+
     # Several edits while the board stays in the ROM loader, then one reset.
     serial = actions.serial
-    del run[:]
+    serial.resets = 0
+    del run[:], executed[:]
     with actions.offline():
         actions.erase_partition("otadata")
         actions.write_partition("ota_1", b"\x55" * 16)
         assert serial.resets == 0
     assert serial.resets == 1
-    assert [args[3] for args in run] == ["no-reset", "no-reset"]
+    assert [args[3] for args in executed] == ["no-reset", "no-reset"]
     assert run[0][4:] == ["erase-region", hex(otadata.offset), hex(otadata.size)]
 
 

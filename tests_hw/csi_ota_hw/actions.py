@@ -233,29 +233,45 @@ class SimActions:
 
 
 class EsptoolActions:
-    """Device actions on a USB ESP32-S3 through the pytest-embedded ``esp`` serial.
+    """Device actions on a USB ESP32-S3 (or the virtual board) through the pytest-embedded ``esp`` serial.
 
     ``partitions`` maps names to (offset, size) — from the flashed build's partition table
-    (pytest-embedded-idf's ``app.partition_table``).
+    (pytest-embedded-idf's ``app.partition_table``). Every action is logged at WARNING as the
+    esptool command a person can paste (:func:`shell_command`), its data files kept under
+    ``files_dir`` (the test's log folder), so a failed run can be replayed by hand.
+
+    Each command runs with ``--after no-reset``; then the DUT's buffered output is dropped
+    (``drain``) and the board is reset: the first boot line after an action is the boot of
+    *this* flash, never a line the previous app printed before esptool stopped it.
     """
 
-    def __init__(self, serial: Any, partitions: Mapping[str, PartitionSpan]) -> None:
+    def __init__(
+        self,
+        serial: Any,
+        partitions: Mapping[str, PartitionSpan],
+        *,
+        files_dir: Path | None = None,
+        drain: Any = None,
+    ) -> None:
         self.serial = serial
         self.partitions = dict(partitions)
         self.history: list[list[str]] = []  # every esptool command run, for the log and the report
+        self.files_dir = Path(files_dir) if files_dir else Path(tempfile.mkdtemp(prefix="csi-ota-esptool-"))
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self._drain = drain or (lambda: None)
         self._held = False
 
     @classmethod
-    def from_idf_app(cls, serial: Any, app: Any) -> EsptoolActions:
+    def from_idf_app(cls, serial: Any, app: Any, **kwargs: Any) -> EsptoolActions:
         spans = {
             name: PartitionSpan(name, int(info["offset"]), int(info["size"]))
             for name, info in app.partition_table.items()
         }
-        return cls(serial, spans)
+        return cls(serial, spans, **kwargs)
 
     @contextlib.contextmanager
     def offline(self):
-        """Several esptool commands without a reset in between (``--after no-reset``), then one reset."""
+        """Several esptool commands without a reset in between, then one reset."""
         self._held = True
         try:
             yield
@@ -263,13 +279,17 @@ class EsptoolActions:
             self._held = False
             self.reset()
 
+    def _file(self, label: str) -> Path:
+        """A new file under files_dir for one action's data (kept for the replay)."""
+        return self.files_dir / f"{len(self.history) + 1:03d}-{label}.bin"
+
     def _esptool(self, args: list[str]) -> None:
-        """Record and run one esptool command (``--after no-reset`` while held offline)."""
-        if self._held:
-            args = [ESPTOOL_NO_RESET if arg == ESPTOOL_AFTER else arg for arg in args]
+        """Log (replayable, WARNING) and run one esptool command; reset afterwards unless held."""
         self.history.append(args)
-        logging.info("esptool: %s", " ".join(shell_command(self.serial.port, args)))
-        self._execute(args)
+        logging.warning("esptool (replay): %s", " ".join(shell_command(self.serial.port, args)))
+        self._execute([ESPTOOL_NO_RESET if arg == ESPTOOL_AFTER else arg for arg in args])
+        if not self._held:
+            self.reset()
 
     def _execute(self, args: list[str]) -> None:
         """esptool.main on pytest-embedded's open connection, its serial redirect paused."""
@@ -277,12 +297,25 @@ class EsptoolActions:
 
         with self.serial.disable_redirect_thread(), contextlib.redirect_stdout(io.StringIO()):
             settings = self.serial.proc.get_settings()
+            # pyserial's RFC 2217 client renegotiates the line settings on every timeout
+            # change (~0.1 s); esptool's commands use DEFAULT_TIMEOUT, so start from it.
+            self.serial.proc.timeout = esptool.loader.DEFAULT_TIMEOUT
             self.serial.esp.connect()
             esptool.main(args, esp=self.serial.esp)
             self.serial.proc.apply_settings(settings)
 
     def reset(self) -> None:
+        """Drop what the DUT has buffered (the old app's lines), then pulse EN."""
+        self._drain()
         self.serial.hard_reset()
+
+    def flash_build(self, app: Any) -> None:
+        """Write every file of the build (bootloader, partition table, ota_data_initial, app)."""
+        args = ["--before", ESPTOOL_BEFORE, "--after", ESPTOOL_AFTER, "write-flash"]
+        args += list(app.flash_args.get("write_flash_args", []))
+        for file in app.flash_files:
+            args += [hex(file.offset), str(file.file_path)]
+        self._esptool(args)
 
     def partition(self, name: str) -> PartitionSpan:
         try:
@@ -296,17 +329,16 @@ class EsptoolActions:
             raise ValueError("write_partition on hardware needs a 4 KiB-aligned offset")
         if offset + len(data) > span.size:
             raise ValueError(f"{len(data)} bytes at {offset:#x} do not fit partition {name} ({span.size:#x})")
-        with tempfile.NamedTemporaryFile(suffix=".bin") as f:
-            f.write(data)
-            f.flush()
-            self._esptool(esptool_write_flash(span.offset + offset, f.name))
+        path = self._file(f"write-{name}-{offset:#x}")
+        path.write_bytes(data)
+        self._esptool(esptool_write_flash(span.offset + offset, path))
 
     def read_partition(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         span = self.partition(name)
         length = span.size - offset if length is None else length
-        with tempfile.NamedTemporaryFile(suffix=".bin") as f:
-            self._esptool(esptool_read_flash(span.offset + offset, length, f.name))
-            return Path(f.name).read_bytes()
+        path = self._file(f"read-{name}-{offset:#x}")
+        self._esptool(esptool_read_flash(span.offset + offset, length, path))
+        return path.read_bytes()
 
     def corrupt_partition(self, name: str, offset: int, length: int) -> None:
         start, size = sector_span(offset, length)

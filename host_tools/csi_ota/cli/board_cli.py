@@ -112,4 +112,44 @@ def serve_command(
         server.stop()
 
 
+@board_group.command("build-dir")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--variant", required=True, type=click.Choice(["v1", "v2", "v2_fail_selftest", "v2_crash_at_boot"])
+)
+@click.option("--version", "version", required=True, help="the app version (esp_app_desc_t.version)")
+@click.option(
+    "--sdkconfig",
+    "sdkconfig_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="sdkconfig defaults files, applied in order (sdkconfig.defaults, sdkconfig.ci.VARIANT, the rig's keys)",
+)
+@click.option(
+    "--partitions",
+    "partitions_csv",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="the partition table CSV (firmware/partitions.csv)",
+)
+def build_dir_command(
+    out_dir: Path, variant: str, version: str, sdkconfig_files: tuple[Path, ...], partitions_csv: Path
+) -> None:
+    """Write an idf.py-like build directory of a tests_hw image for the virtual board.
+
+    scripts/build_test_images.sh runs this when no ESP-IDF is installed: pytest-embedded-idf
+    reads the directory as a real build, esptool flashes its files onto the virtual board.
+    """
+    from csi_ota.vboard.builddir import write_build_dir
+
+    built = write_build_dir(
+        out_dir,
+        variant=variant,
+        version=version,
+        sdkconfig_files=sdkconfig_files,
+        partitions_csv=partitions_csv,
+    )
+    click.echo(f"{built.path}: {variant} {built.version} ({built.behaviour}) for the virtual ESP32-S3 board")
+
+
 COMMANDS = [board_group]
