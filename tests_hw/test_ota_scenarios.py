@@ -21,6 +21,7 @@ BOTH_TARGETS = [pytest.mark.sim, pytest.mark.esp32s3]
 pytestmark = BOTH_TARGETS
 
 BAD_IMAGES = ["truncate", "truncate-header", "random", "wrong-chip", "chip-rev"]  # scenario 2
+HW_DOWNLOAD_S = 10.0  # s8's download on hardware: long enough for two resets inside it
 BAD_RELEASES = ["bad-checksum", "bad-sha256", "bad-signature", "unknown-key", "other-image", "too-large"]  # 3
 
 
@@ -265,7 +266,12 @@ def test_s8_resets_during_download_resume_with_range(session: DeviceSession) -> 
     v2 = version_of(image)
     rng = random.Random(6)
     server = session.server
-    server.behaviour.delay_per_chunk_s = 0.05
+    # The resets must land mid-download: a board's reset (esptool over the serial port) takes
+    # about a second, so there the download is slowed to last HW_DOWNLOAD_S at least.
+    chunks = max(1, len(image) // 4096)
+    server.behaviour.delay_per_chunk_s = (
+        0.05 if session.target == "sim" else max(0.05, HW_DOWNLOAD_S / chunks)
+    )
     before = len(server.status_reports)
     session.offer(image)
     for fraction in sorted(rng.uniform(0.2, 0.8) for _ in range(2)):

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from csi_ota.vboard import slip
 from csi_ota.vboard.flashchip import FlashChip
-from csi_ota.vboard.loader import Loader
+from csi_ota.vboard.loader import REBOOT_TO_APP, REBOOT_TO_LOADER, Loader
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ STOP_GRACE_S = 3.0
 
 # Reset causes as the ESP32-S3 ROM prints them (components/soc/esp32s3/include/soc/reset_reasons.h).
 RESET_POWERON = (0x1, "POWERON")
-RESET_SW_CPU = (0xC, "RTC_SW_CPU_RST")
+RESET_SW_SYS = (0x3, "RTC_SW_SYS_RST")
 BOOT_FLASH = (0x8, "SPI_FAST_FLASH_BOOT")
 BOOT_DOWNLOAD = (0x0, "DOWNLOAD(USB/UART0)")
 ROM_BANNER = "ESP-ROM:esp32s3-20210327\r\nBuild:Mar 27 2021\r\n"
@@ -235,11 +235,18 @@ class Board:
                 if generation != self._generation:
                     return
             loader.handle(frame)
-            if loader.reboot_requested:
-                with self._lock:
+            if loader.reboot_requested == REBOOT_TO_LOADER:
+                with self._lock:  # software reset: GPIO0 stays latched low, the ROM loader again
                     if generation == self._generation:
                         self._generation += 1
-                        self._boot(RESET_SW_CPU, download=False)
+                        self._boot(RESET_SW_SYS, download=True)
+                return
+            if loader.reboot_requested == REBOOT_TO_APP:
+                with self._lock:  # the ROM jumps to the flash bootloader: no reset, no banner
+                    if generation == self._generation:
+                        self._generation += 1
+                        self.mode = "app"
+                        self._start_app(self._generation)
                 return
 
     def _flash_changed(self, start: int, end: int) -> None:
@@ -264,6 +271,12 @@ class Board:
             self._nvs_touched = False
             kv_dir = self.config.flash_path.with_name(self.config.flash_path.name + ".kv")
             shutil.rmtree(kv_dir, ignore_errors=True)
+        if not self.config.sim_config.is_file():
+            self._emit(
+                f"E board: no app settings at {self.config.sim_config} "
+                "(scripts/build_test_images.sh writes them); the app does not start\r\n".encode()
+            )
+            return
         argv = [
             str(self.config.sim_binary),
             "--flash",

@@ -46,6 +46,8 @@ READ_FLASH = 0xD2
 RUN_USER_CODE = 0xD3
 STUB_ONLY = frozenset({ERASE_FLASH, ERASE_REGION, READ_FLASH, RUN_USER_CODE})
 
+REBOOT_TO_LOADER = "loader"
+REBOOT_TO_APP = "app"
 SYNC_PAYLOAD = b"\x07\x07\x12\x20" + b"\x55" * 32
 SYNC_RESPONSES = 8  # the ROM answers a SYNC eight times; esptool reads them all
 ROM_SYNC_VALUE = 0x20120707  # any non-zero value: esptool takes 0 for "the stub answered"
@@ -123,7 +125,7 @@ class Loader:
     stub: bool = False
     registers: dict[int, int] = field(default_factory=dict)
     _download: _Download | None = field(default=None, init=False)
-    reboot_requested: bool = field(default=False, init=False)
+    reboot_requested: str = field(default="", init=False)  # REBOOT_TO_LOADER / REBOOT_TO_APP
 
     def __post_init__(self) -> None:
         # MAC as esptool's read_mac() takes it apart: mac1's low 16 bits, then mac0.
@@ -252,11 +254,17 @@ class Loader:
         self.respond(op)
 
     def _flash_end(self, op: int, payload: bytes, chk: int) -> None:
-        (stay,) = self._words(payload, 1)
+        """0: reboot — a software reset, and the latched GPIO0 strap brings the ROM loader back
+        (esptool's soft_reset(stay_in_bootloader=True) from the stub relies on it). 1: the
+        ROM runs the user code (esptool --no-stub ... run / --after soft-reset); the stub
+        just stays."""
+        (run_user_code,) = self._words(payload, 1)
         self._download = None
         self.respond(op)
-        if not stay:
-            self.reboot_requested = True
+        if run_user_code == 0:
+            self.reboot_requested = REBOOT_TO_LOADER
+        elif not self.stub:
+            self.reboot_requested = REBOOT_TO_APP
 
     def _mem_begin(self, op: int, payload: bytes, chk: int) -> None:
         _size, blocks, block_bytes, offset = self._words(payload, 4)
@@ -316,7 +324,7 @@ class Loader:
         self.send(slip.encode(self.flash.md5(offset, length)))
 
     def _run_user_code(self, op: int, payload: bytes, chk: int) -> None:
-        self.reboot_requested = True  # the stub jumps to the app without answering
+        self.reboot_requested = REBOOT_TO_APP  # the stub jumps to the app without answering
 
     _HANDLERS: ClassVar[dict[int, Callable[[Loader, int, bytes, int], None]]] = {
         SYNC: _sync,
