@@ -196,6 +196,7 @@ def write_build_dir(
         **SIM_TEST_SETTINGS,
         **(extra_settings or {}),
     }
+    settings["allow_plain_http"] = "1" if sdkconfig.get("CSI_OTA_ALLOW_PLAIN_HTTP") is True else "0"
     trusted = sdkconfig.get("CSI_OTA_TRUSTED_KEYS")
     if isinstance(trusted, str) and trusted:
         settings["trusted_keys"] = trusted
