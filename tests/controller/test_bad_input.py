@@ -168,7 +168,9 @@ def test_path_traversal_in_device_ids(controller, snapshot):
 def test_bad_range_headers(controller, make_release, range_header, status):
     release = make_release()
     assert upload(controller, release).status_code == 201
-    _, token = new_device(controller)
+    device_id, token = new_device(controller)
+    with controller.management_client() as mgmt:  # a device downloads only what it is offered
+        mgmt.put(f"/api/devices/{device_id}/assignment", json={"release": release.version}).raise_for_status()
     with controller.device_client(token) as device:
         response = device.get(f"/api/ota/firmware/{release.sha256}", headers={"Range": range_header})
     assert response.status_code == status

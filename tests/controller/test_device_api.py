@@ -278,6 +278,9 @@ def test_memory_per_download_is_bounded(tmp_path, make_release, release_public_k
         assert upload(server, release).status_code == 201
         with server.management_client() as mgmt:
             token = mgmt.post("/api/devices", json={"device_id": "slowreader"}).json()["token"]
+            mgmt.put(
+                "/api/devices/slowreader/assignment", json={"release": release.version}
+            ).raise_for_status()
         url = urlsplit(server.device_url)
         request = (
             f"GET /api/ota/firmware/{release.sha256} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
@@ -310,6 +313,9 @@ def test_x_accel_redirect_offload_through_nginx(tmp_path, make_release, release_
         assert upload(server, release).status_code == 201
         with server.management_client() as mgmt:
             token = mgmt.post("/api/devices", json={"device_id": "offloaded"}).json()["token"]
+            mgmt.put(
+                "/api/devices/offloaded/assignment", json={"release": release.version}
+            ).raise_for_status()
         with server.device_client(token) as direct:
             redirected = direct.get(f"/api/ota/firmware/{release.sha256}")
         assert redirected.headers["x-accel-redirect"] == f"/_firmware/{release.sha256}.bin"

@@ -15,6 +15,7 @@ from rollout_harness import build_image
 from sqlalchemy import select
 
 from csi_ota import keys
+from csi_ota.controller import admin as admin_lib
 from csi_ota.controller import registry, releases
 from csi_ota.controller.db import make_engine, session_factory, session_scope, upgrade_database
 from csi_ota.controller.models import Device, Release
@@ -60,6 +61,8 @@ class EngineWorld:
             self.device_ids = [f"dev{i:04d}" for i in range(devices)]
             for device_id in self.device_ids:
                 registry.register_device(session, device_id, actor="test")
+            # Signed rollbacks need a rollout created by an admin (rollback_policy, issue 12 H3).
+            admin_lib.create_admin(session, "rollout-test", "admin", actor="test")
         for device_id in self.device_ids if checked_in else ():
             self.check(device_id, "1.0.0")
             self.heartbeat(device_id, "1.0.0")
@@ -87,7 +90,7 @@ class EngineWorld:
                 release=version,
                 selection=selection or {"all": True},
                 policy=policy,
-                actor="test",
+                actor=kwargs.pop("actor", "admin:rollout-test"),
                 clock=self.clock,
                 **kwargs,
             )

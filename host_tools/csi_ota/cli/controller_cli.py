@@ -101,6 +101,34 @@ from csi_ota.controller import ADMIN_ROLES, DEFAULT_MQTT_CONTROLLER_USER, DEFAUL
     help="Let nginx in front send firmware: answer downloads with X-Accel-Redirect: PREFIX<sha256>.bin.",
 )
 @click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send a complete request line and headers.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Open connections per port (also bounded by RLIMIT_NOFILE).",
+)
+@click.option(
+    "--max-connections-per-client",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Open connections per client address and port (raise it behind a reverse proxy).",
+)
+@click.option(
+    "--downloads-per-device",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Firmware downloads one device token may have in flight.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="warning",
@@ -125,6 +153,10 @@ def serve_command(
     device_rate: float,
     device_burst: int,
     accel_redirect_prefix: str | None,
+    header_timeout: float,
+    max_connections: int,
+    max_connections_per_client: int,
+    downloads_per_device: int,
     log_level: str,
 ) -> None:
     """Run the OTA controller: device API (8080) and management API (8081).
@@ -133,6 +165,7 @@ def serve_command(
     FIRMWARE_MAX_SIZE, DEVICE_UPDATE_BATCH_SIZE, ROLLBACK_TIMEOUT_MIN, UPDATE_RETRY_COUNT,
     HEALTH_CHECK_INTERVAL_SEC and TRUSTED_KEYS_DIR (see docs/controller.md).
     """
+    from csi_ota.controller.limits import ServerLimits
     from csi_ota.controller.server import ListenOptions, MqttOptions, check_listen_options, serve
     from csi_ota.controller.settings import settings_from_env
 
@@ -146,6 +179,7 @@ def serve_command(
         mqtt_acl_dir=mqtt_acl_dir,
         mosquitto_pid_file=mosquitto_pid_file,
         mqtt_controller_user=mqtt_username or DEFAULT_MQTT_CONTROLLER_USER,
+        downloads_per_device=downloads_per_device,
     )
     listen = ListenOptions(host, device_port, management_port, tls_cert, tls_key, insecure_http, log_level)
     check_listen_options(listen)
@@ -161,7 +195,12 @@ def serve_command(
 
         subscriptions_for(mqtt_share_group)  # refuses a bad group name before anything starts
         mqtt = MqttOptions(mqtt_host, mqtt_port, mqtt_username, password, mqtt_share_group)
-    serve(settings, listen, mqtt)
+    limits = ServerLimits(
+        header_timeout_s=header_timeout,
+        max_connections=max_connections,
+        max_connections_per_client=max_connections_per_client,
+    )
+    serve(settings, listen, mqtt, limits)
 
 
 # --------------------------------------------------------------------------- releases

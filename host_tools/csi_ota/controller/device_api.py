@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -26,6 +27,7 @@ from csi_ota.controller import registry
 from csi_ota.controller.context import ControllerContext
 from csi_ota.controller.httputil import install_error_handlers, parse_json_model, read_limited_body
 from csi_ota.controller.models import Device, Release
+from csi_ota.controller.request_guard import install_request_guard
 from csi_ota.controller.tokens import bearer_token
 
 DEVICE_ID_REGEX = registry.DEVICE_ID_PATTERN.pattern
@@ -74,6 +76,30 @@ class Ok(BaseModel):
     ok: bool = True
 
 
+class DownloadSlots:
+    """Firmware downloads in flight per device (a stalled reader holds its slot until it disconnects)."""
+
+    def __init__(self, per_device: int) -> None:
+        self.per_device = per_device
+        self._lock = threading.Lock()
+        self._active: dict[str, int] = {}
+
+    def acquire(self, device_id: str) -> bool:
+        with self._lock:
+            if self._active.get(device_id, 0) >= self.per_device:
+                return False
+            self._active[device_id] = self._active.get(device_id, 0) + 1
+            return True
+
+    def release(self, device_id: str) -> None:
+        with self._lock:
+            left = self._active.get(device_id, 0) - 1
+            if left > 0:
+                self._active[device_id] = left
+            else:
+                self._active.pop(device_id, None)
+
+
 class CountingFileResponse(FileResponse):
     """A FileResponse (Range, 206/416, ETag) that counts the body bytes it sends.
 
@@ -82,9 +108,10 @@ class CountingFileResponse(FileResponse):
 
     chunk_size = FIRMWARE_CHUNK_BYTES
 
-    def __init__(self, *args, on_bytes, **kwargs) -> None:
+    def __init__(self, *args, on_bytes, on_done=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._on_bytes = on_bytes
+        self._on_done = on_done
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def counting_send(message) -> None:
@@ -92,7 +119,11 @@ class CountingFileResponse(FileResponse):
                 self._on_bytes(len(message.get("body", b"")))
             await send(message)
 
-        await super().__call__(scope, receive, counting_send)
+        try:
+            await super().__call__(scope, receive, counting_send)
+        finally:
+            if self._on_done is not None:
+                self._on_done()
 
 
 def _ctx(request: Request) -> ControllerContext:
@@ -116,10 +147,19 @@ def _authenticate(
     return device
 
 
-def _firmware_response(ctx: ControllerContext, release: Release) -> Response:
+def _firmware_response(
+    ctx: ControllerContext, release: Release, device_id: str | None = None, slots: DownloadSlots | None = None
+) -> Response:
     path = ctx.store.path_for(release.sha256)
     if not path.is_file():
         raise HTTPException(404, "firmware image missing from the store")
+    on_done = None
+    if slots is not None and device_id is not None and not ctx.settings.accel_redirect_prefix:
+        if not slots.acquire(device_id):
+            raise HTTPException(
+                429, f"at most {slots.per_device} downloads at once per device", headers={"Retry-After": "5"}
+            )
+        on_done = lambda: slots.release(device_id)  # noqa: E731
     ctx.metrics.downloads.labels(status="started").inc()
     prefix = ctx.settings.accel_redirect_prefix
     if prefix:  # nginx in front sends the file (Range, sendfile); the controller only authorises
@@ -135,7 +175,14 @@ def _firmware_response(ctx: ControllerContext, release: Release) -> Response:
         media_type="application/octet-stream",
         headers={"ETag": f'"{release.sha256}"', "Cache-Control": "private, max-age=31536000, immutable"},
         on_bytes=ctx.metrics.bytes_served.inc,
+        on_done=on_done,
     )
+
+
+def device_body_limit(ctx: ControllerContext):
+    """Bytes a device request body may have: max_csi_body_bytes for /api/csi/data, the JSON limit otherwise."""
+    csi_bytes, json_bytes = ctx.settings.max_csi_body_bytes, ctx.settings.max_json_body_bytes
+    return lambda path: csi_bytes if path == "/api/csi/data" else json_bytes
 
 
 def create_device_app(ctx: ControllerContext) -> FastAPI:
@@ -148,6 +195,8 @@ def create_device_app(ctx: ControllerContext) -> FastAPI:
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    install_request_guard(app, limit_for=device_body_limit(ctx))
+    app.state.download_slots = DownloadSlots(ctx.settings.downloads_per_device)
 
     @app.get("/healthz", response_model=Ok, tags=["health"])
     def healthz() -> Ok:
@@ -210,13 +259,14 @@ def create_device_app(ctx: ControllerContext) -> FastAPI:
         """Streams a stored release image (Range → 206, unsatisfiable → 416, ETag = sha256)."""
         ctx = _ctx(request)
         with ctx.session() as session:
-            _authenticate(ctx, session, request, None)
+            device = _authenticate(ctx, session, request, None)
             if not re.match(SHA256_REGEX, sha256):
                 raise HTTPException(404, "no such firmware")
-            release = session.scalar(select(Release).where(Release.sha256 == sha256).limit(1))
-            if release is None:
+            releases = session.scalars(select(Release).where(Release.sha256 == sha256))
+            release = next((r for r in releases if registry.may_download(device, r)), None)
+            if release is None:  # unknown, or not this device's: the same answer
                 raise HTTPException(404, "no such firmware")
-            return _firmware_response(ctx, release)
+            return _firmware_response(ctx, release, device.id, request.app.state.download_slots)
 
     @app.get("/firmware/latest", response_class=Response, responses=firmware_responses, tags=["ota"])
     def firmware_latest(request: Request, device_id: DeviceIdQuery = None) -> Response:
@@ -227,7 +277,7 @@ def create_device_app(ctx: ControllerContext) -> FastAPI:
             release = registry.offered_release(device)
             if release is None:
                 raise HTTPException(404, "no update assigned to this device")
-            return _firmware_response(ctx, release)
+            return _firmware_response(ctx, release, device.id, request.app.state.download_slots)
 
     @app.post(
         "/api/ota/status",
@@ -311,7 +361,10 @@ def create_device_app(ctx: ControllerContext) -> FastAPI:
                 return _authenticate(ctx, session, request, device_id).id
 
         owner = await run_in_threadpool(store)
-        await run_in_threadpool(ctx.csi_sink.write, owner, body)
+        try:
+            await run_in_threadpool(ctx.csi_sink.write, owner, body)
+        except OSError as exc:  # disk full or file size limit: nothing was stored, the device retries
+            raise HTTPException(507, f"CSI storage unavailable: {exc.strerror or exc}") from None
         ctx.csi_counters.add(owner, len(body))
         ctx.metrics.csi_messages.labels(transport="http").inc()
         return JSONResponse({"ok": True})

@@ -31,6 +31,7 @@ from csi_ota.controller.context import ControllerContext
 from csi_ota.controller.httputil import install_error_handlers, parse_json_model, read_limited_body
 from csi_ota.controller.models import AdminUser, Device, Release, StatusReport, utcnow
 from csi_ota.controller.problems import Conflict, NotFound
+from csi_ota.controller.request_guard import install_request_guard
 from csi_ota.controller.tokens import bearer_token
 from csi_ota.errors import CsiOtaError
 
@@ -41,6 +42,8 @@ TAG_REGEX = registry.TAG_PATTERN.pattern
 RELEASE_REF_REGEX = r"^[0-9A-Za-z.+-]{1,32}$"
 MAX_LIST_LIMIT = 10_000
 MAX_BATCH_IDS = 10_000
+MANAGEMENT_BODY_MAX_BYTES = 1024 * 1024  # any JSON body (a batch of 10,000 ids fits)
+WEB_UI_PREFIX = "/ui"  # the web UI authenticates its own requests (cookie sign-in, CSRF)
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 AuditText = Annotated[str | None, Query(max_length=128)]
 AUDIT_PAGE = 1000
@@ -151,6 +154,30 @@ def require(role: str):
     return dependency
 
 
+def admin_token_valid(ctx: ControllerContext):
+    """For the request guard: does ``token`` belong to an active admin user (any role)?"""
+
+    def check(token: str) -> bool:
+        with ctx.session() as session:
+            return admin_lib.authenticate_admin(session, token) is not None
+
+    return check
+
+
+def management_body_limit(ctx: ControllerContext):
+    """Bytes a management request body may have: an image for uploads, MANAGEMENT_BODY_MAX_BYTES otherwise."""
+    upload_limit = ctx.settings.firmware_max_size_bytes
+
+    def limit_for(path: str) -> int:
+        if path.rstrip("/") == "/api/releases":
+            return upload_limit
+        if path.startswith(WEB_UI_PREFIX + "/"):  # the web UI's forms include release uploads
+            return upload_limit + MANAGEMENT_BODY_MAX_BYTES
+        return MANAGEMENT_BODY_MAX_BYTES
+
+    return limit_for
+
+
 Viewer = Annotated[Caller, Depends(require("viewer"))]
 Operator = Annotated[Caller, Depends(require("operator"))]
 Admin = Annotated[Caller, Depends(require("admin"))]
@@ -225,6 +252,12 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    install_request_guard(
+        app,
+        limit_for=management_body_limit(ctx),
+        authenticate=admin_token_valid(ctx),
+        auth_exempt_prefixes=(WEB_UI_PREFIX,),
+    )
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi_document(caller: Viewer) -> JSONResponse:

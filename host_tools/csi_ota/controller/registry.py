@@ -264,6 +264,17 @@ def offered_release(device: Device) -> Release | None:
     return release
 
 
+def may_download(device: Device, release: Release) -> bool:
+    """A device downloads only its assigned release (offered or already running) or the image it runs.
+
+    Any other stored image is refused (issue 12 L6): a device token must not fetch every image by hash.
+    """
+    assigned = device.assigned_release
+    if assigned is not None and assigned.sha256 == release.sha256:
+        return True
+    return device.version is not None and release.version == device.version and not release.rollback
+
+
 def set_device_config(session: Session, device: Device, config: dict[str, Any] | None, *, actor: str) -> None:
     device.config = check_config(config) if config else None
     device.config_revision = (device.config_revision or 0) + 1

@@ -30,12 +30,12 @@ from csi_ota.controller import DEFAULT_MQTT_SHARE_GROUP
 from csi_ota.controller.context import ControllerContext, build_context
 from csi_ota.controller.db import safe_url, upgrade_database
 from csi_ota.controller.device_api import create_device_app
+from csi_ota.controller.limits import ServerLimits, fit_to_fd_limit, install_log_rate_limit
 from csi_ota.controller.management_api import create_management_app
 from csi_ota.controller.settings import ControllerSettings
 from csi_ota.errors import CsiOtaError
 
 CSI_FLUSH_INTERVAL_S = 1.0
-KEEP_ALIVE_TIMEOUT_S = 30
 log = logging.getLogger("csi_ota.serve")
 
 
@@ -159,7 +159,12 @@ def _sync_mqtt_files(ctx: ControllerContext, mqtt: MqttOptions | None) -> MqttOp
     return mqtt
 
 
-def serve(settings: ControllerSettings, listen: ListenOptions, mqtt: MqttOptions | None = None) -> None:
+def serve(
+    settings: ControllerSettings,
+    listen: ListenOptions,
+    mqtt: MqttOptions | None = None,
+    limits: ServerLimits | None = None,
+) -> None:
     """Runs the controller until SIGTERM/SIGINT."""
     check_listen_options(listen)
     for port in (listen.device_port, listen.management_port):
@@ -172,7 +177,8 @@ def serve(settings: ControllerSettings, listen: ListenOptions, mqtt: MqttOptions
         log.warning("removed %d half-written upload(s) from %s", removed, ctx.store.incoming)
     mqtt = _sync_mqtt_files(ctx, mqtt)
     device_app, management_app = create_apps(ctx)
-    common = {"log_level": listen.log_level, "access_log": False, "timeout_keep_alive": KEEP_ALIVE_TIMEOUT_S}
+    limits = fit_to_fd_limit(limits or ServerLimits(), ports=2)
+    common = {"log_level": listen.log_level, "access_log": False}
     device_config = uvicorn.Config(
         device_app,
         host=listen.host,
@@ -180,10 +186,12 @@ def serve(settings: ControllerSettings, listen: ListenOptions, mqtt: MqttOptions
         ssl_certfile=None if listen.insecure_http else str(listen.tls_cert),
         ssl_keyfile=None if listen.insecure_http else str(listen.tls_key),
         **common,
+        **limits.uvicorn_kwargs(),  # one call per port: each port counts its own connections
     )
     management_config = uvicorn.Config(
-        management_app, host=listen.host, port=listen.management_port, **common
+        management_app, host=listen.host, port=listen.management_port, **common, **limits.uvicorn_kwargs()
     )
+    install_log_rate_limit(limits.log_records_per_minute)
     servers = [_Server(device_config), _Server(management_config)]
     bridge = None
     if mqtt is not None:

@@ -50,6 +50,8 @@ class ControllerSettings:
     accel_redirect_prefix: str | None = None
     # Device ids refused at registration besides ota-controller (serve adds its --mqtt-username).
     reserved_device_ids: tuple[str, ...] = ()
+    # Firmware downloads one device may have in flight at once (more: 429), issue 12 H4.
+    downloads_per_device: int = 4
     # `serve --mqtt-acl-dir/--mosquitto-pid-file`: keep Mosquitto's passwd/acl current (mqtt_sync).
     mqtt_acl_dir: Path | None = None
     mosquitto_pid_file: Path | None = None

@@ -51,7 +51,11 @@ from csi_ota.controller.rollout.models import (
     RolloutStage,
 )
 from csi_ota.controller.rollout.policy import RolloutPolicy
-from csi_ota.controller.rollout.rollback import create_rollback_release
+from csi_ota.controller.rollout.rollback_policy import (
+    RollbackRefused,
+    authorised_rollback_release,
+    replaced_devices_clause,
+)
 
 log = logging.getLogger("csi_ota.rollout")
 
@@ -453,12 +457,18 @@ class RolloutStep:
                 "rollback_skipped", "ROLLBACK_SIGNING_KEY is not configured; cannot sign a rollback manifest"
             )
             return
-        rollback_release = create_rollback_release(
-            self.session,
-            previous,
-            self.signing_key,
-            notes=f"rollback of rollout {rollout.id} ({self.release.version} -> {previous.version})",
-        )
+        try:  # H3: the engine signs only what the rollout's creator may have signed (rollback_policy)
+            rollback_release = authorised_rollback_release(
+                self.session,
+                rollout,
+                self.release,
+                previous,
+                self.signing_key,
+                notes=f"rollback of rollout {rollout.id} ({self.release.version} -> {previous.version})",
+            )
+        except RollbackRefused as exc:
+            self.event("rollback_skipped", str(exc))
+            return
         rollout.rollback_release_id = rollback_release.id
         rollout.state = "rolling_back"
         self.event(
@@ -512,6 +522,7 @@ class RolloutStep:
             RolloutDevice.state.not_in(("rolling_back", "rolled_back", "rollback_failed", "excluded")),
             RolloutDevice.reason != "already_current",
             Device.version == self.release.version,
+            replaced_devices_clause(rollout, previous),  # only back to what they ran before (H3)
         ):
             device.assigned_release_id = rollback_release.id
             self.move(rd, "rolling_back")
