@@ -321,6 +321,7 @@ class ControllerServer:
 
     def management_client(self, **kwargs) -> httpx.Client:
         kwargs.setdefault("timeout", 30)
+        kwargs.setdefault("verify", False)  # https only with management_tls=True (a test CA)
         return httpx.Client(base_url=self.management_url, headers=self.admin_headers(), **kwargs)
 
     def device_client(self, token: str, **kwargs) -> httpx.Client:
@@ -368,6 +369,7 @@ def start_controller(
     trusted_keys: list[Path] = (),
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
+    management_tls: bool = False,
     mqtt: MosquittoBroker | tuple[str, int] | None = None,
     mqtt_username: str | None = None,
     mqtt_password: str | None = None,
@@ -382,6 +384,8 @@ def start_controller(
 
     The first call on a data directory/database creates an ``admin`` user and
     returns its token; pass ``admin_token`` back in to restart on the same data.
+    Without ``tls_cert`` both ports are plain HTTP (``--insecure-http``); with it the device port
+    is HTTPS and the management port plain (``--insecure-management-http``) unless ``management_tls``.
     """
     from csi_ota.controller import admin as admin_lib
     from csi_ota.controller.db import default_sqlite_url
@@ -399,6 +403,8 @@ def start_controller(
     argv += ["--data-dir", str(data_dir)]
     if tls_cert is not None:
         argv += ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key)]
+        if not management_tls:  # the tests' admin clients talk plain HTTP on loopback, deliberately
+            argv.append("--insecure-management-http")
     else:
         argv.append("--insecure-http")
     for key in trusted_keys:
@@ -427,7 +433,7 @@ def start_controller(
     server = ControllerServer(
         process=process,
         device_url=f"{scheme}://{LOOPBACK}:{device_port}",
-        management_url=f"http://{LOOPBACK}:{management_port}",
+        management_url=f"{'https' if tls_cert is not None and management_tls else 'http'}://{LOOPBACK}:{management_port}",
         admin_token=admin_token,
         data_dir=data_dir,
         firmware_dir=firmware_dir,

@@ -177,6 +177,7 @@ def run_demo(
         str(server_files.key),
         "--trusted-key",
         str(public_key_path),
+        "--insecure-management-http",  # the demo's management port is on loopback only
     ]
     env = dict(os.environ, DEVICE_REGISTRY_DB=database_url, FIRMWARE_STORAGE_PATH=str(data_dir / "firmware"))
     with open(log_path, "wb") as log:

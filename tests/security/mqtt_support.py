@@ -29,21 +29,28 @@ SHIPPED_MOSQUITTO_CONF = (
 class MqttConnection:
     """One client connection (a device, or an attacker holding a device's credentials)."""
 
-    def __init__(self, port: int, username: str, password: str) -> None:
+    def __init__(
+        self, port: int, username: str, password: str, *, tls_ca: Path | None = None, wait_s: float = WAIT_S
+    ) -> None:
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"{username}-{time.monotonic_ns()}"
         )
         self.client.username_pw_set(username, password)
+        if tls_ca is not None:
+            self.client.tls_set(ca_certs=str(tls_ca))
         self.result = None
         self.granted: list = []
         self.disconnected = False
         self.client.on_connect = lambda c, u, f, rc, p: setattr(self, "result", rc)
         self.client.on_subscribe = lambda c, u, mid, codes, p: self.granted.extend(codes)
         self.client.on_disconnect = lambda *args: setattr(self, "disconnected", True)
-        self.client.connect("127.0.0.1", port, keepalive=10)
+        try:
+            self.client.connect("127.0.0.1", port, keepalive=10)
+        except OSError:  # e.g. a TLS handshake the broker never answers
+            return
         self.client.loop_start()
-        deadline = time.monotonic() + WAIT_S
-        while self.result is None and time.monotonic() < deadline:
+        deadline = time.monotonic() + wait_s
+        while self.result is None and not self.disconnected and time.monotonic() < deadline:
             time.sleep(0.02)
 
     @property

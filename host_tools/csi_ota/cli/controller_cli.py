@@ -45,12 +45,18 @@ from csi_ota.controller import ADMIN_ROLES, DEFAULT_MQTT_CONTROLLER_USER, DEFAUL
     show_default=True,
     help="SQLite registry, default firmware store and CSI files.",
 )
-@click.option(
-    "--tls-cert", type=EXISTING_FILE, help="Server certificate for the device port (csi-ota certs)."
-)
+@click.option("--tls-cert", type=EXISTING_FILE, help="Server certificate for both ports (csi-ota certs).")
 @click.option("--tls-key", type=EXISTING_FILE, help="Its private key.")
 @click.option(
-    "--insecure-http", is_flag=True, help="Serve the device port over plain HTTP (tests, behind a TLS proxy)."
+    "--insecure-http",
+    is_flag=True,
+    help="Serve both ports over plain HTTP (tests on loopback, or behind a TLS proxy).",
+)
+@click.option(
+    "--insecure-management-http",
+    is_flag=True,
+    help="Serve the management port (admin tokens) over plain HTTP while the device port uses TLS "
+    "(only behind a TLS-terminating proxy or on a trusted network).",
 )
 @click.option(
     "--trusted-key",
@@ -60,7 +66,17 @@ from csi_ota.controller import ADMIN_ROLES, DEFAULT_MQTT_CONTROLLER_USER, DEFAUL
     help="Release public key (repeatable); also TRUSTED_KEYS_DIR.",
 )
 @click.option("--mqtt-host", help="Mosquitto broker to subscribe to (csi/+/data, stats, heartbeat).")
-@click.option("--mqtt-port", type=click.IntRange(1, 65535), default=1883, show_default=True)
+@click.option(
+    "--mqtt-port",
+    type=click.IntRange(1, 65535),
+    help="Broker port [default: 8883 with --mqtt-tls-ca, else 1883].",
+)
+@click.option(
+    "--mqtt-tls-ca",
+    type=EXISTING_FILE,
+    envvar="MQTT_TLS_CA",
+    help="Connect with TLS (mqtts), trusting this CA (csi-ota certs: ca.crt).",
+)
 @click.option("--mqtt-username", envvar="MQTT_USERNAME", help="Broker user (see csi-ota mqtt-acl).")
 @click.option(
     "--mqtt-password-file", type=EXISTING_FILE, help="File holding the broker password (or MQTT_PASSWORD)."
@@ -142,9 +158,11 @@ def serve_command(
     tls_cert: Path | None,
     tls_key: Path | None,
     insecure_http: bool,
+    insecure_management_http: bool,
     trusted_keys: tuple[Path, ...],
     mqtt_host: str | None,
-    mqtt_port: int,
+    mqtt_port: int | None,
+    mqtt_tls_ca: Path | None,
     mqtt_username: str | None,
     mqtt_password_file: Path | None,
     mqtt_share_group: str,
@@ -181,7 +199,16 @@ def serve_command(
         mqtt_controller_user=mqtt_username or DEFAULT_MQTT_CONTROLLER_USER,
         downloads_per_device=downloads_per_device,
     )
-    listen = ListenOptions(host, device_port, management_port, tls_cert, tls_key, insecure_http, log_level)
+    listen = ListenOptions(
+        host,
+        device_port,
+        management_port,
+        tls_cert,
+        tls_key,
+        insecure_http,
+        log_level,
+        insecure_management_http=insecure_management_http,
+    )
     check_listen_options(listen)
     mqtt = None
     if mqtt_host:
@@ -194,7 +221,8 @@ def serve_command(
         from csi_ota.controller.mqtt_bridge import subscriptions_for
 
         subscriptions_for(mqtt_share_group)  # refuses a bad group name before anything starts
-        mqtt = MqttOptions(mqtt_host, mqtt_port, mqtt_username, password, mqtt_share_group)
+        port = mqtt_port or (8883 if mqtt_tls_ca else 1883)
+        mqtt = MqttOptions(mqtt_host, port, mqtt_username, password, mqtt_share_group, tls_ca=mqtt_tls_ca)
     limits = ServerLimits(
         header_timeout_s=header_timeout,
         max_connections=max_connections,

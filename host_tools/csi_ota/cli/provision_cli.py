@@ -275,6 +275,35 @@ def certs_init(out_dir: Path, hostnames: tuple[str, ...], as_json: bool) -> None
     console.print(f"devices trust the CA: csi-ota provision … --ca-cert {ca.cert}")
 
 
+@certs_group.command("broker")
+@click.option(
+    "--ca-dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Directory of ca.crt/ca.key (csi-ota certs init --out).",
+)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--hostname",
+    "hostnames",
+    multiple=True,
+    required=True,
+    help="DNS name or IP the devices and the controller use for the broker (repeatable).",
+)
+def certs_broker(ca_dir: Path, out_dir: Path, hostnames: tuple[str, ...]) -> None:
+    """Issue the MQTT broker's TLS certificate (server.crt/server.key + ca.crt in --out) from the local CA.
+
+    Mosquitto: listener 8883, cafile/certfile/keyfile pointing at these files.
+    """
+    server = certs_lib.create_server_cert(ca_dir, out_dir, list(hostnames))
+    ca_copy = Path(out_dir) / "ca.crt"
+    ca_copy.write_bytes((Path(ca_dir) / "ca.crt").read_bytes())
+    console.print(f"broker cert: {server.cert} (key {server.key}, mode 0600), CA copied to {ca_copy}")
+    console.print(
+        f"names:       {', '.join(certs_lib.certificate_summary(server.cert)['subject_alt_names'])}"
+    )
+
+
 @certs_group.command("show")
 @click.argument("cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)

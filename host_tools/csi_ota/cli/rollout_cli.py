@@ -301,7 +301,8 @@ def fleet_command(
             raise CsiOtaError(f"{credentials} exists; remove it or drop --register to reuse it")
         ids = [f"{prefix}{i:05d}" for i in range(register_count)]
         ids += [f"{prefix}esp32_{i:03d}" for i in range(virtual_esp32)]
-        creds = asyncio.run(register_devices_async(server, token, ids))
+        verify = str(ca_cert) if ca_cert else None  # the local CA signs both ports' certificate
+        creds = asyncio.run(register_devices_async(server, token, ids, verify=verify))
         save_credentials(credentials, creds)
     elif not credentials.exists():
         raise CsiOtaError(f"{credentials}: no such file (use --register N to create devices)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,18 +11,34 @@ import httpx
 
 from csi_ota.errors import EXIT_INPUT_ERROR, EXIT_OPERATION_FAILED, CsiOtaError
 
-DEFAULT_SERVER = "http://127.0.0.1:8081"
+DEFAULT_SERVER = "https://127.0.0.1:8081"
+CA_CERT_ENV = "CSI_OTA_CA_CERT"
 TIMEOUT_S = 60.0
 MANIFEST_HEADER = "X-Release-Manifest"
 
 
+def management_verify(ca_cert: str | None = None) -> str | bool:
+    """What an HTTPS client of the management port verifies against: ``ca_cert``, CSI_OTA_CA_CERT,
+    or the system store."""
+    return ca_cert or os.environ.get(CA_CERT_ENV) or True
+
+
 class ManagementClient:
-    def __init__(self, server: str, token: str | None, *, timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(
+        self, server: str, token: str | None, *, timeout_s: float = TIMEOUT_S, ca_cert: str | None = None
+    ) -> None:
         if not token:
-            raise CsiOtaError("no admin token: pass --token or set CSI_OTA_TOKEN")
+            raise CsiOtaError("no admin token: pass --token-file, or set CSI_OTA_TOKEN or CSI_OTA_TOKEN_FILE")
         self.server = server.rstrip("/")
+        # https:// is verified against CSI_OTA_CA_CERT (the local CA of `csi-ota certs`) or the system store.
+        ca_cert = ca_cert or os.environ.get(CA_CERT_ENV) or None
+        if ca_cert is not None and not Path(ca_cert).is_file():
+            raise CsiOtaError(f"{CA_CERT_ENV}={ca_cert}: no such file")
         self._client = httpx.Client(
-            base_url=self.server, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s
+            base_url=self.server,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout_s,
+            verify=ca_cert if ca_cert is not None else True,
         )
 
     def close(self) -> None:

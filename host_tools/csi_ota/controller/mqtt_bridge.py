@@ -80,6 +80,7 @@ class MqttBridge:
         client_id: str | None = None,
         share_group: str,
         max_csi_bytes: int = DEFAULT_MAX_CSI_BYTES,
+        tls_ca: str | None = None,
     ) -> None:
         self.ctx = ctx
         self.subscriptions = subscriptions_for(share_group_for(share_group, password))
@@ -95,6 +96,8 @@ class MqttBridge:
         )
         if username:
             self._client.username_pw_set(username, password)
+        if tls_ca:  # mqtts: the broker's certificate must chain to this CA and name the host
+            self._client.tls_set(ca_certs=str(tls_ca))
         self._client.reconnect_delay_set(RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect

@@ -46,8 +46,14 @@ class ListenOptions:
     management_port: int = 8081
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    insecure_http: bool = False
+    insecure_http: bool = False  # both ports plain HTTP (tests, behind a TLS proxy)
     log_level: str = "warning"
+    # TLS on the device port but plain HTTP on the management port (a TLS proxy in front of 8081).
+    insecure_management_http: bool = False
+
+    @property
+    def management_tls(self) -> bool:
+        return not (self.insecure_http or self.insecure_management_http)
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class MqttOptions:
     username: str | None = None
     password: str | None = None
     share_group: str = DEFAULT_MQTT_SHARE_GROUP  # "" = plain subscriptions (one controller process)
+    tls_ca: Path | None = None  # MQTT over TLS (port 8883), verified against this CA
 
 
 def attach_rollout(app: FastAPI) -> bool:
@@ -97,6 +104,8 @@ def check_listen_options(options: ListenOptions) -> None:
         raise CsiOtaError("the device and management ports must differ")
     if options.insecure_http and (options.tls_cert or options.tls_key):
         raise CsiOtaError("--insecure-http and --tls-cert/--tls-key exclude each other")
+    if options.insecure_http and options.insecure_management_http:
+        raise CsiOtaError("--insecure-http already makes both ports plain; drop --insecure-management-http")
     if not options.insecure_http:
         if not (options.tls_cert and options.tls_key):
             raise CsiOtaError(
@@ -188,8 +197,14 @@ def serve(
         **common,
         **limits.uvicorn_kwargs(),  # one call per port: each port counts its own connections
     )
-    management_config = uvicorn.Config(
-        management_app, host=listen.host, port=listen.management_port, **common, **limits.uvicorn_kwargs()
+    management_config = uvicorn.Config(  # admin tokens travel here: TLS unless explicitly refused
+        management_app,
+        host=listen.host,
+        port=listen.management_port,
+        ssl_certfile=str(listen.tls_cert) if listen.management_tls else None,
+        ssl_keyfile=str(listen.tls_key) if listen.management_tls else None,
+        **common,
+        **limits.uvicorn_kwargs(),
     )
     install_log_rate_limit(limits.log_records_per_minute)
     servers = [_Server(device_config), _Server(management_config)]
@@ -205,6 +220,7 @@ def serve(
             password=mqtt.password,
             share_group=mqtt.share_group,
             max_csi_bytes=settings.max_csi_body_bytes,
+            tls_ca=None if mqtt.tls_ca is None else str(mqtt.tls_ca),
         )
         bridge.start()
     stop_flusher = threading.Event()
@@ -219,7 +235,8 @@ def serve(
         )
     print(
         f"csi-ota serve: devices on {'http' if listen.insecure_http else 'https'}://{listen.host}:{listen.device_port}, "
-        f"management on http://{listen.host}:{listen.management_port}, registry {safe_url(settings.database_url)}",
+        f"management on {'https' if listen.management_tls else 'http'}://{listen.host}:{listen.management_port}, "
+        f"registry {safe_url(settings.database_url)}",
         flush=True,
     )
     try:

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from csi_ota.controller.client import management_verify
 from csi_ota.errors import CsiOtaError
 from csi_ota.fileio import write_atomic
 from csi_ota.fleet.behaviours import BehaviourMix
@@ -94,12 +95,20 @@ class FleetConfig:
 
 
 async def register_devices_async(
-    management_url: str, admin_token: str, device_ids: list[str], *, tags: list[str] = ()
+    management_url: str,
+    admin_token: str,
+    device_ids: list[str],
+    *,
+    tags: list[str] = (),
+    verify: str | bool | None = None,
 ) -> list[tuple[str, str]]:
     """Registers devices through the management API; returns (id, token) in order."""
     semaphore = asyncio.Semaphore(REGISTER_CONCURRENCY)
     headers = {"Authorization": f"Bearer {admin_token}"}
-    async with httpx.AsyncClient(base_url=management_url, headers=headers, timeout=30) as client:
+    verify = management_verify() if verify is None else verify  # the management port speaks TLS
+    async with httpx.AsyncClient(
+        base_url=management_url, headers=headers, timeout=30, verify=verify
+    ) as client:
 
         async def one(device_id: str) -> tuple[str, str]:
             async with semaphore:
@@ -243,7 +252,7 @@ class Fleet:
         deadline = self.started + config.duration_s
         management = None
         if config.rollout_id is not None and config.management_url:
-            management = httpx.AsyncClient(timeout=10)
+            management = httpx.AsyncClient(timeout=10, verify=management_verify(config.ca_cert))
         ended_at = None
         try:
             while time.monotonic() < deadline:
