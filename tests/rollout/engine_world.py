@@ -64,7 +64,7 @@ class EngineWorld:
             # Signed rollbacks need a rollout created by an admin (rollback_policy, issue 12 H3).
             admin_lib.create_admin(session, "rollout-test", "admin", actor="test")
         for device_id in self.device_ids if checked_in else ():
-            self.check(device_id, "1.0.0")
+            self.check(device_id, "1.0.0", slot=0)
             self.heartbeat(device_id, "1.0.0")
         self.seq: dict[str, int] = {}
         self.engine = self.new_engine("engine-a")
@@ -101,20 +101,26 @@ class EngineWorld:
     def _device(self, session, device_id: str) -> Device:
         return session.get(Device, device_id)
 
-    def check(self, device_id: str, version: str, state: str = "valid") -> None:
+    def check(self, device_id: str, version: str, state: str = "valid", slot: int | None = None) -> bool:
+        """A version check as the device API handles it; True when it received a manifest (took the offer)."""
         self.advance(0.001)
         with session_scope(self.sessions) as session:
+            device = self._device(session, device_id)
             registry.reconcile_version_check(
-                self._device(session, device_id), {"version": version, "state": state}, self.now
+                device, {"version": version, "state": state, "slot": slot}, self.now
             )
+            release = registry.offered_release(device)
+            if release is not None:
+                registry.note_offer_taken(device, release, self.now)
+            return release is not None
 
-    def heartbeat(self, device_id: str, version: str, ota_state: str = "valid") -> None:
+    def heartbeat(self, device_id: str, version: str, ota_state: str = "valid", **fields) -> None:
         self.advance(0.001)
         with session_scope(self.sessions) as session:
             registry.record_heartbeat(
                 session,
                 self._device(session, device_id),
-                {"version": version, "ota_state": ota_state},
+                {"version": version, "ota_state": ota_state, **fields},
                 self.now,
             )
 

@@ -9,28 +9,28 @@ import pytest
 from sqlalchemy import select
 
 from csi_ota import keys
-from csi_ota.controller.models import Release
+from csi_ota.controller.models import Device, Release
 from csi_ota.controller.problems import Conflict
+from csi_ota.errors import CsiOtaError
 from csi_ota.controller.rollout import service
 from csi_ota.controller.rollout.models import EngineLease, RolloutAlert, RolloutMembership
-from csi_ota.controller.rollout.policy import stage_for_device
+from csi_ota.controller.rollout.policy import assign_stages
 from csi_ota.fleet.behaviours import BehaviourMix
 from csi_ota.manifest import verify_manifest
 
 FAST = {"soak_s": 3600, "health_timeout_s": 600, "max_retries": 0, "failure_min_count": 3}
 
 
-def test_stage_membership_is_stable_and_close_to_the_percentages(make_world):
+def test_stage_membership_is_stable_and_exactly_the_percentages(make_world):
     world = make_world(devices=400)
     rollout_id = world.create({"stages": [10, 50, 100], "batch_size": 5})
     states = world.states(rollout_id)
     sizes = [sum(1 for rd in states.values() if rd.stage == s) for s in range(3)]
-    assert sum(sizes) == 400
-    assert 20 <= sizes[0] <= 60 and 120 <= sizes[1] <= 200 and 160 <= sizes[2] <= 240
-    for device_id, rd in states.items():  # a restarted controller recomputes exactly these sets
-        assert stage_for_device(rollout_id, device_id, (10, 50, 100)) == rd.stage
-    other = {d: stage_for_device(rollout_id + 1, d, (10, 50, 100)) for d in states}
-    assert other != {d: rd.stage for d, rd in states.items()}  # the rollout id is part of the hash
+    assert sizes == [40, 160, 200]
+    recomputed = assign_stages(rollout_id, list(states), (10, 50, 100))
+    assert {d: stage for d, (stage, _bucket) in recomputed.items()} == {d: rd.stage for d, rd in states.items()}
+    other = assign_stages(rollout_id + 1, list(states), (10, 50, 100))
+    assert {d: s for d, (s, _b) in other.items()} != {d: rd.stage for d, rd in states.items()}
 
 
 def test_batch_size_and_update_window_limit_offers(make_world):
@@ -74,9 +74,14 @@ def test_success_needs_a_healthy_heartbeat_after_the_update(make_world):
     world.install(device, heartbeat=False)
     world.tick()
     assert world.states(rollout_id)[device].state == "offered"
-    world.heartbeat(device, "2.0.0", ota_state="pending_verify")  # degraded health is not success
+    # A heartbeat taken during pending_verify but received after the success report is stale:
+    # it neither makes the device degraded again nor counts as the healthy heartbeat after the update.
+    world.heartbeat(device, "2.0.0", ota_state="pending_verify")
     world.tick()
     assert world.states(rollout_id)[device].state == "offered"
+    with world.sessions() as session:
+        shown = session.get(Device, device)
+        assert (shown.ota_state, shown.health, shown.slot) == ("valid", "healthy", 1)
     world.heartbeat(device, "2.0.0")
     world.tick()
     assert world.states(rollout_id)[device].state == "succeeded"
@@ -102,8 +107,11 @@ def test_failed_attempts_are_retried_then_the_device_fails(make_world):
     assert world.assigned(device) is None  # the offer is withdrawn (nothing was assigned before)
 
 
-def test_silence_trips_the_health_timeout_and_counts_as_failure(make_world):
+def test_silence_after_taking_the_offer_trips_the_health_timeout_and_counts_as_failure(make_world):
+    """The health clock starts when a device takes the offer; silence from then on is failure."""
     world = make_world(devices=4)
+    for device in world.device_ids:  # they check every 5 min and heart-beat every minute
+        world.heartbeat(device, "1.0.0", check_interval_sec=300, heartbeat_interval_sec=60)
     policy = {
         **FAST,
         "stages": [100],
@@ -114,17 +122,23 @@ def test_silence_trips_the_health_timeout_and_counts_as_failure(make_world):
     }
     rollout_id = world.create(policy)
     world.tick()
+    world.advance(250)  # nobody has checked yet: no clock is running
+    world.tick()
+    assert len(world.in_state(rollout_id, "offered")) == 4
+    for device in world.device_ids:
+        assert world.check(device, "1.0.0")  # took the offer ... and goes silent
     world.advance(599)
     world.tick()
     assert len(world.in_state(rollout_id, "offered")) == 4
+    assert all(rd.attempts == 0 for rd in world.states(rollout_id).values())
     world.advance(2)
     world.tick()
     states = world.states(rollout_id)
     assert {(rd.state, rd.attempts, rd.reason) for rd in states.values()} == {("offered", 1, "timeout")}
-    world.advance(601)
+    world.advance(601)  # the retry: never taken within two check intervals, and silent
     world.tick()
     assert world.rollout(rollout_id).state == "halted"  # 4 of 4 failed: silence is not success
-    assert {rd.reason for rd in world.states(rollout_id).values()} == {"timeout"}
+    assert {rd.reason for rd in world.states(rollout_id).values()} == {"silent"}
 
 
 def test_coming_back_on_the_old_version_is_a_failure(make_world):
@@ -283,7 +297,9 @@ def test_devices_offered_before_their_first_check_in_still_get_the_rollback(make
     """Registered devices not yet heard from: the old version is learnt from their reports."""
     world = make_world(devices=10, checked_in=False)
     policy = {**FAST, "stages": [100], "batch_size": 10, "failure_percent": 20, "failure_min_count": 2}
-    rollout_id = world.create(policy)
+    with pytest.raises(CsiOtaError, match="no previous release is known"):
+        world.create(policy)  # rollback=auto with nothing to roll back to: refused unless accepted
+    rollout_id = world.create(policy, allow_no_rollback_target=True)
     assert world.rollout(rollout_id).previous_release_id is None  # nobody had checked in
     world.tick()
     offered = world.in_state(rollout_id, "offered")

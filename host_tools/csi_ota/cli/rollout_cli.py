@@ -119,6 +119,12 @@ def rollout_group() -> None:
 @click.option("--rollback", type=click.Choice(["auto", "none"]), default="auto", show_default=True)
 @click.option("--webhook", default="", help="URL that receives a JSON POST when the rollout halts.")
 @click.option("--previous-release", help="Rollback target (default: the release most devices run).")
+@click.option(
+    "--no-rollback-target-ok",
+    "no_rollback_target_ok",
+    is_flag=True,
+    help="With --rollback auto, create the rollout even if no rollback target is known.",
+)
 @click.option("--name", default="", help="A name for people.")
 @server_option
 @token_option
@@ -126,7 +132,7 @@ def rollout_group() -> None:
 def create_command(
     release, select_all, tag, device_ids, stages, soak, batch_size, success_percent, success_min,
     failure_percent, failure_min, window, time_zone, health_timeout, retries, rollback, webhook,
-    previous_release, name, server, token, as_json,
+    previous_release, no_rollback_target_ok, name, server, token, as_json,
 ) -> None:  # fmt: skip
     """Create a rollout of RELEASE on a selection of devices."""
     chosen = [bool(select_all), bool(tag), bool(device_ids)]
@@ -157,12 +163,22 @@ def create_command(
     body: dict[str, Any] = {"release": release, "selection": selection, "policy": policy, "name": name}
     if previous_release:
         body["previous_release"] = previous_release
+    if no_rollback_target_ok:
+        body["allow_no_rollback_target"] = True
     with ManagementClient(server, token) as client:
         detail = client.post("/api/rollouts", body)
     if as_json:
         print_json(detail)
     else:
         _print_detail(detail)
+        sizes = ", ".join(f"stage {s['stage']} ({s['percent']} %): {s['members']}" for s in detail["stages"])
+        console.print(f"devices per stage: {sizes}")
+        target = detail.get("previous_release")
+        console.print(
+            f"rollback target: {target}"
+            if target
+            else f"rollback target: none known (rollback {detail['policy']['rollback']}: a halt only halts)"
+        )
 
 
 @rollout_group.command("list")

@@ -54,6 +54,7 @@ class StatusReportIn(BaseModel):
     target_sha256: str | None = Field(None, pattern=r"^([0-9a-f]{64})?$")
     manifest_sequence: int | None = Field(None, ge=0, le=U32)
     bytes_written: int | None = Field(None, ge=0, le=U32)
+    slot: int | None = Field(None, ge=0, le=15)  # the running OTA slot, when the device says
 
 
 class StatusAck(BaseModel):
@@ -70,6 +71,9 @@ class HeartbeatIn(BaseModel):
     csi_frames: int | None = Field(None, ge=0, le=2**63 - 1)
     free_heap: int | None = Field(None, ge=0, le=2**63 - 1)
     ota_state: str | None = Field(None, pattern=STATE_NAME_REGEX)
+    slot: int | None = Field(None, ge=0, le=15)
+    check_interval_sec: int | None = Field(None, ge=1, le=7 * 24 * 3600)
+    heartbeat_interval_sec: int | None = Field(None, ge=1, le=7 * 24 * 3600)
 
 
 class Ok(BaseModel):
@@ -224,6 +228,7 @@ def create_device_app(ctx: ControllerContext) -> FastAPI:
             if release is None:
                 ctx.metrics.version_checks.labels(result="none").inc()
                 return Response(status_code=204, headers=headers)
+            registry.note_offer_taken(device, release, ctx.now())
             headers["X-Firmware-Url"] = FIRMWARE_URL_TEMPLATE.format(sha256=release.sha256)
             ctx.metrics.version_checks.labels(result="offer").inc()
             return Response(release.manifest, media_type="text/plain; charset=utf-8", headers=headers)
@@ -266,18 +271,32 @@ def create_device_app(ctx: ControllerContext) -> FastAPI:
             release = next((r for r in releases if registry.may_download(device, r)), None)
             if release is None:  # unknown, or not this device's: the same answer
                 raise HTTPException(404, "no such firmware")
+            offered = registry.offered_release(device)
+            if offered is not None and offered.sha256 == sha256:
+                registry.note_offer_taken(device, offered, ctx.now())
             return _firmware_response(ctx, release, device.id, request.app.state.download_slots)
 
-    @app.get("/firmware/latest", response_class=Response, responses=firmware_responses, tags=["ota"])
-    def firmware_latest(request: Request, device_id: DeviceIdQuery = None) -> Response:
-        """The image of the release assigned to this device (the seed's short form)."""
+    def firmware_assigned(request: Request, device_id: DeviceIdQuery = None) -> Response:
+        """The image of the release assigned to this device (the seed's HTTP-only flow); Range works."""
         ctx = _ctx(request)
         with ctx.session() as session:
             device = _authenticate(ctx, session, request, device_id)
             release = registry.offered_release(device)
             if release is None:
                 raise HTTPException(404, "no update assigned to this device")
+            registry.note_offer_taken(device, release, ctx.now())
             return _firmware_response(ctx, release, device.id, request.app.state.download_slots)
+
+    for path in ("/api/ota/firmware", "/firmware/latest"):
+        app.add_api_route(
+            path,
+            firmware_assigned,
+            methods=["GET"],
+            response_class=Response,
+            responses=firmware_responses,
+            tags=["ota"],
+            name=f"firmware_assigned{path.replace('/', '_')}",
+        )
 
     @app.post(
         "/api/ota/status",

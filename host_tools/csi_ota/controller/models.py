@@ -155,6 +155,15 @@ class Device(Base):
     )
     assigned_release: Mapped[Release | None] = relationship(lazy="joined")
 
+    # Intervals the device says it runs with (heartbeat fields check_interval_sec /
+    # heartbeat_interval_sec): the rollout engine judges reach and silence against them.
+    check_interval_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    heartbeat_interval_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # When the device took its current offer: the first version check that received the
+    # manifest of ``offer_release_id`` (or its first download of it) since the offer was made.
+    offer_release_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    offer_taken_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
     # Per-device configuration (merged over per-tag configuration), pushed with the version check.
     config: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     config_revision: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

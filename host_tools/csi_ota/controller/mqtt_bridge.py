@@ -7,7 +7,11 @@ controller process runs one; they subscribe as one shared-subscription group
 the broker hands each message to exactly one process of a scale-out. An empty
 group subscribes plainly (one controller process only). Heartbeats go
 through :func:`registry.record_heartbeat` — the same update as the HTTP
-heartbeat; stats replace the device's stats; CSI data goes to the CSI sink.
+heartbeat; stats replace the device's stats, except that a stats payload which
+is an OTA status report (it has ``seq`` and ``state``: the seed's MQTT update
+sequence) is stored as one through :func:`registry.record_status` — the same
+schema, (device, seq) idempotency and audit as POST /api/ota/status; CSI data
+goes to the CSI sink.
 Messages from unknown or decommissioned devices, with bad ids or bad JSON are
 dropped and counted (``dropped``). The broker's ACL (``csi-ota mqtt-acl``) is
 what stops a device publishing under another device's id. CSI payloads over
@@ -28,10 +32,11 @@ from collections import Counter as Tally
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 
 from csi_ota.controller import registry
 from csi_ota.controller.context import ControllerContext
-from csi_ota.controller.device_api import HeartbeatIn
+from csi_ota.controller.device_api import HeartbeatIn, StatusReportIn
 from csi_ota.controller.models import Device
 from csi_ota.errors import CsiOtaError
 
@@ -132,7 +137,10 @@ class MqttBridge:
 
     def handle(self, topic: str, payload: bytes) -> str:
         """Processes one message; returns what happened (for counts and tests)."""
-        outcome = self._handle(topic, payload)
+        try:
+            outcome = self._handle(topic, payload)
+        except IntegrityError:  # the same (device, seq) report committed concurrently: already stored
+            outcome = "status_repeat"
         self.counts[outcome] += 1
         return outcome
 
@@ -177,5 +185,19 @@ class MqttBridge:
                 registry.record_heartbeat(session, device, beat.model_dump(), ctx.now())
                 ctx.metrics.heartbeats.labels(transport="mqtt").inc()
                 return "heartbeat"
+            if "seq" in data and "state" in data:
+                return self._status_report(session, device, data)
             registry.record_stats(session, device, data, ctx.now())
             return "stats"
+
+    def _status_report(self, session, device: Device, data: dict) -> str:
+        try:
+            report = StatusReportIn.model_validate(data)
+        except ValidationError:
+            return "dropped"
+        if report.device_id != device.id:
+            return "dropped"
+        if registry.record_status(session, device, report.model_dump(), self.ctx.now()):
+            self.ctx.metrics.status_reports.labels(state=report.state).inc()
+            return "status"
+        return "status_repeat"

@@ -33,6 +33,8 @@ U32_MAX = 0xFFFFFFFF
 # A device is offline after this many missed health-check intervals.
 OFFLINE_AFTER_INTERVALS = 3
 DEGRADED_OTADATA_STATES = ("pending_verify", "invalid", "aborted")
+# What a status report says about the running image's otadata state (None: nothing new).
+REPORT_OTADATA_STATES = {"pending_verify": "pending_verify", "success": "valid", "rolled_back": "valid"}
 # How stale devices.last_seen may get before a version check with nothing new rewrites it. 0: always
 # (the rollout engine judges silence from last_seen, on a virtual clock that may run 3600x real time).
 LAST_SEEN_RESOLUTION_S = 0.0
@@ -326,6 +328,9 @@ def reconcile_version_check(device: Device, query: dict[str, Any], now: dt.datet
     makes a device polling again with nothing new cost a read, not a write.
     """
     changed = False
+    if query.get("version") is not None and query.get("slot") is None and device.version != query["version"]:
+        _set_running(device, query["version"], None)
+        changed = True
     for name in ("version", "secure_version", "slot"):
         if query.get(name) is not None and getattr(device, name) != query[name]:
             setattr(device, name, query[name])
@@ -343,15 +348,64 @@ def health_from_heartbeat(ota_state: str | None) -> str:
     return "degraded" if ota_state in DEGRADED_OTADATA_STATES else "healthy"
 
 
+def note_offer_taken(device: Device, release: Release, now: dt.datetime) -> None:
+    """The device received ``release``'s manifest (or asked for its image): it took the offer.
+
+    Called on the version-check and download hot paths; writes only the first time per offer
+    (the rollout engine clears ``offer_taken_at`` when it makes or renews an offer), so the
+    device's health clock starts when it really picked the update up.
+    """
+    if device.offer_release_id != release.id or device.offer_taken_at is None:
+        device.offer_release_id = release.id
+        device.offer_taken_at = now
+
+
+def _set_running(device: Device, version: str | None, slot: int | None) -> None:
+    """Records what the device runs; ``slot`` is always the running slot.
+
+    Without an explicit slot, a change of running version on a two-slot device means it
+    booted the other slot (an update or a rollback always crosses slots).
+    """
+    if slot is not None:
+        device.slot = slot
+    elif version and device.version and version != device.version and device.slot in (0, 1):
+        device.slot = 1 - device.slot
+    if version:
+        device.version = version
+
+
+def _interval(value: Any) -> int | None:
+    return value if isinstance(value, int) and 1 <= value <= 7 * 24 * 3600 else None
+
+
 def record_heartbeat(session: Session, device: Device, heartbeat: dict[str, Any], now: dt.datetime) -> None:
-    """The one health update for HTTP and MQTT heartbeats (fields already type-checked)."""
+    """The one health update for HTTP and MQTT heartbeats (fields already type-checked).
+
+    Reconciled in order with the status reports: a heartbeat taken while the image was still
+    being verified (``pending_verify``) but received after the device reported ``success`` for
+    that version is stale: it shows the device is alive (``last_seen``) but changes neither
+    its state nor its health, and is not the healthy heartbeat after an update.
+    """
     device.last_seen = now
+    version, ota_state = heartbeat.get("version"), heartbeat.get("ota_state")
+    confirmed = device.last_ota_state == "success" and version is not None and version == device.version
+    if ota_state == "pending_verify" and confirmed:
+        return  # taken before the confirm, received after it: alive, but says nothing newer
     device.last_heartbeat = now
-    for name in ("version", "uptime_s", "rssi", "csi_frames", "free_heap"):
+    for name in ("uptime_s", "rssi", "csi_frames", "free_heap"):
         if heartbeat.get(name) is not None:
             setattr(device, name, heartbeat[name])
-    if heartbeat.get("ota_state") is not None:
-        device.ota_state = heartbeat["ota_state"]
+    check_s, heartbeat_s = (
+        _interval(heartbeat.get("check_interval_sec")),
+        _interval(heartbeat.get("heartbeat_interval_sec")),
+    )
+    if check_s is not None:
+        device.check_interval_s = check_s
+    if heartbeat_s is not None:
+        device.heartbeat_interval_s = heartbeat_s
+    _set_running(device, version, heartbeat.get("slot"))
+    if ota_state is not None:
+        device.ota_state = ota_state
     device.health = health_from_heartbeat(device.ota_state)
 
 
@@ -394,8 +448,12 @@ def record_status(session: Session, device: Device, report: dict[str, Any], now:
         device.last_ota_state = report["state"]
         device.last_ota_reason = report.get("reason") or "ok"
         device.last_ota_at = now
-        if report.get("version"):
-            device.version = report["version"]
+        _set_running(device, report.get("version"), report.get("slot"))
+        running_state = REPORT_OTADATA_STATES.get(report["state"])
+        if running_state is not None:  # the report says what the running image's otadata state is
+            device.ota_state = running_state
+            if device.last_heartbeat is not None:
+                device.health = health_from_heartbeat(running_state)
     audit.record(
         session,
         f"device:{device.id}",

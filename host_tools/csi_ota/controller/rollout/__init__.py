@@ -1,8 +1,9 @@
 """Progressive rollouts with health gates and automatic rollback (the controller's rollout engine).
 
 ``attach(app)`` is called by the controller's management-app factory: it
-adds the /api/rollouts routes and runs the engine as a background task for
-the life of the app. Every controller process runs an engine; a database
+adds the /api/rollouts routes and runs the engine, and the intake monitor
+that records when this process was too stalled to take in device traffic
+(intake.py), as background tasks for the life of the app. Every controller process runs an engine; a database
 lease lets exactly one of them decide at a time (docs/rollout.md).
 
 Environment:
@@ -24,6 +25,7 @@ from contextlib import asynccontextmanager
 from csi_ota.controller.rollout import alerts
 from csi_ota.controller.rollout.clock import VirtualClock
 from csi_ota.controller.rollout.engine import DEFAULT_LEASE_TTL_S, DEFAULT_TICK_INTERVAL_S, RolloutEngine
+from csi_ota.controller.rollout.intake import IntakeMonitor
 from csi_ota.controller.rollout.rollback import signing_key_path
 from csi_ota.errors import CsiOtaError
 
@@ -87,12 +89,17 @@ def attach(app) -> None:
             alerts.register_metrics(ctx.metrics.registry)
             the_app.state.rollout_engine = engine
             stop = asyncio.Event()
-            task = asyncio.create_task(engine.run(stop)) if run_engine else None
+            # Every process measures its own intake lag (also with ROLLOUT_ENGINE=0: it serves devices).
+            monitor = IntakeMonitor(ctx.session, process=engine.holder)
+            the_app.state.intake_monitor = monitor
+            tasks = [asyncio.create_task(monitor.run(stop))]
+            if run_engine:
+                tasks.append(asyncio.create_task(engine.run(stop)))
             try:
                 yield state
             finally:
                 stop.set()
-                if task is not None:
+                for task in tasks:
                     with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                         await asyncio.wait_for(task, ENGINE_STOP_TIMEOUT_S)
 

@@ -33,6 +33,9 @@ class RolloutCreate(BaseModel):
     previous_release: str | int | None = Field(
         None, description="rollback target; default: what most run now"
     )
+    allow_no_rollback_target: bool = Field(
+        False, description="create a rollback=auto rollout even when no rollback target is known"
+    )
 
 
 class ExcludeIn(BaseModel):
@@ -77,6 +80,7 @@ def build_router() -> APIRouter:
                 policy=body.policy,
                 name=body.name,
                 previous_release=body.previous_release,
+                allow_no_rollback_target=body.allow_no_rollback_target,
                 actor=actor,
                 clock=_clock(request),
             )

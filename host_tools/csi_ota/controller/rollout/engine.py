@@ -5,11 +5,16 @@ the database lease; without it the tick does nothing, so with several
 controller processes on one database exactly one engine decides. A tick:
 
 1. judges every in-flight device (offered the release, or the rollback) from
-   status reports, heartbeats and the version check (csi_ota.controller.rollout.judge);
+   status reports, heartbeats and the version check (csi_ota.controller.rollout.judge),
+   its health clock running from when it took the offer and never through a span in
+   which a controller was stalled (intake.py); verdicts that rest on silence apply only
+   if devices outside the update are heard meanwhile — otherwise the engine pauses the
+   rollout (a hold) and resumes it by itself when they are heard again;
 2. halts the rollout when the failure threshold is crossed (alert, and the
    signed rollback when the policy says so);
-3. moves the stage gate: a stage whose devices are all decided soaks, and
-   after the soak opens the next stage if the success threshold holds;
+3. moves the stage gate: a stage whose devices are all decided (or not reached)
+   soaks, and after the soak opens the next stage if the success threshold holds
+   on at least ``success_min_count`` decided devices; an empty stage is skipped;
 4. offers the release to pending devices of open stages, at most
    ``batch_size`` in flight, only inside the update window.
 """
@@ -29,13 +34,19 @@ import httpx
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from csi_ota.controller import registry
 from csi_ota.controller.db import session_scope
 from csi_ota.controller.models import Device, Release, StatusReport, utcnow
 from csi_ota.controller.releases import first_forward_release
 from csi_ota.controller.rollout import alerts, lease
 from csi_ota.controller.rollout.clock import VirtualClock
+from csi_ota.controller.rollout.intake import StallLedger, prune_stalls, record_stall
 from csi_ota.controller.rollout.judge import (
     UNHEALTHY_HEALTH_VALUES,
+    DeviceIntervals,
+    Elapsed,
+    Verdict,
+    is_silent,
     judge_rollback,
     judge_succeeded,
     judge_update,
@@ -63,6 +74,13 @@ DEFAULT_TICK_INTERVAL_S = 1.0
 DEFAULT_LEASE_TTL_S = 10.0
 MAX_OFFER_ROUNDS = 10
 OFFER_LOOKAHEAD = 50
+# Devices outside the update that the engine looks at before blaming a device's silence on it.
+CONTROL_SAMPLE = 2000
+CONTROL_MIN_DEVICES = 3
+CONTROL_LOOKBACK_SILENCES = 10  # a device silent for longer than this many silence bounds is just gone
+HOLD_SILENT_SHARE = 0.5  # hold when at least this share of the control group is silent
+RESUME_SILENT_SHARE = 0.25  # resume when fewer than this share are
+PRUNE_EVERY_TICKS = 600
 
 
 def add_event(
@@ -87,6 +105,14 @@ def unassign(rd: RolloutDevice, device: Device, release_id: int) -> None:
     """Stops offering ``release_id`` to the device; restores what it was assigned before the rollout."""
     if device.assigned_release_id == release_id:
         device.assigned_release_id = rd.prior_assigned_release_id
+
+
+def start_offer(rd: RolloutDevice, device: Device, now_real: dt.datetime) -> None:
+    """The (re)offer starts now: the device's health clock waits until it takes it."""
+    rd.offered_real = now_real
+    rd.taken_real = None
+    if device.offer_taken_at is not None and device.offer_taken_at <= now_real:
+        device.offer_taken_at = None
 
 
 def format_duration(seconds: float) -> str:
@@ -114,6 +140,7 @@ class RolloutStep:
     now_vt: dt.datetime
     now_real: dt.datetime
     signing_key: Path | None
+    ledger: StallLedger | None = None
     policy: RolloutPolicy = field(init=False)
     release: Release = field(init=False)
     stages: list[RolloutStage] = field(init=False)
@@ -128,6 +155,10 @@ class RolloutStep:
                 select(RolloutStage).where(RolloutStage.rollout_id == rollout.id).order_by(RolloutStage.index)
             )
         )
+        if self.ledger is None:
+            self.ledger = StallLedger.load(s, self.clock, self.now_real)
+        self.elapsed = Elapsed(self.ledger, self.now_real)
+        self._control: tuple[int, int] | None = None
         self.tally = Tally()
         for stage, state, count in s.execute(
             select(RolloutDevice.stage, RolloutDevice.state, func.count())
@@ -159,6 +190,97 @@ class RolloutStep:
         rd.decided_vt = self.now_vt
         rd.decided_real = self.now_real
 
+    def intervals(self, device: Device) -> DeviceIntervals:
+        """The device's own check and heartbeat intervals: what it reports, what was pushed, the policy's."""
+        check_s = device.check_interval_s
+        if check_s is None:
+            pushed = registry.merged_config(self.session, device).get("check_interval_sec")
+            check_s = int(pushed) if pushed else self.policy.check_interval_s
+        return DeviceIntervals(
+            check_s=check_s, heartbeat_s=device.heartbeat_interval_s or self.policy.heartbeat_interval_s
+        )
+
+    def control_group(self) -> tuple[int, int]:
+        """(silent, considered) among devices outside the update: not offered by this rollout."""
+        if self._control is not None:
+            return self._control
+        offered = select(RolloutDevice.device_id).where(
+            RolloutDevice.rollout_id == self.rollout.id, RolloutDevice.first_offered_vt.is_not(None)
+        )
+        rows = self.session.scalars(
+            select(Device)
+            .where(
+                Device.decommissioned.is_(False),
+                Device.token_hash.is_not(None),
+                or_(Device.last_seen.is_not(None), Device.last_heartbeat.is_not(None)),
+                Device.id.not_in(offered),
+            )
+            .order_by(Device.id)
+            .limit(CONTROL_SAMPLE)
+        )
+        silent = considered = 0
+        for device in rows:
+            intervals = self.intervals(device)
+            contact = max(t for t in (device.last_seen, device.last_heartbeat) if t is not None)
+            if self.elapsed.since(contact) > CONTROL_LOOKBACK_SILENCES * intervals.silent_s:
+                continue  # long gone: says nothing about now
+            considered += 1
+            silent += is_silent(device, intervals, self.elapsed)
+        self._control = (silent, considered)
+        return self._control
+
+    def silence_is_systemic(self) -> bool:
+        silent, considered = self.control_group()
+        return considered >= CONTROL_MIN_DEVICES and silent >= HOLD_SILENT_SHARE * considered
+
+    def apply_silence(self, verdicts: list[tuple[RolloutDevice, Device, Verdict]], apply) -> None:
+        """Silence verdicts count only when devices outside the update are heard meanwhile."""
+        if not verdicts:
+            return
+        if self.silence_is_systemic():
+            silent, considered = self.control_group()
+            if self.rollout.state == "active":
+                self.hold(
+                    f"{silent} of {considered} devices outside the update went silent too "
+                    f"({len(verdicts)} updating devices silent): controller or network, not the release"
+                )
+            return
+        for rd, device, verdict in verdicts:
+            apply(rd, device, verdict)
+
+    def hold(self, reason: str) -> None:
+        self.rollout.state = "paused"
+        self.rollout.hold_reason = reason
+        self.rollout.updated = self.now_real
+        self.event("hold", f"paused by the engine: {reason}; resumes by itself when they are heard again")
+
+    def maybe_end_hold(self) -> None:
+        rollout = self.rollout
+        if rollout.state != "paused" or not rollout.hold_reason:
+            return
+        silent, considered = self.control_group()
+        if considered >= CONTROL_MIN_DEVICES and silent >= RESUME_SILENT_SHARE * considered:
+            return
+        started = self.session.scalar(
+            select(RolloutEvent.at_real)
+            .where(RolloutEvent.rollout_id == rollout.id, RolloutEvent.kind == "hold")
+            .order_by(RolloutEvent.id.desc())
+            .limit(1)
+        )
+        if started is not None:  # nobody's silence counts across the hold
+            record_stall(self.session, f"rollout {rollout.id} hold", started, self.now_real, 0.0)
+            self.ledger = StallLedger.build(
+                self.clock, [*self.ledger.spans, (started.timestamp(), self.now_real.timestamp())]
+            )
+            self.elapsed = Elapsed(self.ledger, self.now_real)
+        rollout.state = "active"
+        rollout.hold_reason = ""
+        rollout.updated = self.now_real
+        self.event(
+            "resumed",
+            f"resumed by the engine: devices outside the update are heard again ({silent} of {considered} silent)",
+        )
+
     def _with_devices(self, statement) -> list[tuple[RolloutDevice, Device]]:
         rows = self.session.execute(
             statement.join(Device, Device.id == RolloutDevice.device_id).add_columns(Device)
@@ -176,6 +298,7 @@ class RolloutStep:
     # ------------------------------------------------------------------ the tick
 
     def run(self) -> None:
+        self.maybe_end_hold()
         state = self.rollout.state
         if state in ("active", "paused"):
             self.judge_offered()
@@ -210,6 +333,7 @@ class RolloutStep:
     def judge_offered(self) -> None:
         offered = self._rds(RolloutDevice.state == "offered")
         reports = self._reports_for(offered)
+        silent: list[tuple[RolloutDevice, Device, Verdict]] = []
         for rd, device in offered:
             if rd.from_version is None:  # offered before its first check-in: learn it from the reports
                 rd.from_version = version_before_update(
@@ -221,29 +345,45 @@ class RolloutStep:
                 reports.get(rd.device_id, ()),
                 target_version=self.release.version,
                 target_sha256=self.release.sha256,
+                release_id=self.release.id,
                 health_timeout_s=self.policy.health_timeout_s,
-                now_vt=self.now_vt,
+                intervals=self.intervals(device),
+                elapsed=self.elapsed,
                 now_real=self.now_real,
             )
             if verdict is None:
                 continue
-            if verdict.outcome == "succeeded":
-                self.decide(rd, "succeeded", verdict.reason)
+            if verdict.silent:
+                silent.append((rd, device, verdict))
                 continue
-            rd.attempts += 1
-            rd.reason = verdict.reason[:64]
-            if rd.attempts > self.policy.max_retries:
-                self.decide(rd, "failed", verdict.reason)
-                unassign(rd, device, self.release.id)
-            else:  # retry: the device keeps the assignment and tries again at its next check
-                rd.offered_vt = self.now_vt
-                rd.offered_real = verdict.at_real or self.now_real
-                rd.downloaded_real = None
-                rd.installed_real = None
+            self.apply_update_verdict(rd, device, verdict)
+        self.apply_silence(silent, self.apply_update_verdict)
+
+    def apply_update_verdict(self, rd: RolloutDevice, device: Device, verdict: Verdict) -> None:
+        if verdict.outcome == "succeeded":
+            self.decide(rd, "succeeded", verdict.reason)
+            return
+        if verdict.outcome == "not_reached":  # alive, but never took the offer: neither success nor failure
+            self.decide(rd, "not_reached", verdict.reason)
+            unassign(rd, device, self.release.id)
+            return
+        rd.attempts += 1
+        rd.reason = verdict.reason[:64]
+        if rd.attempts > self.policy.max_retries:
+            self.decide(rd, "failed", verdict.reason)
+            unassign(rd, device, self.release.id)
+        else:  # retry: the device keeps the assignment and tries again at its next check
+            rd.offered_vt = self.now_vt
+            start_offer(rd, device, verdict.at_real or self.now_real)
+            rd.downloaded_real = None
+            rd.installed_real = None
 
     def watch_succeeded(self) -> None:
         """Succeeded devices that moved off the release, turned unhealthy or went silent fail."""
-        cutoff_real = self.clock.to_real(self.now_vt - dt.timedelta(seconds=self.policy.health_timeout_s))
+        # A superset of the silent ones (stalls only shorten silence); judge_succeeded decides.
+        cutoff_real = self.now_real - dt.timedelta(
+            seconds=self.clock.real_seconds(self.policy.health_timeout_s)
+        )
         suspicious = or_(
             Device.version != self.release.version,
             Device.health.in_(UNHEALTHY_HEALTH_VALUES),
@@ -255,17 +395,22 @@ class RolloutStep:
         candidates = self._rds(
             RolloutDevice.state == "succeeded", RolloutDevice.reason != "already_current", suspicious
         )
+        silent: list[tuple[RolloutDevice, Device, Verdict]] = []
         for rd, device in candidates:
             verdict = judge_succeeded(
                 rd,
                 device,
                 target_version=self.release.version,
                 health_timeout_s=self.policy.health_timeout_s,
-                clock=self.clock,
-                now_vt=self.now_vt,
+                elapsed=self.elapsed,
             )
-            if verdict is not None:
+            if verdict is None:
+                continue
+            if verdict.silent:
+                silent.append((rd, device, verdict))
+            else:
                 self.decide(rd, "failed", verdict.reason)
+        self.apply_silence(silent, lambda rd, _device, verdict: self.decide(rd, "failed", verdict.reason))
 
     def failure_threshold_crossed(self) -> bool:
         counts = self.counts()
@@ -293,38 +438,67 @@ class RolloutStep:
         return False
 
     def move_gate(self) -> None:
-        index = self.rollout.current_stage
+        for _ in range(len(self.stages)):  # empty stages pass at once, without a soak
+            index = self.rollout.current_stage
+            if not self._move_gate(index) or self.rollout.current_stage == index:
+                return
+
+    def _stage_members(self, index: int) -> int:
+        return sum(n for (stage, state), n in self.tally.items() if stage == index and state != "excluded")
+
+    def _move_gate(self, index: int) -> bool:
+        """One gate step for the current stage; True when the stage passed."""
         stage = self.stages[index]
         counts = self.counts(index)
         members = sum(n for state, n in counts.items() if state != "excluded")
-        succeeded, failed = counts["succeeded"], counts["failed"]
+        succeeded, failed, unreached = counts["succeeded"], counts["failed"], counts["not_reached"]
+        decided = succeeded + failed
         label = f"stage {index + 1} ({stage.percent} %)"
-        if stage.state == "open" and succeeded + failed == members:
+        if stage.state == "open" and self._stage_members(index) == 0:
+            self.pass_stage(index, f"{label} has no devices; skipped without a soak", skipped=True)
+            return True
+        if stage.state == "open" and decided + unreached == members:
             stage.state = "soaking"
             stage.soak_started_vt = self.now_vt
             self.event(
                 "soak",
-                f"{label}: all {members} devices decided ({succeeded} succeeded, {failed} failed); "
-                f"soaking {format_duration(stage.soak_s)}",
+                f"{label}: all {members} devices decided ({succeeded} succeeded, {failed} failed"
+                + (f", {unreached} not reached" if unreached else "")
+                + f"); soaking {format_duration(stage.soak_s)}",
                 stage=index,
                 succeeded=succeeded,
                 failed=failed,
+                not_reached=unreached,
             )
-            return
+            return False
         if stage.state != "soaking" or stage.soak_started_vt is None:
-            return
+            return False
         if (self.now_vt - stage.soak_started_vt).total_seconds() < stage.soak_s:
-            return
+            return False
         p = self.policy
-        needed = min(p.success_min_count, members)
-        if members and (succeeded * 100 < p.success_percent * members or succeeded < needed):
+        needed = max(p.success_min_count, 1)
+        if decided < needed or succeeded < needed or succeeded * 100 < p.success_percent * decided:
             self.halt(
-                f"{label}: {succeeded} of {members} devices succeeded after the soak, below the success "
-                f"threshold ({p.success_percent:g} %, at least {needed})",
+                f"{label}: {succeeded} of {decided} decided devices succeeded after the soak"
+                + (f" ({unreached} not reached)" if unreached else "")
+                + f", below the success threshold ({p.success_percent:g} %, at least {needed})",
                 succeeded=succeeded,
                 failed=failed,
+                not_reached=unreached,
             )
-            return
+            return False
+        self.pass_stage(
+            index,
+            f"gate passed: {label} {succeeded}/{decided} decided devices succeeded"
+            + (f" ({unreached} not reached)" if unreached else "")
+            + f" after {format_duration(stage.soak_s)} soak",
+            succeeded=succeeded,
+            failed=failed,
+        )
+        return True
+
+    def pass_stage(self, index: int, message: str, **details) -> None:
+        stage = self.stages[index]
         stage.state = "passed"
         stage.passed_vt = self.now_vt
         if index + 1 < len(self.stages):
@@ -334,15 +508,12 @@ class RolloutStep:
             self.rollout.current_stage = index + 1
             self.rollout.updated = self.now_real
             self.event(
-                "gate",
-                f"gate passed: {label} {succeeded}/{members} succeeded after "
-                f"{format_duration(stage.soak_s)} soak; opening stage {index + 2} ({nxt.percent} %)",
-                stage=index,
-                succeeded=succeeded,
-                failed=failed,
+                "gate", f"{message}; opening stage {index + 2} ({nxt.percent} %)", stage=index, **details
             )
-        else:
-            self.complete(succeeded, failed, members)
+            return
+        counts = self.counts()
+        members = sum(n for state, n in counts.items() if state != "excluded")
+        self.complete(counts["succeeded"], counts["failed"], members)
 
     def make_offers(self) -> None:
         if not self.policy.window.contains(self.now_vt):
@@ -382,7 +553,7 @@ class RolloutStep:
                 device.assigned_release_id = self.release.id
                 self.move(rd, "offered")
                 rd.offered_vt = self.now_vt
-                rd.offered_real = self.now_real
+                start_offer(rd, device, self.now_real)
                 rd.downloaded_real = None
                 rd.installed_real = None
                 slots -= 1
@@ -506,17 +677,25 @@ class RolloutStep:
         rollout = self.rollout
         rollback_release = self.session.get(Release, rollout.rollback_release_id)
         previous = self.session.get(Release, rollout.previous_release_id)
+
+        def apply(rd: RolloutDevice, _device: Device, verdict: Verdict) -> None:
+            outcome = "rolled_back" if verdict.outcome == "succeeded" else "rollback_failed"
+            self.decide(rd, outcome, verdict.reason)
+
         for rd, device in self._rds(RolloutDevice.state == "rolling_back"):
             verdict = judge_rollback(
                 rd,
                 device,
                 previous_version=previous.version,
+                rollback_release_id=rollback_release.id,
                 health_timeout_s=self.policy.health_timeout_s,
-                now_vt=self.now_vt,
+                intervals=self.intervals(device),
+                elapsed=self.elapsed,
             )
+            if verdict is not None and verdict.silent and self.silence_is_systemic():
+                continue  # controller or network trouble: judge it when devices are heard again
             if verdict is not None:
-                outcome = "rolled_back" if verdict.outcome == "succeeded" else "rollback_failed"
-                self.decide(rd, outcome, verdict.reason)
+                apply(rd, device, verdict)
         # Every device running the halted release (including late installers) gets the signed rollback.
         for rd, device in self._rds(
             RolloutDevice.state.not_in(("rolling_back", "rolled_back", "rollback_failed", "excluded")),
@@ -527,7 +706,7 @@ class RolloutStep:
             device.assigned_release_id = rollback_release.id
             self.move(rd, "rolling_back")
             rd.offered_vt = self.now_vt
-            rd.offered_real = self.now_real
+            start_offer(rd, device, self.now_real)
         counts = self.counts()
         if counts["rolling_back"] == 0:
             rollout.state = "rolled_back"
@@ -590,8 +769,11 @@ class RolloutEngine:
                 .order_by(Rollout.id)
                 .with_for_update()
             ).all()
+            ledger = StallLedger.load(session, self.clock, now_real) if rollouts else None
             for rollout in rollouts:
-                RolloutStep(session, rollout, self.clock, now_vt, now_real, self.signing_key).run()
+                RolloutStep(session, rollout, self.clock, now_vt, now_real, self.signing_key, ledger).run()
+            if self.ticks % PRUNE_EVERY_TICKS == 0:
+                prune_stalls(session, now_real)
         self.ticks += 1
         return True
 

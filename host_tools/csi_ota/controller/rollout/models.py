@@ -23,6 +23,9 @@ from csi_ota.controller.models import DEVICE_ID_MAX_CHARS, Base, UTCDateTime, ut
 
 # Rollout states. "Open" rollouts hold their devices (one open rollout per device).
 ROLLOUT_STATES = ("active", "paused", "halted", "rolling_back", "completed", "aborted", "rolled_back")
+# A rollout the engine paused by itself because devices outside the update went silent too
+# (controller or network trouble, not the release) carries this prefix in ``hold_reason`` and
+# resumes by itself when they are heard again.
 OPEN_ROLLOUT_STATES = ("active", "paused", "halted", "rolling_back")
 TERMINAL_ROLLOUT_STATES = ("completed", "aborted", "rolled_back")
 
@@ -33,6 +36,7 @@ DEVICE_STATES = (
     "succeeded",  # runs the release, marked it valid, healthy heartbeat after the update
     "failed",  # failure reports / old version / silence, after UPDATE_RETRY_COUNT retries
     "excluded",  # removed by an operator
+    "not_reached",  # never took the offer within its own check interval, but alive: neither success nor failure
     "rolling_back",  # offered the signed rollback release
     "rolled_back",  # back on the previous release, healthy
     "rollback_failed",  # did not come back within the health timeout
@@ -55,6 +59,8 @@ class Rollout(Base):
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="active", index=True)
     current_stage: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     halt_reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    # Why the engine itself paused the rollout (silence outside the update); "" when it did not.
+    hold_reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
     created_by: Mapped[str] = mapped_column(String(80), nullable=False, default="")
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
@@ -100,6 +106,8 @@ class RolloutDevice(Base):
     # When the device was first seen running the target (success report or version check).
     installed_real: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     downloaded_real: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When the device took the current offer (its health clock starts here, not at the offer).
+    taken_real: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     decided_vt: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     decided_real: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
@@ -161,3 +169,19 @@ class EngineLease(Base):
     expires_real: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     acquired_real: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False)
     generation: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+class IntakeStall(Base):
+    """A wall-clock span in which a controller process could not take in device traffic on time.
+
+    Recorded by every controller process (intake.py: event-loop lag plus database latency);
+    the engine never counts such a span as a device's silence.
+    """
+
+    __tablename__ = "rollout_intake_stalls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    process: Mapped[str] = mapped_column(String(128), nullable=False, default="")
+    start_real: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    end_real: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    lag_ms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

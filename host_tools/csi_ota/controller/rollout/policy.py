@@ -2,9 +2,9 @@
 
 Defaults come from the seed's environment variables (DEVICE_UPDATE_BATCH_SIZE,
 UPDATE_RETRY_COUNT, ROLLBACK_TIMEOUT_MIN) and its rollout plan (10 % → 50 % →
-100 %, 24 h of monitoring before widening). Stage membership is a pure
-function of (rollout id, device id), so it never changes and a restarted
-controller recomputes the same sets.
+100 %, 24 h of monitoring before widening). Stage membership is by rank: the
+selection sorted by hash(rollout id, device id) and cut at ceil(p × N), fixed
+when the rollout is created (a pure function, recomputed identically anywhere).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,6 +25,9 @@ DEFAULT_SOAK_S = 24 * 3600
 DEFAULT_BATCH_SIZE = 5  # DEVICE_UPDATE_BATCH_SIZE
 DEFAULT_RETRY_COUNT = 3  # UPDATE_RETRY_COUNT
 DEFAULT_HEALTH_TIMEOUT_MIN = 30  # ROLLBACK_TIMEOUT_MIN
+DEFAULT_CHECK_INTERVAL_S = 3600  # the firmware's CONFIG_CSI_OTA_CHECK_INTERVAL_SEC, `provision`, `fleet`
+DEFAULT_HEARTBEAT_INTERVAL_S = 300  # HEALTH_CHECK_INTERVAL_SEC
+MAX_INTERVAL_S = 7 * 24 * 3600
 ROLLBACK_POLICIES = ("auto", "none")
 BUCKET_BITS = 63  # fits a signed BIGINT on SQLite and PostgreSQL
 BUCKET_SPACE = 1 << BUCKET_BITS
@@ -98,6 +102,10 @@ class RolloutPolicy:
     window: UpdateWindow = field(default_factory=UpdateWindow)
     health_timeout_s: int = DEFAULT_HEALTH_TIMEOUT_MIN * 60
     max_retries: int = DEFAULT_RETRY_COUNT
+    # Assumed for a device that has not said (heartbeat check_interval_sec / heartbeat_interval_sec)
+    # and has no pushed check_interval_sec: how often it checks, how often it heart-beats.
+    check_interval_s: int = DEFAULT_CHECK_INTERVAL_S
+    heartbeat_interval_s: int = DEFAULT_HEARTBEAT_INTERVAL_S
     rollback: str = "auto"
     alert_webhook: str = ""
 
@@ -125,6 +133,9 @@ class RolloutPolicy:
             raise CsiOtaError(f"success minimum must be 0..{MAX_COUNT} and failure minimum 1..{MAX_COUNT}")
         if not (1 <= self.health_timeout_s <= MAX_SOAK_S):
             raise CsiOtaError(f"health timeout must be 1..{MAX_SOAK_S} s, got {self.health_timeout_s}")
+        for name in ("check_interval_s", "heartbeat_interval_s"):
+            if not (1 <= getattr(self, name) <= MAX_INTERVAL_S):
+                raise CsiOtaError(f"{name.replace('_', ' ')} must be 1..{MAX_INTERVAL_S} s")
         if not (0 <= self.max_retries <= 100):
             raise CsiOtaError(f"retries must be 0..100, got {self.max_retries}")
         if self.rollback not in ROLLBACK_POLICIES:
@@ -140,6 +151,9 @@ class RolloutPolicy:
             "batch_size": _env_int("DEVICE_UPDATE_BATCH_SIZE", DEFAULT_BATCH_SIZE, 1, environ),
             "max_retries": _env_int("UPDATE_RETRY_COUNT", DEFAULT_RETRY_COUNT, 0, environ),
             "health_timeout_s": 60 * _env_int("ROLLBACK_TIMEOUT_MIN", DEFAULT_HEALTH_TIMEOUT_MIN, 1, environ),
+            "heartbeat_interval_s": _env_int(
+                "HEALTH_CHECK_INTERVAL_SEC", DEFAULT_HEARTBEAT_INTERVAL_S, 1, environ
+            ),
             "alert_webhook": (environ if environ is not None else os.environ).get(
                 "ROLLOUT_ALERT_WEBHOOK", ""
             ),
@@ -168,8 +182,8 @@ class RolloutPolicy:
                 values["stages"] = tuple(int(p) for p in values["stages"])
             for key in ("soak_s", "batch_size", "success_min_count", "failure_min_count"):
                 values[key] = _as_int(key, values.get(key, getattr(cls, key, 0)))
-            for key in ("health_timeout_s", "max_retries"):
-                values[key] = _as_int(key, values[key])
+            for key in ("health_timeout_s", "max_retries", "check_interval_s", "heartbeat_interval_s"):
+                values[key] = _as_int(key, values.get(key, getattr(cls, key)))
             for key in ("success_percent", "failure_percent"):
                 if key in values:
                     values[key] = float(values[key])
@@ -200,13 +214,35 @@ def device_bucket(rollout_id: int, device_id: str) -> int:
     return int.from_bytes(digest[:8], "big") >> (64 - BUCKET_BITS)
 
 
-def stage_for_bucket(bucket: int, stages: tuple[int, ...]) -> int:
-    """The first stage whose cumulative percent covers ``bucket`` (uniform over 0..2**63)."""
-    for index, percent in enumerate(stages):
-        if bucket * 100 < percent * BUCKET_SPACE:
-            return index
-    return len(stages) - 1
+def stage_sizes(count: int, stages: tuple[int, ...], min_first: int = 1) -> list[int]:
+    """Devices per stage: cumulative cuts at ceil(percent × count / 100).
+
+    The first stage holds at least ``min_first`` devices (the gate's success minimum) and at
+    least one whenever ``count`` >= 1, so a canary stage is never empty; later stages may be.
+    """
+    cuts = []
+    previous = 0
+    for percent in stages:
+        cut = min(count, max(-(-percent * count // 100), min(max(min_first, 1), count), previous))
+        cuts.append(cut - previous)
+        previous = cut
+    return cuts
 
 
-def stage_for_device(rollout_id: int, device_id: str, stages: tuple[int, ...]) -> int:
-    return stage_for_bucket(device_bucket(rollout_id, device_id), stages)
+def assign_stages(
+    rollout_id: int, device_ids: Iterable[str], stages: tuple[int, ...], min_first: int = 1
+) -> dict[str, tuple[int, int]]:
+    """device id -> (stage, bucket): members sorted by hash(rollout, device), cut by rank.
+
+    A pure function of the rollout id, the member set and the policy, so any controller
+    process recomputes the same stages; the split is exactly the policy's percentages.
+    """
+    ranked = sorted((device_bucket(rollout_id, d), d) for d in set(device_ids))
+    sizes = stage_sizes(len(ranked), stages, min_first)
+    result: dict[str, tuple[int, int]] = {}
+    position = 0
+    for stage, size in enumerate(sizes):
+        for bucket, device_id in ranked[position : position + size]:
+            result[device_id] = (stage, bucket)
+        position += size
+    return result

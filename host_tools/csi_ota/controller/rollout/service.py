@@ -28,7 +28,7 @@ from csi_ota.controller.rollout.models import (
     RolloutMembership,
     RolloutStage,
 )
-from csi_ota.controller.rollout.policy import RolloutPolicy, device_bucket, stage_for_bucket
+from csi_ota.controller.rollout.policy import RolloutPolicy, assign_stages
 from csi_ota.errors import CsiOtaError
 
 MAX_EXPLICIT_DEVICES = 100_000
@@ -106,6 +106,7 @@ def create_rollout(
     policy: dict[str, Any] | None = None,
     name: str = "",
     previous_release: str | int | None = None,
+    allow_no_rollback_target: bool = False,
     actor: str,
     clock: VirtualClock | None = None,
 ) -> Rollout:
@@ -136,6 +137,12 @@ def create_rollout(
         previous = infer_previous_release(session, devices, target)
     if previous is not None and previous.id == target.id:
         raise CsiOtaError("the previous release (rollback target) cannot be the release being rolled out")
+    if previous is None and rollout_policy.rollback == "auto" and not allow_no_rollback_target:
+        raise CsiOtaError(
+            "rollback=auto but no previous release is known (no selected device runs a stored release): "
+            "name one with previous_release (--previous-release), choose rollback none, or accept "
+            "halting without a rollback with allow_no_rollback_target (--no-rollback-target-ok)"
+        )
     name = (name or f"{target.project} {target.version}").strip()[:NAME_MAX_CHARS]
     now_real, now_vt = utcnow(), clock.now()
     rollout = Rollout(
@@ -154,9 +161,11 @@ def create_rollout(
     session.flush()
     per_stage = Tally()
     rows = []
+    stages = assign_stages(
+        rollout.id, [d.id for d in devices], rollout_policy.stages, rollout_policy.success_min_count
+    )
     for device in devices:
-        bucket = device_bucket(rollout.id, device.id)
-        stage = stage_for_bucket(bucket, rollout_policy.stages)
+        stage, bucket = stages[device.id]
         per_stage[stage] += 1
         rows.append(
             RolloutDevice(
@@ -182,12 +191,13 @@ def create_rollout(
     except IntegrityError as exc:  # a concurrent create took some of these devices
         raise Conflict("devices already belong to an open rollout (created concurrently)") from exc
     sizes = ", ".join(f"{p} %: {per_stage[i]}" for i, p in enumerate(rollout_policy.stages))
+    target_text = f"rollback to {previous.version}" if previous else "no rollback target"
     add_event(
         session,
         rollout,
         "created",
         f"rollout of {target.version} to {len(devices)} devices created by {actor} (stages {sizes}; "
-        f"batch {rollout_policy.batch_size}; window {rollout_policy.window.describe()})",
+        f"batch {rollout_policy.batch_size}; window {rollout_policy.window.describe()}; {target_text})",
         now_vt,
         devices=len(devices),
     )
@@ -235,6 +245,7 @@ def resume(session: Session, rollout_id: int, *, actor: str, clock: VirtualClock
     was = rollout.state
     rollout.state = "active"
     rollout.halt_reason = ""
+    rollout.hold_reason = ""
     rollout.updated = utcnow()
     stage = session.get(RolloutStage, (rollout.id, rollout.current_stage))
     if stage is not None and stage.state == "halted":
@@ -349,6 +360,7 @@ def rollout_summary(session: Session, rollout: Rollout) -> dict[str, Any]:
         "state": rollout.state,
         "current_stage": rollout.current_stage + 1,
         "halt_reason": rollout.halt_reason,
+        "hold_reason": rollout.hold_reason,
         "devices": sum(counts.values()),
         "counts": counts,
         "created": _iso(rollout.created),
@@ -429,6 +441,7 @@ def rollout_devices(
             "first_offered_vt": _iso(rd.first_offered_vt),
             "offered_vt": _iso(rd.offered_vt),
             "decided_vt": _iso(rd.decided_vt),
+            "taken_real": _iso(rd.taken_real),
         }
         for rd in session.scalars(statement)
     ]
