@@ -197,6 +197,7 @@ def bench_backend(name: str, database_url: str | None, work: Path, step_s: float
                     "release": "2.0.0",
                     "selection": {"devices": [d for d, _ in updaters]},
                     "policy": {"stages": [100], "batch_size": BATCH_SIZE},
+                    "previous_release": "1.0.0",
                 },
             )
             response.raise_for_status()

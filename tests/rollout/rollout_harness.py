@@ -160,6 +160,9 @@ def start_world(
 
 
 def create_rollout(world: World, version: str, policy: dict[str, Any], **body: Any) -> dict[str, Any]:
+    """POST /api/rollouts; the rollback target is the world's first release (devices start on it)."""
+    if "previous_release" not in body and "1.0.0" in world.releases and version != "1.0.0":
+        body["previous_release"] = "1.0.0"
     with world.management() as client:
         response = client.post(
             "/api/rollouts",

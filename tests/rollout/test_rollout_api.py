@@ -44,7 +44,7 @@ def test_cli_creates_shows_and_controls_a_rollout(world):
     ids = [f"--device=api{i:05d}" for i in range(4)]
     code, out = main(world, "rollout", "create", "--release", "2.0.0", *ids, "--stages", "50,100",
                      "--soak", "24h", "--batch-size", "1", "--window", "01:00-05:00", "--time-zone",
-                     "America/New_York", "--json")  # fmt: skip
+                     "America/New_York", "--previous-release", "1.0.0", "--json")  # fmt: skip
     assert code == 0, out
     created = json.loads(out)
     rollout_id = created["id"]
@@ -90,6 +90,7 @@ def test_cli_creates_shows_and_controls_a_rollout(world):
         (["--release", "2.0.0", "--all", "--stages", "10,fifty"], "comma-separated"),
         (["--release", "2.0.0", "--all", "--window", "late"], "01:00-05:00"),
         (["--release", "2.0.0", "--device", "nosuchdevice"], "unknown device"),
+        (["--release", "2.0.0", "--device", "api00000"], "no previous release is known"),
     ],
 )
 def test_cli_refuses_bad_input_with_exit_code_2(world, args, message):

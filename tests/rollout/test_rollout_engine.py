@@ -11,10 +11,10 @@ from sqlalchemy import select
 from csi_ota import keys
 from csi_ota.controller.models import Device, Release
 from csi_ota.controller.problems import Conflict
-from csi_ota.errors import CsiOtaError
 from csi_ota.controller.rollout import service
 from csi_ota.controller.rollout.models import EngineLease, RolloutAlert, RolloutMembership
 from csi_ota.controller.rollout.policy import assign_stages
+from csi_ota.errors import CsiOtaError
 from csi_ota.fleet.behaviours import BehaviourMix
 from csi_ota.manifest import verify_manifest
 
@@ -28,7 +28,9 @@ def test_stage_membership_is_stable_and_exactly_the_percentages(make_world):
     sizes = [sum(1 for rd in states.values() if rd.stage == s) for s in range(3)]
     assert sizes == [40, 160, 200]
     recomputed = assign_stages(rollout_id, list(states), (10, 50, 100))
-    assert {d: stage for d, (stage, _bucket) in recomputed.items()} == {d: rd.stage for d, rd in states.items()}
+    assert {d: stage for d, (stage, _bucket) in recomputed.items()} == {
+        d: rd.stage for d, rd in states.items()
+    }
     other = assign_stages(rollout_id + 1, list(states), (10, 50, 100))
     assert {d: s for d, (s, _b) in other.items()} != {d: rd.stage for d, rd in states.items()}
 

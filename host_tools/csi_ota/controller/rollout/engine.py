@@ -511,6 +511,8 @@ class RolloutStep:
                 "gate", f"{message}; opening stage {index + 2} ({nxt.percent} %)", stage=index, **details
             )
             return
+        if details.get("skipped"):
+            self.event("gate", message, stage=index, **details)
         counts = self.counts()
         members = sum(n for state, n in counts.items() if state != "excluded")
         self.complete(counts["succeeded"], counts["failed"], members)
