@@ -21,7 +21,7 @@ from csi_ota.cli.management_common import (
     token_option,
 )
 from csi_ota.controller.client import ManagementClient
-from csi_ota.errors import CsiOtaError
+from csi_ota.errors import EXIT_OPERATION_FAILED, CsiOtaError
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|min|h|d)?$")
 DURATION_UNITS_S = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -306,6 +306,7 @@ def fleet_command(
         FleetConfig,
         load_credentials,
         register_devices_async,
+        run_problems,
         save_credentials,
     )
     from csi_ota.keys import load_public_key
@@ -360,6 +361,9 @@ def fleet_command(
     if summary_path is not None:
         write_atomic(summary_path, (text + "\n").encode())
     click.echo(text)
+    problems = run_problems(summary)
+    if problems:
+        raise CsiOtaError("fleet: " + "; ".join(problems), exit_code=EXIT_OPERATION_FAILED)
 
 
 COMMANDS = [rollout_group, fleet_command]

@@ -33,6 +33,7 @@ MAX_LINK_DROPS_PER_DOWNLOAD = 3
 MAX_DOWNLOAD_RESTARTS = 3
 REPORT_ATTEMPTS = 3
 MIN_REAL_INTERVAL_S = 0.05
+LATE_FRACTION = 0.5
 STATUS_PATH = "/api/ota/status"
 VERSION_PATH = "/api/ota/version"
 HEARTBEAT_PATH = "/api/devices/{device_id}/heartbeat"
@@ -53,6 +54,9 @@ class FleetStats:
     power_cuts: int = 0
     range_resumes: int = 0
     version_check_latencies_s: list[float] = field(default_factory=list)
+    # Load: periodic checks and heartbeats due (per the intervals) and how late they were sent.
+    actions_due: int = 0
+    actions_late: int = 0  # sent more than LATE_FRACTION of an interval after they were due
 
     def download_started(self) -> None:
         self.downloads_in_flight += 1
@@ -167,18 +171,26 @@ class SimulatedDevice:
         while not self.ctx.stop.is_set() and not self.silent:
             now = time.monotonic()
             if now >= next_check:
+                self._count_due(now - next_check, self.check_interval_s)
                 with contextlib.suppress(_Unreachable):
                     await self.check_for_update()
                 next_check = time.monotonic() + self._jitter(self.check_interval_s)
             if self.silent:
                 break
-            if time.monotonic() >= next_heartbeat:
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                self._count_due(now - next_heartbeat, timing.heartbeat_interval_s)
                 with contextlib.suppress(_Unreachable):
                     await self.heartbeat()
                 next_heartbeat = time.monotonic() + self._jitter(timing.heartbeat_interval_s)
             wait_s = max(0.0, min(next_check, next_heartbeat) - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.ctx.stop.wait(), timeout=wait_s)
+
+    def _count_due(self, late_s: float, interval_s: float) -> None:
+        self.ctx.stats.actions_due += 1
+        if late_s > LATE_FRACTION * max(interval_s, MIN_REAL_INTERVAL_S):
+            self.ctx.stats.actions_late += 1
 
     def _jitter(self, interval_s: float) -> float:
         return max(MIN_REAL_INTERVAL_S, interval_s * self.rng.uniform(0.9, 1.1))
@@ -298,6 +310,13 @@ class SimulatedDevice:
             "csi_frames": int((time.monotonic() - self.started) * 100),
             "free_heap": 120_000 + self.rng.randint(0, 8000),
             "ota_state": self.ota_state,
+            "slot": self.slot,
+            # The intervals it runs with, in the controller's (virtual) seconds: the rollout engine
+            # judges reach and silence against them.
+            "check_interval_sec": max(1, round(self.check_interval_s * self.ctx.timing.time_scale)),
+            "heartbeat_interval_sec": max(
+                1, round(self.ctx.timing.heartbeat_interval_s * self.ctx.timing.time_scale)
+            ),
         }
 
     async def heartbeat(self) -> None:

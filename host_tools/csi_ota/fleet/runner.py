@@ -27,7 +27,12 @@ from csi_ota.fileio import write_atomic
 from csi_ota.fleet.behaviours import BehaviourMix
 from csi_ota.fleet.device import FleetContext, FleetStats, FleetTiming, SimulatedDevice
 
-TERMINAL_ROLLOUT_STATES = ("completed", "aborted", "rolled_back")
+# The followed rollout is over for the fleet: it ended, or halted with nothing more to do
+# (a halt with rollback=auto goes on as rolling_back until the devices are back).
+TERMINAL_ROLLOUT_STATES = ("completed", "aborted", "rolled_back", "halted")
+# The run kept up when at least this share of the periodic checks and heartbeats went out on time.
+KEPT_UP_SHARE = 0.9
+MIN_ACTIONS_TO_JUDGE_LOAD = 50
 ROLLOUT_POLL_INTERVAL_S = 0.5
 REGISTER_CONCURRENCY = 8
 STOP_GRACE_S = 10.0
@@ -279,6 +284,14 @@ class Fleet:
         for device in self.devices:
             by_behaviour.setdefault(device.behaviour, Counter())[device.version] += 1
         latencies = stats.version_check_latencies_s
+        duration_s = max(time.monotonic() - self.started, 1e-9)
+        timing = self.config.timing()
+        alive = [d for d in self.devices if not d.silent]
+        requested_per_s = len(alive) * (1 / timing.check_interval_s + 1 / timing.heartbeat_interval_s)
+        on_time = stats.actions_due - stats.actions_late
+        kept_up = (
+            stats.actions_due < MIN_ACTIONS_TO_JUDGE_LOAD or on_time >= KEPT_UP_SHARE * stats.actions_due
+        )
         summary = {
             "devices": len(self.devices),
             "duration_s": round(time.monotonic() - self.started, 3),
@@ -300,6 +313,13 @@ class Fleet:
             "link_drops": stats.link_drops,
             "range_resumes": stats.range_resumes,
             "power_cuts": stats.power_cuts,
+            "load": {
+                "requested_per_s": round(requested_per_s, 1),
+                "achieved_per_s": round(on_time / duration_s, 1),
+                "actions_due": stats.actions_due,
+                "actions_late": stats.actions_late,
+                "kept_up": kept_up,
+            },
             "version_check_latency_ms": {
                 "count": len(latencies),
                 "p50": None if not latencies else round(statistics.median(latencies) * 1000, 2),
@@ -328,3 +348,28 @@ def run_fleet(
     fleet = Fleet(config)
     summary = asyncio.run(fleet.run(on_update))
     return fleet, summary
+
+
+def run_problems(summary: dict[str, Any]) -> list[str]:
+    """Why a run did not go well (empty: it did): failed devices, a halted rollout, too much load."""
+    problems = []
+    load = summary.get("load", {})
+    if not load.get("kept_up", True):
+        problems.append(
+            f"the fleet could not keep up with the requested load: {load['achieved_per_s']} of "
+            f"{load['requested_per_s']} checks and heartbeats per second went out on time "
+            f"({load['actions_late']} of {load['actions_due']} late); use fewer devices or a lower --time-scale"
+        )
+    rollout = summary.get("rollout") or {}
+    counts = rollout.get("counts") or {}
+    failed = counts.get("failed", 0) + counts.get("rollback_failed", 0)
+    if failed:
+        problems.append(f"{failed} devices failed in rollout {rollout.get('id')}")
+    if rollout.get("state") in ("halted", "rolling_back", "rolled_back"):
+        problems.append(
+            f"rollout {rollout.get('id')} {rollout['state']}: {rollout.get('halt_reason') or ''}".rstrip(": ")
+        )
+    crashed = sum(n for key, n in summary.get("errors", {}).items() if key.startswith("device_task:"))
+    if crashed:
+        problems.append(f"{crashed} simulated devices crashed")
+    return problems

@@ -177,7 +177,9 @@ def judge_update(
             return None
         if is_silent(device, intervals, elapsed):
             return Verdict("failed", "silent", silent=True)
-        return Verdict("not_reached", "not_reached")
+        if contact is not None and contact > rd.offered_real:  # alive since the offer, never took it
+            return Verdict("not_reached", "not_reached")
+        return None  # not heard since the offer, not silent for long enough yet: wait
     if elapsed.since(rd.taken_real) > health_timeout_s:
         heard_since = contact is not None and contact > rd.taken_real
         return Verdict("failed", "timeout", silent=not heard_since)
