@@ -4,8 +4,9 @@
 # virtual ESP32-S3): layout → images → budget → signed releases →
 # provisioning → controller → a device updating itself from v1 to v2.
 # Arguments go to `csi-ota demo` (e.g. --out DIR, --no-device, --json).
+# csi-ota runs from this checkout's .venv (scripts/setup.sh makes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh >&2
 ./scripts/build_sim.sh >/dev/null
-exec python3 -m csi_ota demo "$@"
+exec .venv/bin/python -m csi_ota demo "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every csi-ota test on a fresh Debian/Ubuntu machine:
-#   1. installs apt + pip packages (scripts/setup.sh),
+#   1. installs the apt packages and the project's .venv (scripts/setup.sh); every
+#      later step runs with .venv first on PATH (python3, pytest, ruff, csi-ota),
 #   2. builds the virtual ESP32-S3 and runs its C unit tests (CTest),
 #   3. runs the host test suite (pytest tests/), which starts real PostgreSQL,
 #      Mosquitto, nginx and uvicorn processes on loopback by itself,
@@ -12,6 +13,9 @@ cd "$(dirname "$0")/.."
 mkdir -p out
 
 ./scripts/setup.sh
+export VIRTUAL_ENV="$PWD/.venv"
+export PATH="$VIRTUAL_ENV/bin:$PATH"
+unset PYTHONHOME
 
 echo "== lint =="
 ruff check host_tools tests tests_hw benchmarks
@@ -26,7 +30,7 @@ echo "== fuzz targets of the device parsers (15 s each) =="
 ./scripts/fuzz.sh 15
 
 echo "== host tests =="
-python3 -m pytest tests --junitxml=out/tests.junit.xml "$@"
+python -m pytest tests --junitxml=out/tests.junit.xml "$@"
 
 if [ -x scripts/test_hw_sim.sh ]; then
   echo "== tests_hw on the virtual ESP32-S3 =="

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,7 +72,7 @@ def test_small_image_passes_with_headroom(images: dict[str, Path]):
     assert report["free_bytes"] == 1_310_720 - 900_000
     assert report["used_percent"] == pytest.approx(900_000 * 100 / 1_310_720, abs=1e-3)
     assert report["headroom_met"] is True
-    assert report["seed_headroom_bytes"] == [250 * 1024, 450 * 1024]
+    assert report["headroom_target_bytes"] == [250 * 1024, 450 * 1024]
 
 
 def test_exactly_the_slot_size_fits_with_a_warning(images: dict[str, Path]):
@@ -158,7 +159,7 @@ def test_table_output(images: dict[str, Path]):
     assert code == 0
     flat = " ".join(out.split())
     assert "Smallest OTA slot (ota_0) 1,310,720" in flat
-    assert "meets the seed's promised 250-450 KB" in flat
+    assert "meets the 250-450 KB target" in flat
     assert "budget OK" in flat
 
 
@@ -311,6 +312,9 @@ def test_check_firmware_size_script(tmp_path: Path, images: dict[str, Path]):
 # (the project() override, idf_build_get_property, and the gen_project_binary /
 # partition_table_bin / app targets) and produces the build outputs from test files.
 STUB_PROJECT_CMAKE = """
+function(idf_build_set_property property value)
+    set_property(GLOBAL PROPERTY "STUB_IDF_${property}" "${value}")
+endfunction()
 function(idf_build_get_property var property)
     get_property(value GLOBAL PROPERTY "STUB_IDF_${property}")
     set(${var} "${value}" PARENT_SCOPE)
@@ -318,6 +322,8 @@ endfunction()
 macro(project project_name)
     _project(${project_name} NONE)
     file(WRITE "${CMAKE_BINARY_DIR}/sdkconfig_defaults_seen.txt" "${SDKCONFIG_DEFAULTS}")
+    get_property(minimal_build GLOBAL PROPERTY STUB_IDF_MINIMAL_BUILD)
+    file(WRITE "${CMAKE_BINARY_DIR}/minimal_build_seen.txt" "${minimal_build}")
     set_property(GLOBAL PROPERTY STUB_IDF_BUILD_DIR "${CMAKE_BINARY_DIR}")
     set_property(GLOBAL PROPERTY STUB_IDF_PROJECT_BIN "${project_name}.bin")
     add_custom_target(gen_project_binary
@@ -350,7 +356,18 @@ def stub_idf(tmp_path: Path) -> Path:
     return idf
 
 
-def _cmake_build(stub_idf: Path, build: Path, image: Path, *defines: str) -> subprocess.CompletedProcess[str]:
+def _cmake_build(
+    stub_idf: Path,
+    build: Path,
+    image: Path,
+    *defines: str,
+    source: Path = REPO / "firmware",
+    executable: str | None = "default",
+) -> subprocess.CompletedProcess[str]:
+    """Configure (asserting it succeeds) and build; returns the build step's result.
+
+    executable: passed as -DCSI_OTA_EXECUTABLE ("default": the csi-ota these tests run; None: not
+    passed, so firmware/CMakeLists.txt looks for the repository's .venv)."""
     build.parent.mkdir(parents=True, exist_ok=True)
     table = build.parent / "table.bin"
     table.write_bytes(default_layout().to_binary())
@@ -360,10 +377,10 @@ def _cmake_build(stub_idf: Path, build: Path, image: Path, *defines: str) -> sub
         [
             "cmake",
             "-S",
-            str(REPO / "firmware"),
+            str(source),
             "-B",
             str(build),
-            f"-DCSI_OTA_EXECUTABLE={_csi_ota_executable()}",
+            *([] if executable is None else [f"-DCSI_OTA_EXECUTABLE={_csi_ota_executable()}"]),
             f"-DSTUB_APP_BIN={image}",
             f"-DSTUB_APP_MAP={MAP}",
             f"-DSTUB_TABLE_BIN={table}",
@@ -376,9 +393,50 @@ def _cmake_build(stub_idf: Path, build: Path, image: Path, *defines: str) -> sub
         env=env,
     )
     assert configure.returncode == 0, configure.stdout + configure.stderr
-    return subprocess.run(
+    done = subprocess.run(
         ["cmake", "--build", str(build)], capture_output=True, text=True, timeout=120, check=False, env=env
     )
+    done.stderr = configure.stderr + done.stderr
+    return done
+
+
+def _checkout_copy(root: Path) -> Path:
+    """firmware/CMakeLists.txt in a checkout-like tree under ROOT (nothing else is read by the stub)."""
+    firmware = root / "firmware"
+    firmware.mkdir(parents=True)
+    shutil.copy(REPO / "firmware" / "CMakeLists.txt", firmware / "CMakeLists.txt")
+    return firmware
+
+
+def test_firmware_build_uses_the_checkouts_venv(tmp_path: Path, stub_idf: Path, images: dict[str, Path]):
+    firmware = _checkout_copy(tmp_path / "checkout")
+    venv_bin = tmp_path / "checkout" / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    marker = tmp_path / "venv-csi-ota-ran"
+    (venv_bin / "csi-ota").write_text(
+        f'#!/bin/sh\necho "$@" > "{marker}"\nexec "{sys.executable}" -m csi_ota "$@"\n'
+    )
+    (venv_bin / "csi-ota").chmod(0o755)
+    over = _cmake_build(
+        stub_idf, tmp_path / "b" / "build", images["next_real"], source=firmware, executable=None
+    )
+    assert over.returncode != 0, over.stdout + over.stderr
+    assert marker.read_text().startswith("budget ")
+    assert "16 bytes over the 1,310,720-byte ota_0 slot" in " ".join((over.stdout + over.stderr).split())
+
+
+def test_firmware_build_without_the_venv_warns_and_skips_the_budget(
+    tmp_path: Path, stub_idf: Path, images: dict[str, Path]
+):
+    firmware = _checkout_copy(tmp_path / "checkout")
+    done = _cmake_build(
+        stub_idf, tmp_path / "b" / "build", images["next_real"], source=firmware, executable=None
+    )
+    # Over budget, but there is no csi-ota to say so: configure warns, the build goes on.
+    assert done.returncode == 0, done.stdout + done.stderr
+    flat = " ".join(done.stderr.split())
+    assert "CMake Warning" in flat and "csi-ota budget skipped" in flat and "scripts/setup.sh" in flat
+    assert "over the" not in done.stdout
 
 
 def test_firmware_build_runs_the_budget(tmp_path: Path, stub_idf: Path, images: dict[str, Path]):
@@ -386,7 +444,9 @@ def test_firmware_build_runs_the_budget(tmp_path: Path, stub_idf: Path, images: 
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "budget OK" in ok.stdout and "libnet80211.a" in ok.stdout
     seen = (tmp_path / "ok" / "build" / "sdkconfig_defaults_seen.txt").read_text()
+    assert Path(seen) == REPO / "firmware" / "sdkconfig.defaults"  # ESP-IDF's place: the symlink
     assert Path(seen).resolve() == (REPO / "sdkconfig.defaults").resolve()
+    assert (tmp_path / "ok" / "build" / "minimal_build_seen.txt").read_text() == "ON"
 
     over = _cmake_build(stub_idf, tmp_path / "over" / "build", images["next_real"])
     assert over.returncode != 0
@@ -398,12 +458,19 @@ def test_firmware_build_maps_relative_sdkconfig_defaults_to_the_repo_root(
 ):
     build = tmp_path / "v1" / "build"
     done = _cmake_build(
-        stub_idf, build, images["small"], "-DSDKCONFIG_DEFAULTS=sdkconfig.defaults;partitions.csv"
+        stub_idf,
+        build,
+        images["small"],
+        "-DSDKCONFIG_DEFAULTS=sdkconfig.defaults;partitions.csv;pyproject.toml",
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    first, second = (build / "sdkconfig_defaults_seen.txt").read_text().split(";")
-    assert Path(first).resolve() == (REPO / "sdkconfig.defaults").resolve()  # found in the repository root
-    assert second == "partitions.csv"  # exists in firmware/: left for ESP-IDF to resolve there
+    first, second, third = (build / "sdkconfig_defaults_seen.txt").read_text().split(";")
+    # Names that exist in firmware/ (the sdkconfig.defaults symlink too) are left for ESP-IDF
+    # to resolve there; the others are found in the repository root.
+    assert first == "sdkconfig.defaults"
+    assert (REPO / "firmware" / first).resolve() == (REPO / "sdkconfig.defaults").resolve()
+    assert second == "partitions.csv"
+    assert Path(third) == REPO / "firmware" / ".." / "pyproject.toml"
 
 
 def test_largest_image_that_fits_once_signed(tmp_path: Path):

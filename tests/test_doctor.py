@@ -255,6 +255,43 @@ def test_defaults_file_is_used_before_the_first_build(tmp_path: Path):
     assert report.used_defaults and report.ok
 
 
+def test_project_defaults_is_the_committed_symlink_to_the_root_file():
+    link = REPO / "firmware" / "sdkconfig.defaults"
+    assert link.is_symlink() and os.readlink(link) == "../sdkconfig.defaults"
+    assert link.resolve() == (REPO / "sdkconfig.defaults").resolve()
+
+
+def test_defaults_are_read_through_the_firmware_symlink(tmp_path: Path):
+    firmware = make_firmware(tmp_path, None)
+    (tmp_path / "sdkconfig.defaults").write_text(GOOD.replace("ROLLBACK_ENABLE=y", "ROLLBACK_ENABLE=n"))
+    (firmware / "sdkconfig.defaults").symlink_to("../sdkconfig.defaults")
+    code, by_check = findings(firmware)
+    # idf.py save-defconfig through the link changed the one file: doctor sees it.
+    assert code == 1 and levels(by_check, "rollback") == {"error"}
+    assert "sdkconfig.defaults" not in by_check
+
+
+def test_separate_project_defaults_that_differ_warn_and_are_what_is_checked(tmp_path: Path):
+    firmware = make_firmware(tmp_path, None)
+    (tmp_path / "sdkconfig.defaults").write_text(GOOD)
+    # `idf.py save-defconfig` without the symlink: a regular file in firmware/ with rollback off.
+    (firmware / "sdkconfig.defaults").write_text(GOOD.replace("ROLLBACK_ENABLE=y", "ROLLBACK_ENABLE=n"))
+    code, by_check = findings(firmware)
+    assert code == 1 and levels(by_check, "rollback") == {"error"}
+    ((level, message),) = by_check["sdkconfig.defaults"]
+    assert level == "warn" and "differs" in message and "ln -sf ../sdkconfig.defaults" in message
+
+
+def test_identical_copy_of_the_defaults_warns(tmp_path: Path):
+    firmware = make_firmware(tmp_path, None)
+    (tmp_path / "sdkconfig.defaults").write_text(GOOD)
+    (firmware / "sdkconfig.defaults").write_text(GOOD)
+    code, by_check = findings(firmware)
+    assert code == 0
+    ((level, message),) = by_check["sdkconfig.defaults"]
+    assert level == "warn" and "not a symlink" in message
+
+
 def test_explicit_sdkconfig_and_bad_input(tmp_path: Path):
     firmware = make_firmware(tmp_path, None)
     explicit = tmp_path / "other.sdkconfig"

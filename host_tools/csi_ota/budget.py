@@ -84,7 +84,7 @@ class BudgetReport:
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
-        data["seed_headroom_bytes"] = [SEED_HEADROOM_MIN_BYTES, SEED_HEADROOM_MAX_BYTES]
+        data["headroom_target_bytes"] = [SEED_HEADROOM_MIN_BYTES, SEED_HEADROOM_MAX_BYTES]
         return data
 
     @property
@@ -260,15 +260,13 @@ def check_budget(
     kb = headroom / KIB
     if headroom_met:
         findings.append(
-            Finding(
-                STATUS_OK, f"headroom {kb:,.0f} KB: meets the seed's promised 250-450 KB for future features"
-            )
+            Finding(STATUS_OK, f"headroom {kb:,.0f} KB: meets the 250-450 KB target for future features")
         )
     else:
         findings.append(
             Finding(
                 STATUS_WARN,
-                f"headroom {kb:,.0f} KB: below the seed's promised 250-450 KB for future features",
+                f"headroom {kb:,.0f} KB: below the 250-450 KB target for future features",
             )
         )
 

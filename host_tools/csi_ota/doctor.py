@@ -162,7 +162,9 @@ def find_sdkconfig(firmware_dir: Path, sdkconfig: Path | None) -> tuple[Path, bo
     built = firmware_dir / "sdkconfig"
     if built.is_file():
         return built, False
-    for candidate in (firmware_dir.parent / "sdkconfig.defaults", firmware_dir / "sdkconfig.defaults"):
+    # firmware/sdkconfig.defaults is what ESP-IDF builds with and what `idf.py save-defconfig`
+    # writes (in this repository a symlink to the root file); the root file otherwise.
+    for candidate in (firmware_dir / "sdkconfig.defaults", firmware_dir.parent / "sdkconfig.defaults"):
         if candidate.is_file():
             return candidate, True
     raise CsiOtaError(
@@ -334,7 +336,7 @@ def check_partition_table(
             Finding(
                 "ota-slots",
                 level,
-                f"{len(slots)} OTA slots, the smallest {smallest:,} bytes (seed: {SEED_SLOT_BYTES:,})",
+                f"{len(slots)} OTA slots, the smallest {smallest:,} bytes (design: {SEED_SLOT_BYTES:,})",
             )
         )
     return out, layout, str(path)
@@ -432,6 +434,37 @@ def check_size_and_watchdogs(cfg: SdkConfig) -> list[Finding]:
     return out
 
 
+def check_defaults_file(firmware_dir: Path) -> list[Finding]:
+    """One sdkconfig.defaults: firmware/sdkconfig.defaults should be the symlink to the root file.
+
+    ESP-IDF reads (and `idf.py save-defconfig` writes) the project directory's file; a
+    separate copy there that differs from the root file silently wins over it.
+    """
+    project_file = firmware_dir / "sdkconfig.defaults"
+    root_file = firmware_dir.parent / "sdkconfig.defaults"
+    if not (project_file.is_file() and root_file.is_file()) or project_file.resolve() == root_file.resolve():
+        return []
+    if project_file.read_bytes() == root_file.read_bytes():
+        return [
+            Finding(
+                "sdkconfig.defaults",
+                WARN,
+                f"{project_file} is a copy of {root_file}, not a symlink to it: the next "
+                "`idf.py save-defconfig` changes only the copy - restore the link with "
+                f"`ln -sf ../sdkconfig.defaults {project_file}`",
+            )
+        ]
+    return [
+        Finding(
+            "sdkconfig.defaults",
+            WARN,
+            f"{project_file} is a separate file that differs from {root_file}; the build and this check "
+            f"use {project_file} - merge the changes into {root_file} and restore the link with "
+            f"`ln -sf ../sdkconfig.defaults {project_file}`",
+        )
+    ]
+
+
 def check_defaults_staleness(cfg: SdkConfig, firmware_dir: Path) -> list[Finding]:
     if cfg.is_defaults:
         return [
@@ -441,7 +474,9 @@ def check_defaults_staleness(cfg: SdkConfig, firmware_dir: Path) -> list[Finding
                 f"no built sdkconfig; checked {cfg.path} with ESP-IDF's Kconfig defaults for unset options",
             )
         ]
-    defaults = firmware_dir.parent / "sdkconfig.defaults"
+    defaults = firmware_dir / "sdkconfig.defaults"
+    if not defaults.is_file():
+        defaults = firmware_dir.parent / "sdkconfig.defaults"
     if defaults.is_file() and defaults.stat().st_mtime > cfg.path.stat().st_mtime:
         return [
             Finding(
@@ -466,6 +501,7 @@ def run_doctor(
     path, is_defaults = find_sdkconfig(firmware, Path(sdkconfig) if sdkconfig is not None else None)
     cfg = load_sdkconfig(path, is_defaults)
     findings: list[Finding] = []
+    findings += check_defaults_file(firmware)
     findings += check_defaults_staleness(cfg, firmware)
     findings += check_renamed(cfg)
     findings += check_target(cfg)

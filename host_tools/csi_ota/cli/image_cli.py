@@ -177,7 +177,7 @@ def render_budget(report: BudgetReport) -> list[object]:
     if report.ceiling_bytes is not None:
         table.add_row("Project ceiling", f"{report.ceiling_bytes:,}", "")
     table.add_row("Free", f"{report.free_bytes:,}", f"{report.used_percent:.2f} % used")
-    table.add_row("Headroom in slot", f"{report.headroom_bytes:,}", "seed promises 250-450 KB")
+    table.add_row("Headroom in slot", f"{report.headroom_bytes:,}", "target: 250-450 KB")
     out: list[object] = [table]
     if report.components:
         comps = Table(
