@@ -45,6 +45,10 @@ fi
 map_file="${app_bin%.bin}.map"
 [ -f "$map_file" ] && args+=(--map "$map_file")
 
+# This checkout's csi-ota (the .venv scripts/setup.sh makes), else whatever is installed.
+if [ -x "$repo/.venv/bin/csi-ota" ]; then
+  exec "$repo/.venv/bin/csi-ota" "${args[@]}" "$@"
+fi
 if command -v csi-ota >/dev/null 2>&1; then
   exec csi-ota "${args[@]}" "$@"
 fi

@@ -8,5 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh >&2
+export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"
+unset PYTHONPATH PYTHONHOME
 ./scripts/build_sim.sh >/dev/null
-exec .venv/bin/python -m csi_ota demo "$@"
+exec python -m csi_ota demo "$@"

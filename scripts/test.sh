@@ -15,7 +15,7 @@ mkdir -p out
 ./scripts/setup.sh
 export VIRTUAL_ENV="$PWD/.venv"
 export PATH="$VIRTUAL_ENV/bin:$PATH"
-unset PYTHONHOME
+unset PYTHONPATH PYTHONHOME  # csi_ota comes from this checkout's .venv only
 
 echo "== lint =="
 ruff check host_tools tests tests_hw benchmarks
