@@ -140,7 +140,12 @@ def test_bad_key_files_are_clear_input_errors(tmp_path: Path) -> None:
     assert "does not exist" in err
 
 
-def test_generate_into_missing_directory_fails_cleanly(tmp_path: Path) -> None:
-    code, _, err = run_cli("keys", "generate", tmp_path / "nope" / "k.pem")
-    assert code == 2
-    assert "does not exist" in err
+def test_generate_creates_a_missing_directory_private_to_the_user(tmp_path: Path) -> None:
+    # README: `csi-ota keys generate keys/release.pem` on a fresh clone, where keys/ does not exist.
+    code, _, err = run_cli("keys", "generate", tmp_path / "keys" / "release.pem")
+    assert code == 0, err
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
+    assert (tmp_path / "keys" / "release.pub.pem").is_file()
+    (tmp_path / "file").write_text("x")
+    code, _, err = run_cli("keys", "generate", tmp_path / "file" / "k.pem")
+    assert code == 2 and "is not a directory" in err

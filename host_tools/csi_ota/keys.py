@@ -44,7 +44,8 @@ def public_key_path_for(private_key_path: str | os.PathLike[str]) -> Path:
 def generate_key(path: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Create a new P-256 release key at ``path`` (PEM, mode 0600) and its public key beside it.
 
-    Refuses to overwrite an existing key unless ``force``. Returns ``path``.
+    A missing directory is created (mode 0700). Refuses to overwrite an existing key unless
+    ``force``. Returns ``path``.
     """
     target = Path(path)
     public_path = public_key_path_for(target)
@@ -52,8 +53,9 @@ def generate_key(path: str | os.PathLike[str], *, force: bool = False) -> Path:
         for existing in (target, public_path):
             if existing.exists():
                 raise CsiOtaError(f"{existing} already exists; use --force to replace it")
-    if not target.parent.is_dir():
-        raise CsiOtaError(f"directory {target.parent} does not exist")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise CsiOtaError(f"{target.parent} is not a directory")
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     private_key = ec.generate_private_key(ec.SECP256R1())
     private_pem = private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()

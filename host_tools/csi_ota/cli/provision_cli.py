@@ -13,6 +13,7 @@ from csi_ota import certs as certs_lib
 from csi_ota import nvs_encryption
 from csi_ota import provision as provision_lib
 from csi_ota.errors import CsiOtaError
+from csi_ota.secret_paths import refuse_unignored_secret
 
 console = Console(highlight=False)
 
@@ -249,8 +250,14 @@ def certs_group() -> None:
     help="Extra DNS name or IP for the server certificate (localhost, 127.0.0.1, ::1 are always in).",
 )
 @click.option("--json", "as_json", is_flag=True)
-def certs_init(out_dir: Path, hostnames: tuple[str, ...], as_json: bool) -> None:
-    """Create ca.crt/ca.key (kept if present) and issue server.crt/server.key in --out."""
+@click.option("--force", is_flag=True, help="Write the keys even where git would not ignore them.")
+def certs_init(out_dir: Path, hostnames: tuple[str, ...], as_json: bool, force: bool) -> None:
+    """Create ca.crt/ca.key (kept if present) and issue server.crt/server.key in --out.
+
+    Inside a git work tree --out must be ignored (.gitignore) so the private keys cannot be
+    committed; --force writes them anyway."""
+    for key_file in (certs_lib.CA_KEY_FILE, certs_lib.SERVER_KEY_FILE):
+        refuse_unignored_secret(out_dir / key_file, "the private key", force=force)
     ca, server, ca_new = certs_lib.init_certs(out_dir, hostnames)
     summary = certs_lib.certificate_summary(server.cert)
     if as_json:

@@ -14,6 +14,7 @@ from csi_ota import release as release_lib
 from csi_ota import secure_boot
 from csi_ota.errors import EXIT_OPERATION_FAILED, CsiOtaError
 from csi_ota.manifest import Manifest, check_signature, parse_manifest
+from csi_ota.secret_paths import refuse_unignored_secret
 
 console = Console(highlight=False)
 
@@ -46,10 +47,17 @@ def keys_group() -> None:
 @keys_group.command("generate")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "--force", is_flag=True, help="Replace an existing key (its releases stay signed by the old one)."
+    "--force",
+    is_flag=True,
+    help="Replace an existing key (its releases stay signed by the old one); also write inside a "
+    "git work tree where OUT is not ignored.",
 )
 def keys_generate(out: Path, force: bool) -> None:
-    """Write a new private key to OUT (mode 0600) and its public key beside it (OUT stem + .pub.pem)."""
+    """Write a new private key to OUT (mode 0600) and its public key beside it (OUT stem + .pub.pem).
+
+    A missing directory is created. Inside a git work tree OUT must be ignored (.gitignore), so
+    `git add .` cannot commit the key; --force writes it anyway."""
+    refuse_unignored_secret(out, "the private key", force=force)
     keys_lib.generate_key(out, force=force)
     public = keys_lib.load_public_key(out)
     console.print(f"private key: {out} (mode 0600, keep it secret)")
@@ -86,9 +94,12 @@ def keys_id(key_file: Path) -> None:
 
 @keys_group.command("generate-secure-boot")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Replace an existing key.")
+@click.option(
+    "--force", is_flag=True, help="Replace an existing key; also write where git would not ignore OUT."
+)
 def keys_generate_secure_boot(out: Path, force: bool) -> None:
     """Write a new RSA-3072 Secure Boot v2 signing key to OUT (espsecure; mode 0600)."""
+    refuse_unignored_secret(out, "the Secure Boot signing key", force=force)
     secure_boot.generate_sbv2_key(out, force=force)
     console.print(f"Secure Boot v2 key: {out} (RSA-3072, mode 0600, keep it secret)")
 
