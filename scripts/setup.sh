@@ -19,6 +19,7 @@ APT_PACKAGES=(
   libcurl4-openssl-dev libssl-dev libcmocka-dev
   mosquitto mosquitto-clients postgresql nginx-light
   clang-format openssl tzdata
+  chromium chromium-driver
 )
 
 die() {
