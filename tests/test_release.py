@@ -70,19 +70,41 @@ def test_create_writes_named_files_with_fields_from_the_image(setup: dict[str, P
 
 def test_sequence_increments_and_never_goes_below_an_explicit_one(setup: dict[str, Path]) -> None:
     assert create(setup)["manifest"]["sequence"] == 1
-    assert create(setup)["manifest"]["sequence"] == 2
-    assert create(setup, "--sequence", 10)["manifest"]["sequence"] == 10
-    assert create(setup)["manifest"]["sequence"] == 11
+    assert create(setup, "--force")["manifest"]["sequence"] == 2
+    assert create(setup, "--sequence", 10, "--force")["manifest"]["sequence"] == 10
+    assert create(setup, "--force")["manifest"]["sequence"] == 11
     state = release.sequence_state_path(setup["key"])
     assert state.read_text() == "11\n"
     manifest_before = (setup["out"] / "csi_sensor-1.2.0.manifest").read_bytes()
     code, _, err = run_cli(
-        "release", "create", setup["image"], "--key", setup["key"], "--out", setup["out"], "--sequence", 11
+        "release",
+        "create",
+        setup["image"],
+        "--key",
+        setup["key"],
+        "--out",
+        setup["out"],
+        "--sequence",
+        11,
+        "--force",
     )
     assert code == 2
     assert "not above 11" in err
     assert state.read_text() == "11\n"
     assert (setup["out"] / "csi_sensor-1.2.0.manifest").read_bytes() == manifest_before
+
+
+def test_existing_release_is_not_overwritten_without_force(setup: dict[str, Path]) -> None:
+    first = create(setup)
+    manifest_path = setup["out"] / "csi_sensor-1.2.0.manifest"
+    before = manifest_path.read_bytes()
+    code, _, err = run_cli("release", "create", setup["image"], "--key", setup["key"], "--out", setup["out"])
+    assert code == 2
+    assert f"{manifest_path.with_suffix('.bin')} already exists" in err and "--force" in err
+    assert manifest_path.read_bytes() == before  # the published manifest stands
+    assert release.sequence_state_path(setup["key"]).read_text() == "1\n"  # no sequence spent
+    assert create(setup, "--force")["manifest"]["sequence"] == first["manifest"]["sequence"] + 1
+    assert manifest_path.read_bytes() != before
 
 
 def test_rollback_flag_is_signed_into_the_manifest(setup: dict[str, Path]) -> None:

@@ -57,6 +57,11 @@ class DemoResult:
     def as_json(self) -> dict:
         return {
             "out_dir": str(self.out_dir),
+            "logs": {
+                name: str(self.out_dir / f"{name}.log")
+                for name in ("device", "controller")
+                if (self.out_dir / f"{name}.log").exists()
+            },
             "steps": [{"step": name, "result": text} for name, text in self.steps],
             "device": self.device,
             "reports": self.reports,

@@ -201,8 +201,14 @@ def create_release(
     rollback: bool = False,
     secure_boot_key: str | os.PathLike[str] | None = None,
     slot_size_bytes: int = DEFAULT_SLOT_SIZE_BYTES,
+    force: bool = False,
 ) -> ReleaseFiles:
-    """Sign ``image_path`` with ``key_path``; write image + manifest into ``out_dir``."""
+    """Sign ``image_path`` with ``key_path``; write image + manifest into ``out_dir``.
+
+    An existing release of the same project and version in ``out_dir`` is refused (nothing
+    written, no sequence spent) unless ``force``: a second manifest with a new sequence would
+    silently replace the one already published or tested.
+    """
     image = _read_input(image_path, "image")
     private_key = load_private_key(key_path)
     out = Path(out_dir)
@@ -216,7 +222,18 @@ def create_release(
     check_image_releasable(info, slot_size_bytes)
     key_id = key_id_for(private_key.public_key())
     # Validate everything with a placeholder sequence before one is spent.
-    manifest_for_image(image, sequence=1, key_id=key_id, rollback=rollback, notes=notes)
+    placeholder = manifest_for_image(image, sequence=1, key_id=key_id, rollback=rollback, notes=notes)
+    if not force:
+        existing = [
+            out / (release_basename(placeholder) + suffix)
+            for suffix in (IMAGE_SUFFIX, MANIFEST_SUFFIX)
+            if (out / (release_basename(placeholder) + suffix)).exists()
+        ]
+        if existing:
+            raise CsiOtaError(
+                f"{existing[0]} already exists (release {placeholder.project} {placeholder.version}); "
+                "bump the version, choose another --out, or pass --force to replace it with a new sequence"
+            )
     out.mkdir(parents=True, exist_ok=True)
     seq = reserve_sequence(key_path, sequence)
     manifest = manifest_for_image(image, sequence=seq, key_id=key_id, rollback=rollback, notes=notes)

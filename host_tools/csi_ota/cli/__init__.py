@@ -12,10 +12,10 @@ import importlib
 import sys
 
 import click
-from rich.console import Console
 from rich.markup import escape
 
 from csi_ota import __version__
+from csi_ota.cli.output import CliConsole
 from csi_ota.errors import CsiOtaError
 
 # (module, what it holds) — one module per command group.
@@ -31,16 +31,24 @@ COMMAND_MODULES = (
     "csi_ota.cli.controller_cli",  # csi-ota serve, releases, admin, audit, mqtt-acl, openapi
     "csi_ota.cli.devices_cli",  # csi-ota devices
     "csi_ota.cli.rollout_cli",  # csi-ota rollout, csi-ota fleet
+    "csi_ota.cli.remote_cli",  # csi-ota remote … (the controller-facing groups), releases alias
     "csi_ota.cli.demo_cli",  # csi-ota demo
 )
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+err_console = CliConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="csi-ota")
 def cli() -> None:
-    """OTA updates for ESP32-S3 CSI sensor fleets."""
+    """OTA updates for ESP32-S3 CSI sensor fleets.
+
+    Local commands work on files on this machine (keys, release, image, budget, provision,
+    certs, partitions, doctor, sim). `csi-ota remote …` (also devices, rollout, admin, audit)
+    talks to a running controller: its management API at --server or CSI_OTA_SERVER
+    (default http://127.0.0.1:8081) with an admin token from CSI_OTA_TOKEN or
+    CSI_OTA_TOKEN_FILE (`csi-ota admin bootstrap` makes the first one).
+    """
 
 
 def _register() -> None:

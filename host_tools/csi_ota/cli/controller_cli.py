@@ -18,6 +18,7 @@ import click
 from csi_ota.cli.management_common import (
     EXISTING_FILE,
     console,
+    err_console,
     json_option,
     kv_table,
     management_client,
@@ -406,19 +407,29 @@ def _audit_options(function):
 @audit_group.command("list")
 @_audit_options
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option(
+    "--after-id", type=click.IntRange(0), default=0, show_default=True, help="Entries after this id (paging)."
+)
 @server_option
 @token_option
 @json_option
 def audit_list(server: str, token: str | None, as_json: bool, **filters: Any) -> None:
-    """Audit entries, oldest first."""
+    """Audit entries, oldest first (a page of --limit after --after-id)."""
     with management_client(server, token) as client:
         rows = client.get("/api/audit", **filters)
     if as_json:
         print_json(rows)
-        return
-    console.print(
-        rows_table(f"{len(rows)} audit entries", rows, ["id", "at", "actor", "action", "target", "details"])
-    )
+    else:
+        console.print(
+            rows_table(
+                f"{len(rows)} audit entries", rows, ["id", "at", "actor", "action", "target", "details"]
+            )
+        )
+    if rows and len(rows) == filters["limit"]:
+        err_console.print(
+            f"showing {len(rows)} entries (the --limit); more may follow: --after-id {rows[-1]['id']} "
+            "for the next page, or `csi-ota audit export`"
+        )
 
 
 @audit_group.command("export")
@@ -488,9 +499,9 @@ def openapi_command(out: Path | None) -> None:
         write_atomic(out, text.encode())
 
 
+# releases_group is registered by remote_cli (`csi-ota remote releases`, old name as a hidden alias).
 COMMANDS = [
     serve_command,
-    releases_group,
     admin_group,
     audit_group,
     mqtt_acl_command,

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from csi_ota import corrupt as corrupt_lib
+from csi_ota.cli.output import make_console
 
-console = Console(highlight=False)
+console = make_console()
 
 
 @click.command("corrupt")

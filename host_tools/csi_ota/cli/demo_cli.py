@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from csi_ota.cli.output import make_console
 from csi_ota.demo import run_demo
 
-console = Console(highlight=False)
+console = make_console()
 
 
 @click.command("demo")
@@ -46,7 +47,43 @@ def demo(out_dir: Path, no_device: bool, as_json: bool) -> None:
                 *(str(report.get(c, "")) for c in ("seq", "state", "reason", "version", "target_version"))
             )
         console.print(table)
-    console.print(f"Everything the demo made is in {result.out_dir}")
+    _print_where_to_look(result.out_dir)
+
+
+# What each file the demo leaves is for (shown when it exists).
+DEMO_LOGS = (
+    ("device.log", "the virtual ESP32-S3's serial log: boots, OTA check, download, self-test, reports"),
+    ("controller.log", "the controller's log: uploads, version checks, downloads, device reports"),
+)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (what a user would type)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _print_where_to_look(out_dir: Path) -> None:
+    out = _shown(out_dir)
+    console.print(f"Everything the demo made is in {out}/")
+    for name, what in DEMO_LOGS:
+        if (out_dir / name).exists():
+            console.print(f"  {out}/{name:<15} {what}")
+    steps = []
+    if (out_dir / "device-flash.bin").exists():
+        steps.append(
+            (f"csi-ota sim otadata {out}/device-flash.bin", "the device's otadata: v2 in ota_1, valid")
+        )
+    steps.append((f"csi-ota image info {out}/releases/csi_sensor-2.0.0.bin", "the signed image it runs"))
+    steps.append(("./scripts/test.sh", "every test, as CI runs them"))
+    width = max(len(command) for command, _ in steps)
+    console.print("Next:")
+    for command, what in steps:
+        console.print(f"  {command:<{width}}  # {what}")
+    if Path(".venv/bin/activate").is_file() and not os.environ.get("VIRTUAL_ENV"):
+        console.print("(`. .venv/bin/activate` first puts csi-ota on PATH in this shell)")
 
 
 COMMANDS = [demo]

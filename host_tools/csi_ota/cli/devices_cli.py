@@ -9,9 +9,11 @@ import click
 from csi_ota.cli.management_common import (
     config_pairs,
     console,
+    err_console,
     json_option,
     kv_table,
     management_client,
+    page_hint,
     print_json,
     rows_table,
     server_option,
@@ -53,20 +55,35 @@ def devices_register(
     "--not-seen-within", "not_seen_within_s", type=click.IntRange(0), help="Not seen for N seconds."
 )
 @click.option("--all", "include_decommissioned", is_flag=True, help="Include decommissioned devices.")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=1000, show_default=True)
+@click.option(
+    "--limit", type=click.IntRange(1, 10_000), default=1000, show_default=True, help="Devices per page."
+)
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True, help="Devices to skip.")
 @server_option
 @token_option
 @json_option
 def devices_list(server: str, token: str | None, as_json: bool, **filters: Any) -> None:
-    """Devices matching every filter."""
+    """Devices matching every filter, by id (a page of --limit from --offset; a hint says if more match)."""
     filters["include_decommissioned"] = filters["include_decommissioned"] or None
     with management_client(server, token) as client:
-        rows = client.get("/api/devices", **filters)
+        rows, total = client.get_page("/api/devices", **filters)
+    hint = page_hint(len(rows), total, filters["offset"], filters["limit"], "devices")
     if as_json:
         print_json(rows)
-        return
-    columns = ["device_id", "tags", "version", "health", "last_seen", "last_ota_state", "assigned_version"]
-    console.print(rows_table(f"{len(rows)} devices", rows, columns))
+    else:
+        columns = [
+            "device_id",
+            "tags",
+            "version",
+            "health",
+            "last_seen",
+            "last_ota_state",
+            "assigned_version",
+        ]
+        title = f"{len(rows)} devices" if total is None or hint is None else f"{len(rows)} of {total} devices"
+        console.print(rows_table(title, rows, columns))
+    if hint:
+        err_console.print(hint)
 
 
 @devices_group.command("show")

@@ -9,7 +9,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from csi_ota.cli.partitions_cli import make_console
+from csi_ota.cli.output import make_console
 from csi_ota.doctor import run_doctor
 from csi_ota.errors import EXIT_OPERATION_FAILED, CsiOtaError
 

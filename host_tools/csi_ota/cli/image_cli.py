@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from csi_ota.budget import DEFAULT_WARN_PERCENT, BudgetReport, check_budget, enforce
-from csi_ota.cli.partitions_cli import make_console
+from csi_ota.cli.output import make_console
 from csi_ota.errors import CsiOtaError
 from csi_ota.fileio import write_atomic
 from csi_ota.image_info import ImageInfo, inspect_image, read_image, with_chip_id

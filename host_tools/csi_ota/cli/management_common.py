@@ -9,18 +9,24 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from csi_ota.cli.output import make_console
 from csi_ota.controller.client import DEFAULT_SERVER, ManagementClient
 from csi_ota.errors import CsiOtaError
 
-console = Console(highlight=False)
+console = make_console()
+err_console = make_console(stderr=True)
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 server_option = click.option(
-    "--server", envvar="CSI_OTA_SERVER", default=DEFAULT_SERVER, show_default=True, help="Management API URL."
+    "--server",
+    envvar="CSI_OTA_SERVER",
+    show_envvar=True,
+    default=DEFAULT_SERVER,
+    show_default=True,
+    help="The controller's management API URL.",
 )
 
 
@@ -81,6 +87,19 @@ def safe_text(value: Any) -> Text:
     """
     text = value if isinstance(value, str) else str(value)
     return Text(_CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
+
+
+def page_hint(shown: int, total: int | None, offset: int, limit: int, what: str) -> str | None:
+    """ "showing 1000 of 1003 devices …; use --limit/--offset" when a list is cut; None when whole."""
+    if total is None or (offset == 0 and shown >= total):
+        return None
+    if shown == 0:
+        return f"showing 0 of {total} {what}: --offset {offset} is past the end"
+    first, last = offset + 1, offset + shown
+    hint = f"showing {shown} of {total} {what} ({first}-{last})"
+    if last < total:
+        hint += f"; use --limit/--offset for the rest (next page: --offset {last} --limit {limit})"
+    return hint
 
 
 def kv_table(title: str, data: dict[str, Any]) -> Table:

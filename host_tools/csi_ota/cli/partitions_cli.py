@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from csi_ota.cli.output import make_console
 from csi_ota.errors import CsiOtaError
 from csi_ota.fileio import write_atomic
 from csi_ota.partitions import Layout, load_layout, load_table, parse_flash_size
@@ -23,12 +22,6 @@ from csi_ota.partitions.files import (
 )
 from csi_ota.partitions.model import flash_size_label
 from csi_ota.partitions.spec import SHIPPED_LAYOUTS
-
-
-def make_console() -> Console:
-    """stdout console; wide enough for the tables when output is captured or piped."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-
 
 SPEC_OPTION = click.option(
     "--spec",

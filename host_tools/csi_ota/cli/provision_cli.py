@@ -6,16 +6,16 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from csi_ota import certs as certs_lib
 from csi_ota import nvs_encryption
 from csi_ota import provision as provision_lib
+from csi_ota.cli.output import make_console
 from csi_ota.errors import CsiOtaError
 from csi_ota.secret_paths import refuse_unignored_secret
 
-console = Console(highlight=False)
+console = make_console()
 
 
 def _int_auto_base(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:

@@ -6,17 +6,17 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from csi_ota import keys as keys_lib
 from csi_ota import release as release_lib
 from csi_ota import secure_boot
+from csi_ota.cli.output import make_console
 from csi_ota.errors import EXIT_OPERATION_FAILED, CsiOtaError
 from csi_ota.manifest import Manifest, check_signature, parse_manifest
 from csi_ota.secret_paths import refuse_unignored_secret
 
-console = Console(highlight=False)
+console = make_console()
 
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -111,7 +111,7 @@ def keys_generate_secure_boot(out: Path, force: bool) -> None:
 
 @click.group("release")
 def release_group() -> None:
-    """Signed releases: an app image plus its signed manifest (docs/releases.md)."""
+    """Local: sign and verify release files (image + manifest). To the controller: `remote releases`."""
 
 
 @release_group.command("create")
@@ -144,6 +144,9 @@ def release_group() -> None:
     show_default=True,
     help="OTA slot size in bytes; larger images are refused.",
 )
+@click.option(
+    "--force", is_flag=True, help="Replace an existing release of this version in --out (new sequence)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest fields and file paths as JSON.")
 def release_create(
     image: Path,
@@ -154,9 +157,11 @@ def release_create(
     rollback: bool,
     secure_boot_key: Path | None,
     slot_size: int,
+    force: bool,
     as_json: bool,
 ) -> None:
-    """Sign IMAGE: write <project>-<version>.bin and .manifest into --out."""
+    """Sign IMAGE: write <project>-<version>.bin and .manifest into --out (never over an existing one
+    unless --force)."""
     files = release_lib.create_release(
         image,
         key_path,
@@ -166,6 +171,7 @@ def release_create(
         rollback=rollback,
         secure_boot_key=secure_boot_key,
         slot_size_bytes=slot_size,
+        force=force,
     )
     if as_json:
         _print_json(

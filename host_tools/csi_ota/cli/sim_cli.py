@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from csi_ota.cli.output import make_console
 from csi_ota.errors import CsiOtaError
 from csi_ota.partitions import load_layout, parse_flash_size
 from csi_ota.sim import bootmodel, flashfile
 
-console = Console(highlight=False)
+console = make_console()
 
 
 class ByteOffset(click.ParamType):

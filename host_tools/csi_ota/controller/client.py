@@ -15,6 +15,7 @@ DEFAULT_SERVER = "https://127.0.0.1:8081"
 CA_CERT_ENV = "CSI_OTA_CA_CERT"
 TIMEOUT_S = 60.0
 MANIFEST_HEADER = "X-Release-Manifest"
+TOTAL_COUNT_HEADER = "X-Total-Count"  # list endpoints: rows matching before limit/offset
 
 
 def management_verify(ca_cert: str | None = None) -> str | bool:
@@ -72,6 +73,13 @@ class ManagementClient:
     def get(self, path: str, **params) -> Any:
         clean = {k: v for k, v in params.items() if v is not None}
         return self.request("GET", path, params=clean).json()
+
+    def get_page(self, path: str, **params) -> tuple[list[Any], int | None]:
+        """A list endpoint's rows and its X-Total-Count (None when the endpoint does not send one)."""
+        clean = {k: v for k, v in params.items() if v is not None}
+        response = self.request("GET", path, params=clean)
+        total = response.headers.get(TOTAL_COUNT_HEADER, "")
+        return response.json(), int(total) if total.isdigit() else None
 
     def post(self, path: str, body: Any = None) -> Any:
         return self.request("POST", path, json=body if body is not None else {}).json()

@@ -36,6 +36,7 @@ from csi_ota.controller.tokens import bearer_token
 from csi_ota.errors import CsiOtaError
 
 MANIFEST_HEADER = "X-Release-Manifest"
+TOTAL_COUNT_HEADER = "X-Total-Count"  # list endpoints: rows matching before limit/offset
 UPLOAD_HEAD_BYTES = releases.IMAGE_HEAD_BYTES
 DEVICE_ID_REGEX = registry.DEVICE_ID_PATTERN.pattern
 TAG_REGEX = registry.TAG_PATTERN.pattern
@@ -420,6 +421,7 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
     @app.get("/api/devices", tags=["devices"])
     def list_devices(
         caller: Viewer,
+        response: Response,
         tag: Annotated[str | None, Query(pattern=TAG_REGEX)] = None,
         version: Annotated[str | None, Query(pattern=registry.VERSION_TEXT_PATTERN.pattern)] = None,
         health: Literal["unknown", "healthy", "degraded", "offline"] | None = None,
@@ -442,8 +444,10 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
                 now=now,
                 health_check_interval_s=interval_s,
             )
-            devices = registry.filter_tag(session.scalars(statement), tag)[offset : offset + limit]
-            return [registry.device_to_dict(d, now, interval_s) for d in devices]
+            matching = registry.filter_tag(session.scalars(statement), tag)
+            # How many match before limit/offset, so a client can say "showing 1000 of 1003".
+            response.headers[TOTAL_COUNT_HEADER] = str(len(matching))
+            return [registry.device_to_dict(d, now, interval_s) for d in matching[offset : offset + limit]]
 
     def _device_path(device_id: str) -> str:
         if not registry.DEVICE_ID_PATTERN.match(device_id):
