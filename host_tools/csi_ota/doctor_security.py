@@ -77,7 +77,9 @@ def check_transport(cfg: SdkConfig) -> list[Finding]:
     else:
         out.append(
             Finding(
-                "tls", WARN, "TLS 1.3 is off (CONFIG_MBEDTLS_SSL_PROTO_TLS1_3); the seed promises TLS 1.3"
+                "tls",
+                WARN,
+                "TLS 1.3 is off (CONFIG_MBEDTLS_SSL_PROTO_TLS1_3); the deployment guide requires TLS 1.3",
             )
         )
     return out
