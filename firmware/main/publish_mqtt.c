@@ -15,6 +15,7 @@
 #include "freertos/semphr.h"
 #include "freertos/task.h"
 #include "mqtt_client.h"
+#include "ota_mqtt_credentials.h"
 #include "publish.h"
 
 static const char *TAG = "publish_mqtt";
@@ -27,6 +28,7 @@ static esp_mqtt_client_handle_t s_client;
 static char s_topic_data[PUBLISH_TOPIC_MAX_BYTES];
 static char s_topic_stats[PUBLISH_TOPIC_MAX_BYTES];
 static char s_topic_heartbeat[PUBLISH_TOPIC_MAX_BYTES];
+static char s_mqtt_password[OTA_MQTT_PASSWORD_BUF_BYTES]; /* esp-mqtt keeps a pointer to it */
 static volatile bool s_connected;
 static volatile uint32_t s_sent;
 static volatile uint32_t s_errors;
@@ -85,13 +87,24 @@ esp_err_t publish_start(const provisioning_t *config) {
     if (s_ack_lock == NULL) {
         return ESP_ERR_NO_MEM;
     }
+    /* The broker gets a password derived from the token, never the token itself (it opens the
+     * HTTPS API): ota_mqtt_credentials.h. */
+    const char *password = NULL;
+    if (config->deployment.auth_token[0] != '\0') {
+        ota_status_t derived = ota_mqtt_password(config->deployment.auth_token, s_mqtt_password,
+                                                 sizeof(s_mqtt_password));
+        if (derived != OTA_OK) {
+            ESP_LOGE(TAG, "MQTT password: %s", ota_status_to_str(derived));
+            return ESP_FAIL;
+        }
+        password = s_mqtt_password;
+    }
     esp_mqtt_client_config_t mqtt = {
         .broker.address.uri = config->mqtt_uri,
         .broker.verification.certificate = config->ca_cert_pem,
         .credentials.client_id = id,
         .credentials.username = id,
-        .credentials.authentication.password =
-            config->deployment.auth_token[0] != '\0' ? config->deployment.auth_token : NULL,
+        .credentials.authentication.password = password,
     };
     s_client = esp_mqtt_client_init(&mqtt);
     if (s_client == NULL) {

@@ -13,6 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from csi_ota.cli import cli
 from csi_ota.controller.csi_sink import read_records
+from csi_ota.controller.tokens import mqtt_password_for
 from services import free_port, mosquitto_broker, start_controller
 
 WAIT_S = 15.0
@@ -125,7 +126,9 @@ def test_mqtt_heartbeat_stats_data_acl_and_reconnect(backend, backend_url, tmp_p
             for uptime in (100, 200):
                 with mosquitto_broker(port=port, **files) as broker:
                     assert not DeviceClient(broker.port, "mq_a", "wrong-password").accepted
-                    device_a = DeviceClient(broker.port, "mq_a", tokens["mq_a"])
+                    # The MQTT password is derived from the token (tokens.mqtt_password_for), not the token.
+                    assert not DeviceClient(broker.port, "mq_a", tokens["mq_a"]).accepted
+                    device_a = DeviceClient(broker.port, "mq_a", mqtt_password_for(tokens["mq_a"]))
                     assert device_a.accepted
                     shown = heartbeat_until_seen(device_a, uptime)
                     assert (shown["uptime_s"], shown["rssi"], shown["health"]) == (uptime, -50, "healthy")

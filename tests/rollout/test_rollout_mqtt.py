@@ -10,7 +10,7 @@ from rollout_harness import create_rollout, start_world, stop_world
 
 from csi_ota.cli import cli
 from csi_ota.controller.mqtt_acl import write_mqtt_files
-from csi_ota.controller.tokens import mosquitto_password_hash
+from csi_ota.controller.tokens import mosquitto_password_hash, mqtt_password_for
 from csi_ota.fleet.runner import save_credentials
 from services import mosquitto_broker, start_controller
 
@@ -25,7 +25,10 @@ def test_fleet_command_heart_beats_over_mqtt_and_completes_a_rollout(tmp_path):
     first.stop()
     files = write_mqtt_files(
         tmp_path / "mqtt",
-        [(device_id, mosquitto_password_hash(token)) for device_id, token in world.credentials],
+        [
+            (device_id, mosquitto_password_hash(mqtt_password_for(token)))
+            for device_id, token in world.credentials
+        ],
     )
     try:
         with mosquitto_broker(password_file=files.password_file, acl_file=files.acl_file) as broker:

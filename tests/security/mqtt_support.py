@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from paho.mqtt.enums import CallbackAPIVersion
 
 from csi_ota.cli import cli
+from csi_ota.controller.tokens import mqtt_password_for
 from services import ControllerServer
 
 WAIT_S = 15.0
@@ -30,12 +31,22 @@ class MqttConnection:
     """One client connection (a device, or an attacker holding a device's credentials)."""
 
     def __init__(
-        self, port: int, username: str, password: str, *, tls_ca: Path | None = None, wait_s: float = WAIT_S
+        self,
+        port: int,
+        username: str,
+        device_token: str,
+        *,
+        tls_ca: Path | None = None,
+        wait_s: float = WAIT_S,
+        raw_password: bool = False,
     ) -> None:
+        """Logs in as a device does: password = mqtt_password_for(token) (``raw_password``: the token as is)."""
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"{username}-{time.monotonic_ns()}"
         )
-        self.client.username_pw_set(username, password)
+        self.client.username_pw_set(
+            username, device_token if raw_password else mqtt_password_for(device_token)
+        )
         if tls_ca is not None:
             self.client.tls_set(ca_certs=str(tls_ca))
         self.result = None

@@ -113,3 +113,43 @@ def test_an_operators_rollout_needs_an_explicit_policy(tmp_path, monkeypatch):
     other = _world(tmp_path / "policy", {"op": "operator"})
     _halting_rollout(other, "admin:op")
     assert [r.version for r in _rollback_releases(other)] == ["1.0.0"]
+
+
+def test_assigning_a_signed_rollback_by_hand_needs_the_admin_role(sqlite_controller, release_key):
+    """The last step of the attack: an operator assigning a rollback release the engine signed."""
+    from controller_helpers import build_release, new_device, upload
+
+    from csi_ota.controller.db import make_engine, session_factory
+    from csi_ota.controller.rollout.rollback import create_rollback_release
+
+    old = build_release(release_key)
+    assert upload(sqlite_controller, old).status_code == 201
+    engine = make_engine(sqlite_controller.database_url, pool_size=1)
+    try:
+        with session_scope(session_factory(engine)) as session:
+            previous = session.scalar(select(Release).where(Release.version == old.version))
+            rollback_id = create_rollback_release(session, previous, release_key, notes="test").id
+    finally:
+        engine.dispose()
+    device_id, _ = new_device(sqlite_controller)
+    with sqlite_controller.management_client() as mgmt:
+        operator = mgmt.post("/api/admin/users", json={"name": "h3-op", "role": "operator"}).json()["token"]
+    import httpx
+
+    body = {"release": str(rollback_id)}
+    with httpx.Client(
+        base_url=sqlite_controller.management_url, headers={"Authorization": f"Bearer {operator}"}
+    ) as as_operator:
+        refused = as_operator.put(f"/api/devices/{device_id}/assignment", json=body)
+        assert refused.status_code == 403, refused.text
+        batch = as_operator.post(
+            "/api/batch",
+            json={"selection": {"device_ids": [device_id]}, "action": "assign", "release": str(rollback_id)},
+        )
+        assert batch.status_code == 403, batch.text
+        assert (
+            as_operator.put(f"/api/devices/{device_id}/assignment", json={"release": old.version}).status_code
+            == 200
+        )
+    with sqlite_controller.management_client() as mgmt:
+        assert mgmt.put(f"/api/devices/{device_id}/assignment", json=body).status_code == 200

@@ -120,3 +120,20 @@ def test_docs_and_openapi_need_a_token(sqlite_controller):
     with sqlite_controller.management_client() as mgmt:
         assert "/api/releases" in mgmt.get("/openapi.json").json()["paths"]
         assert mgmt.get("/docs").status_code == 200
+
+
+def test_an_empty_reported_version_is_still_accepted(sqlite_controller):
+    # The firmware's reports always carry target_version, "" when there is no target.
+    device_id, token = new_device(sqlite_controller)
+    with sqlite_controller.device_client(token) as client:
+        report = client.post(
+            "/api/ota/status",
+            json={
+                "device_id": device_id,
+                "seq": 1,
+                "state": "rolled_back",
+                "version": "1.0.0",
+                "target_version": "",
+            },
+        )
+    assert report.status_code == 200, report.text

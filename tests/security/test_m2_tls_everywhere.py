@@ -5,7 +5,9 @@ mosquitto.conf listened on plain 1883 and the firmware's default MQTT URI was mq
 Now: with --tls-cert both ports speak TLS (plain management only with the explicit
 --insecure-management-http), the controller's MQTT bridge speaks TLS to a broker whose
 certificate `csi-ota certs broker` issues from the same local CA, the shipped broker config
-listens on 8883 with TLS only, and the firmware defaults to mqtts://…:8883.
+listens on 8883 with TLS only, and the firmware defaults to mqtts://…:8883. A device's MQTT password
+is HMAC-SHA256(token, label) (firmware: ota_mqtt_password), so the broker never holds a credential
+that opens the HTTPS API.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from mqtt_support import SHIPPED_MOSQUITTO_CONF, MqttConnection, metric, poll, w
 
 from csi_ota import certs
 from csi_ota.cli import cli
+from csi_ota.controller.tokens import mqtt_password_for
 from services import mosquitto_broker, start_controller
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,8 +137,19 @@ def test_mqtt_over_tls_with_a_broker_certificate_from_csi_ota_certs(local_ca, tm
             plain = MqttConnection(broker.port, "m2_dev", token, wait_s=5)  # no TLS: the broker does not talk
             assert not plain.accepted
             plain.close()
+            # The broker does not take the API token itself as the MQTT password ...
+            raw = MqttConnection(
+                broker.port, "m2_dev", token, tls_ca=broker_dir / "ca.crt", raw_password=True
+            )
+            assert not raw.accepted
+            raw.close()
             device = MqttConnection(broker.port, "m2_dev", token, tls_ca=broker_dir / "ca.crt")
             assert device.accepted
+            # ... and the MQTT password (derived from the token) does not open the HTTPS API.
+            with server.device_client(mqtt_password_for(token)) as api:
+                assert api.get("/api/ota/version", params={"device_id": "m2_dev"}).status_code == 401
+            with server.device_client(token) as api:
+                assert api.get("/api/ota/version", params={"device_id": "m2_dev"}).status_code == 204
             recorded = poll(
                 lambda: (
                     device.publish("csi/m2_dev/heartbeat", {"uptime_s": 7}),

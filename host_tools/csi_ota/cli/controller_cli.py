@@ -127,14 +127,14 @@ from csi_ota.controller import ADMIN_ROLES, DEFAULT_MQTT_CONTROLLER_USER, DEFAUL
 @click.option(
     "--max-connections",
     type=click.IntRange(1),
-    default=1000,
+    default=4000,
     show_default=True,
     help="Open connections per port (also bounded by RLIMIT_NOFILE).",
 )
 @click.option(
     "--max-connections-per-client",
     type=click.IntRange(1),
-    default=100,
+    default=1000,
     show_default=True,
     help="Open connections per client address and port (raise it behind a reverse proxy).",
 )
@@ -143,7 +143,7 @@ from csi_ota.controller import ADMIN_ROLES, DEFAULT_MQTT_CONTROLLER_USER, DEFAUL
     type=click.IntRange(1),
     default=4,
     show_default=True,
-    help="Firmware downloads one device token may have in flight.",
+    help="Firmware downloads one device token may have in flight (a new one closes the oldest).",
 )
 @click.option(
     "--log-level",

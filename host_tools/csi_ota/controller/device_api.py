@@ -9,9 +9,9 @@ rate limit (429 + Retry-After).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
-import threading
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from csi_ota.controller import registry
 from csi_ota.controller.context import ControllerContext
+from csi_ota.controller.download_slots import DownloadSlot, DownloadSlots
 from csi_ota.controller.httputil import install_error_handlers, parse_json_model, read_limited_body
 from csi_ota.controller.models import Device, Release
 from csi_ota.controller.request_guard import install_request_guard
@@ -32,6 +33,7 @@ from csi_ota.controller.tokens import bearer_token
 
 DEVICE_ID_REGEX = registry.DEVICE_ID_PATTERN.pattern
 VERSION_REGEX = registry.VERSION_TEXT_PATTERN.pattern
+REPORTED_VERSION_REGEX = registry.REPORTED_VERSION_PATTERN.pattern
 SHA256_REGEX = r"^[0-9a-f]{64}$"
 STATE_NAME_REGEX = r"^[a-z_]{1,20}$"
 FIRMWARE_URL_TEMPLATE = "/api/ota/firmware/{sha256}"
@@ -49,8 +51,8 @@ class StatusReportIn(BaseModel):
     seq: int = Field(ge=0, le=U32)
     state: Literal[registry.OTA_STATES]  # type: ignore[valid-type]
     reason: str = Field("ok", pattern=registry.REASON_PATTERN.pattern)
-    version: str | None = Field(None, pattern=VERSION_REGEX)
-    target_version: str | None = Field(None, pattern=VERSION_REGEX)
+    version: str | None = Field(None, pattern=REPORTED_VERSION_REGEX)
+    target_version: str | None = Field(None, pattern=REPORTED_VERSION_REGEX)
     target_sha256: str | None = Field(None, pattern=r"^([0-9a-f]{64})?$")
     manifest_sequence: int | None = Field(None, ge=0, le=U32)
     bytes_written: int | None = Field(None, ge=0, le=U32)
@@ -65,7 +67,7 @@ class HeartbeatIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
     device_id: str | None = Field(None, pattern=DEVICE_ID_REGEX)
-    version: str | None = Field(None, pattern=VERSION_REGEX)
+    version: str | None = Field(None, pattern=REPORTED_VERSION_REGEX)
     uptime_s: int | None = Field(None, ge=0, le=2**63 - 1)
     rssi: int | None = Field(None, ge=-128, le=127)
     csi_frames: int | None = Field(None, ge=0, le=2**63 - 1)
@@ -80,30 +82,6 @@ class Ok(BaseModel):
     ok: bool = True
 
 
-class DownloadSlots:
-    """Firmware downloads in flight per device (a stalled reader holds its slot until it disconnects)."""
-
-    def __init__(self, per_device: int) -> None:
-        self.per_device = per_device
-        self._lock = threading.Lock()
-        self._active: dict[str, int] = {}
-
-    def acquire(self, device_id: str) -> bool:
-        with self._lock:
-            if self._active.get(device_id, 0) >= self.per_device:
-                return False
-            self._active[device_id] = self._active.get(device_id, 0) + 1
-            return True
-
-    def release(self, device_id: str) -> None:
-        with self._lock:
-            left = self._active.get(device_id, 0) - 1
-            if left > 0:
-                self._active[device_id] = left
-            else:
-                self._active.pop(device_id, None)
-
-
 class CountingFileResponse(FileResponse):
     """A FileResponse (Range, 206/416, ETag) that counts the body bytes it sends.
 
@@ -112,9 +90,10 @@ class CountingFileResponse(FileResponse):
 
     chunk_size = FIRMWARE_CHUNK_BYTES
 
-    def __init__(self, *args, on_bytes, on_done=None, **kwargs) -> None:
+    def __init__(self, *args, on_bytes, slot: DownloadSlot | None = None, on_done=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._on_bytes = on_bytes
+        self._slot = slot
         self._on_done = on_done
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -123,8 +102,14 @@ class CountingFileResponse(FileResponse):
                 self._on_bytes(len(message.get("body", b"")))
             await send(message)
 
+        if self._slot is not None:
+            self._slot.bind()
         try:
             await super().__call__(scope, receive, counting_send)
+        except asyncio.CancelledError:
+            if self._slot is None or not self._slot.evicted:
+                raise
+            # A newer download of the same device evicted this one; uvicorn closes the connection.
         finally:
             if self._on_done is not None:
                 self._on_done()
@@ -157,13 +142,10 @@ def _firmware_response(
     path = ctx.store.path_for(release.sha256)
     if not path.is_file():
         raise HTTPException(404, "firmware image missing from the store")
-    on_done = None
+    slot = on_done = None
     if slots is not None and device_id is not None and not ctx.settings.accel_redirect_prefix:
-        if not slots.acquire(device_id):
-            raise HTTPException(
-                429, f"at most {slots.per_device} downloads at once per device", headers={"Retry-After": "5"}
-            )
-        on_done = lambda: slots.release(device_id)  # noqa: E731
+        slot = slots.acquire(device_id)  # evicts the device's oldest download beyond the cap
+        on_done = lambda: slots.release(device_id, slot)  # noqa: E731
     ctx.metrics.downloads.labels(status="started").inc()
     prefix = ctx.settings.accel_redirect_prefix
     if prefix:  # nginx in front sends the file (Range, sendfile); the controller only authorises
@@ -179,6 +161,7 @@ def _firmware_response(
         media_type="application/octet-stream",
         headers={"ETag": f'"{release.sha256}"', "Cache-Control": "private, max-age=31536000, immutable"},
         on_bytes=ctx.metrics.bytes_served.inc,
+        slot=slot,
         on_done=on_done,
     )
 

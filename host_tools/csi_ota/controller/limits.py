@@ -38,8 +38,10 @@ class ServerLimits:
     header_timeout_s: float = 10.0
     keep_alive_timeout_s: float = 30.0
     max_header_bytes: int = 16 * 1024
-    max_connections: int = 1000  # per listening port
-    max_connections_per_client: int = 100  # per client IP address and port (raise it behind a proxy)
+    max_connections: int = 4000  # per listening port (lowered to fit RLIMIT_NOFILE)
+    # Per client IP address and port: generous, since a site's sensors may share one NAT address
+    # (raise it behind a reverse proxy, where every client has the proxy's address).
+    max_connections_per_client: int = 1000
     log_records_per_minute: int = 10  # per logger and message template
 
     def uvicorn_kwargs(self) -> dict:

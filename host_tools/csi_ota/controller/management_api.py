@@ -204,6 +204,14 @@ def find_release_ref(session: Session, ref: str) -> Release:
     return matches[0]
 
 
+def _check_may_assign(caller: Caller, release: Release | None) -> None:
+    """A signed rollback release downgrades devices: assigning one by hand needs the admin role (H3)."""
+    if release is not None and release.rollback and not admin_lib.role_allows(caller.role, "admin"):
+        raise HTTPException(
+            403, f"release {release.id} is a signed rollback: assigning it needs the admin role"
+        )
+
+
 def _select_for_batch(ctx: ControllerContext, session: Session, selection: Selection) -> list[Device]:
     if (
         selection.device_ids is None
@@ -552,6 +560,7 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
             with ctx.session() as session:
                 device = registry.get_device(session, _device_path(device_id), for_update=True)
                 release = None if body.release is None else find_release_ref(session, body.release)
+                _check_may_assign(caller, release)
                 registry.assign_release(session, device, release, actor=caller.actor)
                 return registry.device_to_dict(device, ctx.now(), interval_s)
 
@@ -592,6 +601,7 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
                 release = None
                 if body.action == "assign" and body.release is not None:
                     release = find_release_ref(session, body.release)
+                    _check_may_assign(caller, release)
                 if body.action == "config" and body.config:
                     registry.check_config(body.config)
                 for device in devices:

@@ -119,7 +119,7 @@ class Device(Base):
     # SHA-256 hex of the bearer token; NULL once revoked.
     token_hash: Mapped[str | None] = mapped_column(String(SHA256_HEX_CHARS), nullable=True, unique=True)
     token_created: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    # Mosquitto password-file hash ($7$ PBKDF2-SHA512) of the same token: the device's MQTT password.
+    # Mosquitto password-file hash ($7$ PBKDF2-SHA512) of the device's MQTT password (tokens.mqtt_password_for).
     mqtt_password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     tags: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -1,7 +1,8 @@
 """Mosquitto password and ACL files: each device may publish only under csi/<its id>/.
 
 The password file uses Mosquitto's own ``$7$`` PBKDF2-SHA512 hashes (what
-``mosquitto_passwd`` writes). The ACL names every device (``user <id>`` /
+``mosquitto_passwd`` writes) of each device's MQTT password, which is derived from its token
+(:func:`csi_ota.controller.tokens.mqtt_password_for`), never the token itself. The ACL names every device (``user <id>`` /
 ``topic write csi/<id>/#``) instead of one ``pattern``: a device missing from
 the files (revoked, decommissioned) has no rights at all, and Mosquitto 2
 disconnects it on reload (SIGHUP). The controller's own user may read

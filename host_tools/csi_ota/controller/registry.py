@@ -19,7 +19,13 @@ from sqlalchemy.orm import Session
 from csi_ota.controller import DEFAULT_MQTT_CONTROLLER_USER, audit
 from csi_ota.controller.models import Device, Release, StatusReport, TagConfig, utcnow
 from csi_ota.controller.problems import Conflict, NotFound
-from csi_ota.controller.tokens import hash_token, hashes_equal, mosquitto_password_hash, new_device_token
+from csi_ota.controller.tokens import (
+    hash_token,
+    hashes_equal,
+    mosquitto_password_hash,
+    mqtt_password_for,
+    new_device_token,
+)
 from csi_ota.errors import CsiOtaError
 
 # Device ids become MQTT topic levels and file names: no '/', '+', '#', '.', spaces.
@@ -46,6 +52,8 @@ LAST_SEEN_RESOLUTION_S = 0.0
 CONFIG_URL_MAX_CHARS = 255
 # What a device reports as a version: printable ASCII without spaces (no NUL: PostgreSQL text refuses it).
 VERSION_TEXT_PATTERN = re.compile(r"^[\x21-\x7e]{1,31}$")
+# What a device's reports may carry: the same, or empty (a report with no target sends "").
+REPORTED_VERSION_PATTERN = re.compile(r"^[\x21-\x7e]{0,31}$")
 # ASCII digits only: str.isdigit() also accepts "²" and "١٢٣", which the device's strtoul does not read.
 _ASCII_DECIMAL = re.compile(r"[0-9]{1,10}")
 # No whitespace or control characters anywhere (re.fullmatch: "$" alone would accept a trailing newline).
@@ -147,7 +155,7 @@ def get_device(session: Session, device_id: str, *, for_update: bool = False) ->
 def _issue_token(device: Device) -> str:
     token = new_device_token()
     device.token_hash = hash_token(token)
-    device.mqtt_password_hash = mosquitto_password_hash(token)
+    device.mqtt_password_hash = mosquitto_password_hash(mqtt_password_for(token))
     device.token_created = utcnow()
     return token
 

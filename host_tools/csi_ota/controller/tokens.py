@@ -45,6 +45,18 @@ def bearer_token(authorization_header: str | None) -> str | None:
     return token
 
 
+MQTT_PASSWORD_LABEL = b"csi-ota mqtt password v1"  # ota_core/include/ota_mqtt_credentials.h
+
+
+def mqtt_password_for(device_token: str) -> str:
+    """The device's MQTT password: HMAC-SHA256(key=token, OTA_MQTT_PASSWORD_LABEL), 64 hex characters.
+
+    The device computes the same (ota_mqtt_password); the broker never holds a credential that also
+    opens the HTTPS API, and the token cannot be computed back from it.
+    """
+    return hmac.new(device_token.encode("utf-8"), MQTT_PASSWORD_LABEL, hashlib.sha256).hexdigest()
+
+
 def mosquitto_password_hash(password: str, *, salt: bytes | None = None) -> str:
     """A password-file hash Mosquitto 2 accepts (same as `mosquitto_passwd -H sha512-pbkdf2`)."""
     salt = secrets.token_bytes(MOSQUITTO_SALT_BYTES) if salt is None else salt

@@ -1,7 +1,7 @@
 """MQTT for simulated devices: heartbeats on ``csi/<id>/heartbeat`` (the seed's current architecture).
 
 Each MQTT device has its own paho-mqtt connection (user = device id,
-password = device token, as the controller's generated broker files expect),
+password = mqtt_password_for(device token), as the firmware derives it and the broker files expect),
 so the broker's ACL really confines it to its own topics. paho runs each
 connection's network loop in a thread; keep the MQTT share of a large fleet
 modest (tens of devices) — the rest heart-beat over HTTP.
@@ -16,6 +16,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from csi_ota.controller.tokens import mqtt_password_for
+
 CONNECT_TIMEOUT_S = 10.0
 KEEPALIVE_S = 30
 
@@ -29,7 +31,7 @@ class MqttDevices:
         self.published = 0
         for device_id, token in credentials:
             client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sim-{device_id}")
-            client.username_pw_set(device_id, token)
+            client.username_pw_set(device_id, mqtt_password_for(token))  # as the firmware derives it
             event = threading.Event()
 
             def on_connect(_client, _userdata, _flags, reason_code, _properties, event=event) -> None:
