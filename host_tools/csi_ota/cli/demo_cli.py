@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
@@ -82,8 +81,9 @@ def _print_where_to_look(out_dir: Path) -> None:
     console.print("Next:")
     for command, what in steps:
         console.print(f"  {command:<{width}}  # {what}")
-    if Path(".venv/bin/activate").is_file() and not os.environ.get("VIRTUAL_ENV"):
-        console.print("(`. .venv/bin/activate` first puts csi-ota on PATH in this shell)")
+    if Path(".venv/bin/activate").is_file():
+        # scripts/demo.sh runs in the .venv, the user's shell usually does not.
+        console.print("(in a new shell, `. .venv/bin/activate` first puts csi-ota on PATH)")
 
 
 COMMANDS = [demo]
