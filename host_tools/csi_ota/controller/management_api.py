@@ -8,8 +8,6 @@ exports credentials. Device tokens are unknown here (401).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 from typing import Annotated, Any, Literal
 
@@ -23,21 +21,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from starlette.requests import ClientDisconnect
 
-from csi_ota.controller import ADMIN_ROLES, audit, registry, releases
+from csi_ota.controller import ADMIN_ROLES, audit, registry, release_intake, releases
 from csi_ota.controller import admin as admin_lib
 from csi_ota.controller.context import ControllerContext
 from csi_ota.controller.httputil import install_error_handlers, parse_json_model, read_limited_body
-from csi_ota.controller.models import AdminUser, Device, Release, StatusReport, utcnow
+from csi_ota.controller.models import AdminUser, Device, Release, utcnow
 from csi_ota.controller.problems import Conflict, NotFound
 from csi_ota.controller.request_guard import install_request_guard
 from csi_ota.controller.tokens import bearer_token
 from csi_ota.errors import CsiOtaError
 
-MANIFEST_HEADER = "X-Release-Manifest"
+MANIFEST_HEADER = release_intake.MANIFEST_HEADER
 TOTAL_COUNT_HEADER = "X-Total-Count"  # list endpoints: rows matching before limit/offset
-UPLOAD_HEAD_BYTES = releases.IMAGE_HEAD_BYTES
 DEVICE_ID_REGEX = registry.DEVICE_ID_PATTERN.pattern
 TAG_REGEX = registry.TAG_PATTERN.pattern
 RELEASE_REF_REGEX = r"^[0-9A-Za-z.+-]{1,32}$"
@@ -237,13 +233,10 @@ def _select_for_batch(ctx: ControllerContext, session: Session, selection: Selec
 
 
 def _parse_time(value: str | None, name: str) -> dt.datetime | None:
-    if value is None:
-        return None
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise HTTPException(422, f"{name}: not an ISO 8601 time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        return audit.parse_time(value, name)
+    except CsiOtaError as exc:
+        raise HTTPException(422, exc.message) from None
 
 
 # --------------------------------------------------------------------------- the app
@@ -315,55 +308,7 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
     )
     async def upload_release(request: Request, caller: Operator) -> JSONResponse:
         """Upload an image (body) with its signed manifest (header, base64). Stored only if it verifies."""
-        limit = ctx.settings.firmware_max_size_bytes
-        try:
-            manifest_bytes = base64.b64decode(request.headers.get(MANIFEST_HEADER, ""), validate=True)
-        except (binascii.Error, ValueError):
-            raise HTTPException(400, f"{MANIFEST_HEADER} is not base64") from None
-        if not manifest_bytes:
-            raise HTTPException(400, f"send the signed manifest in {MANIFEST_HEADER} (base64)")
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            ctx.metrics.releases_rejected.inc()
-            if not declared.isdigit():
-                raise HTTPException(400, "Content-Length is not a number")
-            raise HTTPException(413, f"image larger than FIRMWARE_MAX_SIZE ({limit} bytes)")
-        incoming = ctx.store.new_incoming()
-        head = bytearray()
-        try:
-            try:
-                async for chunk in request.stream():
-                    if incoming.size_bytes + len(chunk) > limit:
-                        raise HTTPException(413, f"image larger than FIRMWARE_MAX_SIZE ({limit} bytes)")
-                    if len(head) < UPLOAD_HEAD_BYTES:
-                        head += chunk[: UPLOAD_HEAD_BYTES - len(head)]
-                    incoming.write(chunk)
-            except ClientDisconnect:
-                raise HTTPException(400, "upload ended early") from None
-            if declared is not None and incoming.size_bytes != int(declared):
-                raise HTTPException(400, "upload ended early")
-            sha256 = await run_in_threadpool(incoming.finish)
-            image = releases.UploadedImage(sha256=sha256, size_bytes=incoming.size_bytes, head=bytes(head))
-
-            def verify_and_store() -> dict[str, Any]:
-                manifest = releases.check_upload(manifest_bytes, image, ctx.trusted_keys)
-                with ctx.session() as session:
-                    if releases.find_existing_release(session, manifest) is not None:
-                        raise Conflict(releases.describe_duplicate(manifest))
-                    ctx.store.commit(incoming, sha256)
-                    release = releases.insert_release(session, manifest, manifest_bytes, actor=caller.actor)
-                    return releases.release_to_dict(release)
-
-            try:
-                result = await run_in_threadpool(verify_and_store)
-            except IntegrityError:
-                raise Conflict("that release version was stored concurrently") from None
-            return JSONResponse(result, status_code=201)
-        except BaseException:
-            ctx.metrics.releases_rejected.inc()
-            raise
-        finally:
-            incoming.discard()  # no-op once committed (the .part file was moved)
+        return JSONResponse(await release_intake.receive_release(ctx, request, caller.actor), status_code=201)
 
     @app.get("/api/releases", tags=["releases"])
     def list_releases(caller: Viewer, include_retired: bool = False) -> list[dict[str, Any]]:
@@ -379,13 +324,7 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
         ref: Annotated[str, PathParam(pattern=RELEASE_REF_REGEX)], caller: Viewer
     ) -> dict[str, Any]:
         with ctx.session() as session:
-            release = find_release_ref(session, ref)
-            result = releases.release_to_dict(release)
-            result["manifest"] = release.manifest.decode("utf-8")
-            result["assigned_devices"] = len(
-                list(session.scalars(select(Device.id).where(Device.assigned_release_id == release.id)))
-            )
-            return result
+            return releases.release_detail(session, find_release_ref(session, ref))
 
     @app.post("/api/releases/{ref}/retire", tags=["releases"])
     def retire_release(
@@ -442,20 +381,22 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
         """Devices matching every filter, by id."""
         now = ctx.now()
         with ctx.session() as session:
-            statement = registry.select_devices(
+            devices, total = registry.list_devices(
+                session,
+                now=now,
+                health_check_interval_s=interval_s,
+                limit=limit,
+                offset=offset,
                 tag=tag,
                 version=version,
                 health=health,
                 seen_within_s=seen_within_s,
                 not_seen_within_s=not_seen_within_s,
                 include_decommissioned=include_decommissioned,
-                now=now,
-                health_check_interval_s=interval_s,
             )
-            matching = registry.filter_tag(session.scalars(statement), tag)
             # How many match before limit/offset, so a client can say "showing 1000 of 1003".
-            response.headers[TOTAL_COUNT_HEADER] = str(len(matching))
-            return [registry.device_to_dict(d, now, interval_s) for d in matching[offset : offset + limit]]
+            response.headers[TOTAL_COUNT_HEADER] = str(total)
+            return [registry.device_to_dict(d, now, interval_s) for d in devices]
 
     def _device_path(device_id: str) -> str:
         if not registry.DEVICE_ID_PATTERN.match(device_id):
@@ -477,26 +418,7 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
         """The device's latest status reports, newest first."""
         with ctx.session() as session:
             registry.get_device(session, _device_path(device_id))
-            rows = session.scalars(
-                select(StatusReport)
-                .where(StatusReport.device_id == device_id)
-                .order_by(StatusReport.received_at.desc(), StatusReport.seq.desc())
-                .limit(limit)
-            )
-            return [
-                {
-                    "seq": r.seq,
-                    "state": r.state,
-                    "reason": r.reason,
-                    "version": r.version,
-                    "target_version": r.target_version,
-                    "target_sha256": r.target_sha256,
-                    "manifest_sequence": r.manifest_sequence,
-                    "bytes_written": r.bytes_written,
-                    "received_at": r.received_at.isoformat().replace("+00:00", "Z"),
-                }
-                for r in rows
-            ]
+            return [registry.report_to_dict(r) for r in registry.latest_reports(session, device_id, limit)]
 
     @app.post("/api/devices/{device_id}/tags", tags=["devices"])
     async def tag_device(device_id: str, request: Request, caller: Operator) -> dict[str, Any]:
@@ -678,21 +600,18 @@ def create_management_app(ctx: ControllerContext) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=1_000_000)] = 1_000_000,
     ) -> StreamingResponse:
         """The same entries as JSON Lines, read and sent a page at a time (memory stays bounded)."""
-        for value, name in ((since, "since"), (until, "until")):
-            _parse_time(value, name)  # a bad time is a 422 before the stream starts
-
-        def pages():
-            last_id, remaining = after_id, limit
-            while remaining > 0:
-                page = _audit_entries(
-                    actor, action, target, since, until, last_id, min(AUDIT_PAGE, remaining)
-                )
-                if not page:
-                    return
-                yield from audit.to_json_lines(page)
-                last_id, remaining = page[-1].id, remaining - len(page)
-
-        return StreamingResponse(pages(), media_type="application/x-ndjson")
+        lines = audit.export_json_lines(
+            ctx.session,
+            after_id=after_id,
+            limit=limit,
+            page_size=AUDIT_PAGE,
+            actor=actor,
+            action=action,
+            target=target,
+            since=_parse_time(since, "since"),
+            until=_parse_time(until, "until"),
+        )
+        return StreamingResponse(lines, media_type="application/x-ndjson")
 
     # ----------------------------------------------------------------- admin users
 

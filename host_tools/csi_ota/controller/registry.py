@@ -564,3 +564,69 @@ def device_to_dict(device: Device, now: dt.datetime, health_check_interval_s: in
         "decommissioned": device.decommissioned,
         "created": _iso(device.created),
     }
+
+
+def list_devices(
+    session: Session,
+    *,
+    now: dt.datetime,
+    health_check_interval_s: int,
+    limit: int,
+    offset: int = 0,
+    **filters: Any,
+) -> tuple[list[Device], int]:
+    """One page of devices matching every filter (select_devices's), by id, and how many match in all."""
+    statement = select_devices(now=now, health_check_interval_s=health_check_interval_s, **filters)
+    matching = filter_tag(session.scalars(statement), filters.get("tag"))
+    return matching[offset : offset + limit], len(matching)
+
+
+def report_to_dict(report: StatusReport) -> dict[str, Any]:
+    return {
+        "seq": report.seq,
+        "state": report.state,
+        "reason": report.reason,
+        "version": report.version,
+        "target_version": report.target_version,
+        "target_sha256": report.target_sha256,
+        "manifest_sequence": report.manifest_sequence,
+        "bytes_written": report.bytes_written,
+        "received_at": _iso(report.received_at),
+    }
+
+
+def latest_reports(session: Session, device_id: str, limit: int) -> list[StatusReport]:
+    """The device's latest status reports, newest first."""
+    return list(
+        session.scalars(
+            select(StatusReport)
+            .where(StatusReport.device_id == device_id)
+            .order_by(StatusReport.received_at.desc(), StatusReport.seq.desc())
+            .limit(limit)
+        )
+    )
+
+
+def fleet_counts(
+    session: Session, now: dt.datetime, health_check_interval_s: int
+) -> dict[str, dict[str, int]]:
+    """Active devices counted by running version, effective health and last OTA state."""
+    offline_cutoff = now - dt.timedelta(seconds=OFFLINE_AFTER_INTERVALS * health_check_interval_s)
+    by_version: dict[str, int] = {}
+    by_health: dict[str, int] = {}
+    by_ota_state: dict[str, int] = {}
+    rows = session.execute(
+        select(Device.version, Device.health, Device.last_heartbeat, Device.last_ota_state).where(
+            Device.decommissioned.is_(False)
+        )
+    )
+    for version, health, last_heartbeat, ota_state in rows:
+        if last_heartbeat is not None and last_heartbeat < offline_cutoff:
+            health = "offline"
+        for table, key in (
+            (by_version, version or "unknown"),
+            (by_health, health),
+            (by_ota_state, ota_state or "none"),
+        ):
+            table[key] = table.get(key, 0) + 1
+    return {"version": by_version, "health": by_health, "ota_state": by_ota_state}

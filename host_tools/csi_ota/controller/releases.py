@@ -184,3 +184,15 @@ def release_to_dict(release: Release) -> dict:
         "uploaded_by": release.uploaded_by,
         "retired": release.retired,
     }
+
+
+def release_detail(session: Session, release: Release) -> dict:
+    """release_to_dict plus the signed manifest text and how many devices are assigned the release."""
+    from csi_ota.controller.models import Device
+
+    result = release_to_dict(release)
+    result["manifest"] = release.manifest.decode("utf-8")
+    result["assigned_devices"] = len(
+        list(session.scalars(select(Device.id).where(Device.assigned_release_id == release.id)))
+    )
+    return result

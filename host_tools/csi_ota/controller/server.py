@@ -81,10 +81,18 @@ def attach_rollout(app: FastAPI) -> bool:
     return True
 
 
+def attach_webui(app: FastAPI) -> None:
+    """The management web UI under /ui (csi_ota.controller.webui)."""
+    from csi_ota.controller import webui
+
+    webui.attach(app)
+
+
 def create_apps(ctx: ControllerContext) -> tuple[FastAPI, FastAPI]:
     device_app = create_device_app(ctx)
     management_app = create_management_app(ctx)
     attach_rollout(management_app)
+    attach_webui(management_app)
     return device_app, management_app
 
 

@@ -92,15 +92,8 @@ def build_router() -> APIRouter:
         _actor(request, "viewer")
         if state is not None and state not in ROLLOUT_STATES:
             raise HTTPException(422, detail=f"state must be one of {', '.join(ROLLOUT_STATES)}")
-        from sqlalchemy import select
-
-        from csi_ota.controller.rollout.models import Rollout
-
         with _ctx(request).session() as session:
-            statement = select(Rollout).order_by(Rollout.id.desc())
-            if state:
-                statement = statement.where(Rollout.state == state)
-            return [service.rollout_summary(session, r) for r in session.scalars(statement)]
+            return [service.rollout_summary(session, r) for r in service.list_rollouts(session, state)]
 
     @router.get("/engine")
     def engine_status(request: Request) -> dict[str, Any]:

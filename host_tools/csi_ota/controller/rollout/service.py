@@ -340,6 +340,14 @@ def exclude(
 # --------------------------------------------------------------------------- views
 
 
+def list_rollouts(session: Session, state: str | None = None, *, limit: int | None = None) -> list[Rollout]:
+    """Rollouts, newest first (optionally only one state, at most ``limit``)."""
+    statement = select(Rollout).order_by(Rollout.id.desc()).limit(limit)
+    if state:
+        statement = statement.where(Rollout.state == state)
+    return list(session.scalars(statement))
+
+
 def rollout_summary(session: Session, rollout: Rollout) -> dict[str, Any]:
     counts = dict(
         session.execute(
