@@ -19,6 +19,8 @@ PAGE_SIZE = 50
 REPORTS_SHOWN = 100
 AUDIT_SHOWN = 100
 Health = Literal["unknown", "healthy", "degraded", "offline"]
+# Empty form fields arrive as "": accepted and ignored.
+Seconds = Annotated[str | None, Query(pattern=r"^[0-9]{0,9}$")]
 Viewer = Annotated[session.UiUser, Depends(session.require("viewer"))]
 
 
@@ -102,16 +104,16 @@ def build_router() -> APIRouter:
         tag: Annotated[str | None, Query(max_length=64)] = None,
         version: Annotated[str | None, Query(max_length=31)] = None,
         health: Annotated[Health | Literal[""] | None, Query()] = None,
-        seen_within_s: Annotated[int | None, Query(ge=0, le=10**9)] = None,
-        not_seen_within_s: Annotated[int | None, Query(ge=0, le=10**9)] = None,
+        seen_within_s: Seconds = None,
+        not_seen_within_s: Seconds = None,
         page_number: Annotated[int, Query(alias="page", ge=1, le=10**6)] = 1,
     ) -> HTMLResponse:
         filters = {
             "tag": tag or None,
             "version": version or None,
             "health": health or None,
-            "seen_within_s": seen_within_s,
-            "not_seen_within_s": not_seen_within_s,
+            "seen_within_s": int(seen_within_s) if seen_within_s else None,
+            "not_seen_within_s": int(not_seen_within_s) if not_seen_within_s else None,
         }
         view = fleet_view(request, filters, page_number)
         template = "_fleet_live.html" if is_htmx(request) else "fleet.html"
