@@ -11,6 +11,7 @@ parts by polling. Every page calls the same library functions as the API.
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -45,7 +46,7 @@ def _sign_in_routes(app: FastAPI) -> None:
         session.check_origin(request)
         form = await session.read_form(request)
         token = form.get("token", "")
-        user = session.sign_in_token(request, token)
+        user = await run_in_threadpool(session.sign_in_token, request, token)
         if user is None:
             return page(
                 request,
