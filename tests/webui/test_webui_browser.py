@@ -17,7 +17,16 @@ import time
 
 import httpx
 import pytest
-from rollout_harness import DAY_S, HOUR_S, build_image, create_rollout, fleet_config, start_world, stop_world
+from rollout_harness import (
+    DAY_S,
+    HOUR_S,
+    build_image,
+    create_rollout,
+    fleet_config,
+    start_world,
+    stop_world,
+    upload_release,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -29,13 +38,14 @@ from csi_ota.manifest import manifest_for_image, sign_manifest
 
 pytestmark = pytest.mark.slow
 
-SCALE = 3600.0  # one virtual hour per wall-clock second
+SCALE = 600.0  # ten virtual minutes per wall-clock second: devices check every 6 s, heart-beat every 3 s
 FLEET_SIZE = 40
 EVIL_VERSION = "<script>alert(1)</script>[/]"  # a device may report any printable version string
 EVIL_NOTES = "<script>alert(2)</script> [/] [bold]notes[/bold] <b>&amp;"
 PROBE_ID = "probe-xss"
 WAIT_S = 30
 ROLLOUT_WAIT_S = 150
+FLEET_BOUND_S = 600  # the module takes about 2 minutes
 
 
 def bad_release_policy() -> dict:
@@ -52,8 +62,8 @@ def bad_release_policy() -> dict:
 
 
 def steady_policy() -> dict:
-    """A rollout that stays active while the test pauses and resumes it (nobody reports)."""
-    return {"stages": [25, 100], "soak_s": DAY_S, "batch_size": 5, "health_timeout_s": 7 * DAY_S}
+    """A rollout that stays in its first stage's 30-day soak while the test pauses and resumes it."""
+    return {"stages": [25, 100], "soak_s": 30 * DAY_S, "batch_size": 5}
 
 
 class FleetThread:
@@ -65,17 +75,21 @@ class FleetThread:
         self.thread.start()
 
     def _run(self) -> None:
+        async def main():
+            self.loop = asyncio.get_running_loop()
+            return await self.fleet.run()
+
         try:
-            self.summary = asyncio.run(self.fleet.run())
+            self.summary = asyncio.run(main())
         except BaseException as exc:
             self.error = exc
 
-    def join(self, timeout_s: float) -> dict:
+    def stop(self, timeout_s: float = 30) -> None:
+        """Cancels every device task (the fleet runs for the whole module, with no rollout to follow)."""
+        loop = getattr(self, "loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: [task.cancel() for task in asyncio.all_tasks(loop)])
         self.thread.join(timeout_s)
-        assert not self.thread.is_alive(), "the fleet did not finish in time"
-        if self.error is not None:
-            raise self.error
-        return self.summary
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +98,7 @@ def world(tmp_path_factory):
         tmp_path_factory.mktemp("webui"),
         devices=FLEET_SIZE,
         scale=SCALE,
-        versions=("1.0.0", "2.0.0", "2.1.0"),
+        versions=("1.0.0", "2.0.0"),
     )
     try:
         database_url = world.server.database_url
@@ -100,8 +114,32 @@ def world(tmp_path_factory):
                 json={"version": EVIL_VERSION, "uptime_s": 42, "rssi": -51, "ota_state": "valid"},
             )
             assert response.status_code == 200, response.text
+        # A live fleet for the whole module: half the devices fail the self-test of any update.
+        world.fleet = FleetThread(
+            fleet_config(
+                world,
+                behaviours="healthy=50,fail_selftest=50",
+                check_interval_s=HOUR_S,
+                heartbeat_interval_s=HOUR_S / 2,
+                duration_s=FLEET_BOUND_S,
+            )
+        )
+        fleet_ids = {device_id for device_id, _ in world.credentials}
+
+        def all_heard() -> bool:
+            with world.management() as client:
+                devices = client.get("/api/devices").json()
+            return all(d["last_heartbeat"] for d in devices if d["device_id"] in fleet_ids)
+
+        deadline = time.monotonic() + WAIT_S
+        while not all_heard():
+            assert time.monotonic() < deadline, "the fleet's devices were not all heard"
+            time.sleep(0.5)
+        world.healthy_ids = sorted(d.device_id for d in world.fleet.fleet.devices if d.behaviour == "healthy")
         yield world
     finally:
+        if getattr(world, "fleet", None) is not None:
+            world.fleet.stop()
         stop_world(world)
 
 
@@ -172,13 +210,18 @@ def post_from_page(driver, path: str, *, csrf: bool = True) -> tuple[int, str]:
     )
 
 
-def confirm_click(driver, element_id: str) -> None:
+def open_confirmation(driver, element_id: str):
+    """Clicks a control (once it is enabled) and returns its confirmation dialog."""
     wait_until(driver, lambda d: enabled(d, element_id), f"#{element_id} enabled")
     js_click(driver, f"#{element_id}")
     WebDriverWait(driver, 5).until(ec.alert_is_present())
     alert = driver.switch_to.alert
     assert "rollout" in alert.text.lower()
-    alert.accept()
+    return alert
+
+
+def confirm_click(driver, element_id: str) -> None:
+    open_confirmation(driver, element_id).accept()
 
 
 def no_script_ran(driver) -> bool:
@@ -205,7 +248,8 @@ def test_sign_in_fleet_page_and_device_strings_shown_as_text(browser, world, scr
     # Counts by version / health / OTA state, and the device table.
     versions = text_of(browser, "#counts-version")
     assert EVIL_VERSION in versions  # literally, as text
-    assert row_cells(browser, "#counts-health tr")[0][:2] == ["unknown", str(FLEET_SIZE)]
+    assert "1.0.0" in versions
+    assert row_cells(browser, "#counts-health tr")[0][:2] == ["healthy", str(FLEET_SIZE + 1)]
     rows = row_cells(browser, "#devices tbody tr")
     assert len(rows) == FLEET_SIZE + 1
     assert rows[0][0] == PROBE_ID and rows[0][2] == EVIL_VERSION and rows[0][3] == "healthy"
@@ -213,11 +257,14 @@ def test_sign_in_fleet_page_and_device_strings_shown_as_text(browser, world, scr
     assert no_script_ran(browser)
     screenshot(browser, "fleet")
 
-    # Filters: health and version (the attacker's string is just a value).
+    # Filters: tag and health, then version (the attacker's string is just a value).
+    browser.find_element(By.NAME, "tag").send_keys("lab")
     browser.find_element(By.CSS_SELECTOR, "select[name=health] option[value=healthy]").click()
     browser.find_element(By.CSS_SELECTOR, "form.filters button").click()
     wait_until(browser, lambda d: "health=healthy" in d.current_url, "the filtered page")
     assert [row[0] for row in row_cells(browser, "#devices tbody tr")] == [PROBE_ID]
+    browser.get(base + "/ui/?health=offline")
+    assert row_cells(browser, "#devices tbody tr")[0][0] == "No device matches these filters."
     browser.get(base + "/ui/?" + str(httpx.QueryParams({"version": EVIL_VERSION})))
     assert [row[0] for row in row_cells(browser, "#devices tbody tr")] == [PROBE_ID]
     assert browser.find_element(By.NAME, "version").get_attribute("value") == EVIL_VERSION
@@ -274,64 +321,66 @@ def test_release_upload_shows_verification_errors_and_release_detail(browser, wo
 def test_watch_a_bad_release_halt_and_roll_back_live(browser, world, screenshot):
     fleet_ids = [device_id for device_id, _ in world.credentials]
     rollout = create_rollout(world, "2.0.0", bad_release_policy(), selection={"devices": fleet_ids})
-    runner = FleetThread(
-        fleet_config(
-            world,
-            behaviours="healthy=50,fail_selftest=50",
-            rollout_id=rollout["id"],
-            settle_s=2,
-            check_interval_s=HOUR_S,
-            heartbeat_interval_s=HOUR_S / 2,
-            duration_s=ROLLOUT_WAIT_S,
-        )
+    sign_in(browser, world, world.operator_token)
+    browser.get(world.server.management_url + "/ui/rollouts")
+    js_click(browser, f'#rollouts a[href="/ui/rollouts/{rollout["id"]}"]')
+    wait_until(browser, lambda d: d.find_elements(By.ID, "rollout-state"), "the rollout page")
+    page_url = browser.current_url
+    browser.execute_script("window.__csiOtaSamePage = 'yes'")  # gone if the page reloads
+
+    def counts(d) -> str:
+        return text_of(d, "#rollout-counts")
+
+    wait_until(
+        browser,
+        lambda d: "succeeded" in counts(d) or "failed" in counts(d),
+        "first decisions",
+        ROLLOUT_WAIT_S,
     )
-    try:
-        sign_in(browser, world, world.operator_token)
-        browser.get(world.server.management_url + "/ui/rollouts")
-        js_click(browser, f'#rollouts a[href="/ui/rollouts/{rollout["id"]}"]')
-        wait_until(browser, lambda d: d.find_elements(By.ID, "rollout-state"), "the rollout page")
-        page_url = browser.current_url
-        browser.execute_script("window.__csiOtaSamePage = 'yes'")  # gone if the page reloads
+    screenshot(browser, "rollout-progress")
+    wait_until(
+        browser,
+        lambda d: text_of(d, "#rollout-state") in ("halted", "rolling_back", "rolled_back"),
+        "the halt",
+        ROLLOUT_WAIT_S,
+    )
+    assert "stage 1" in text_of(browser, "#halt-reason")
+    wait_until(
+        browser, lambda d: text_of(d, "#rollout-state") == "rolled_back", "the rollback", ROLLOUT_WAIT_S
+    )
+    assert browser.execute_script("return window.__csiOtaSamePage") == "yes"  # updated in place
+    assert browser.current_url == page_url
+    events = text_of(browser, "#events")
+    for kind in ("halt", "rollback_started", "rolled_back"):
+        assert kind in events, events
+    # The gate's decision with its numbers, e.g. "stage 1: 2 of 4 decided devices failed (limit 10 % …".
+    assert re.search(r"halted: .*stage 1: \d+ of \d+ decided devices failed \(limit 10 %", events), events
+    target = text_of(browser, "#rollback-target")
+    assert target.startswith("1.0.0") and "signed rollback release" in target
+    assert "failed" in text_of(browser, "#stage-1")  # the stage that halted shows its failures
+    for action in ("pause", "resume", "promote", "abort"):  # nothing left to control
+        wait_until(browser, lambda d, a=action: not enabled(d, f"btn-{a}"), f"{action} disabled")
+    screenshot(browser, "rollout-rolled-back")
+    screenshot(browser, "rollout-view", full_page=False)  # README's picture
+    with world.management() as client:
+        versions = {d["device_id"]: d["version"] for d in client.get("/api/devices").json()}
+    assert {versions[device_id] for device_id in fleet_ids} == {"1.0.0"}  # all back on the old release
 
-        def counts(d) -> str:
-            return text_of(d, "#rollout-counts")
-
-        wait_until(browser, lambda d: "succeeded" in counts(d) or "failed" in counts(d), "first decisions")
-        screenshot(browser, "rollout-progress")
-        wait_until(
-            browser,
-            lambda d: text_of(d, "#rollout-state") in ("halted", "rolling_back", "rolled_back"),
-            "the halt",
-            ROLLOUT_WAIT_S,
-        )
-        assert "stage 1" in text_of(browser, "#halt-reason")
-        wait_until(
-            browser, lambda d: text_of(d, "#rollout-state") == "rolled_back", "the rollback", ROLLOUT_WAIT_S
-        )
-        assert browser.execute_script("return window.__csiOtaSamePage") == "yes"  # updated in place
-        assert browser.current_url == page_url
-        events = text_of(browser, "#events")
-        for kind in ("halt", "rollback_started", "rolled_back"):
-            assert kind in events, events
-        # The gate's decision with its numbers, e.g. "stage 1: 2 of 4 decided devices failed (limit 10 % …".
-        assert re.search(r"halted: .*stage 1: \d+ of \d+ decided devices failed \(limit 10 %", events), events
-        target = text_of(browser, "#rollback-target")
-        assert target.startswith("1.0.0") and "signed rollback release" in target
-        assert "failed" in text_of(browser, "#stage-1")  # the stage that halted shows its failures
-        for action in ("pause", "resume", "promote", "abort"):  # nothing left to control
-            wait_until(browser, lambda d, a=action: not enabled(d, f"btn-{a}"), f"{action} disabled")
-        screenshot(browser, "rollout-rolled-back")
-        screenshot(browser, "rollout-view", full_page=False)  # README's picture
-        summary = runner.join(ROLLOUT_WAIT_S + 30)
-    finally:
-        runner.thread.join(1)
-    assert summary["versions"] == {"1.0.0": FLEET_SIZE}
-
-    # A rolled-back device's history: its reports and the rollout decision.
-    # (Healthy devices are rolled back with the signed rollback release; when the halt came before
-    # they finished, only the self-test failers — back on 1.0.0 by the bootloader — have a story.)
-    has_rolled_back = browser.find_elements(By.CSS_SELECTOR, "#rollout-devices tr:has(.pill.rolled_back)")
-    js_click(browser, f"#rollout-devices tr:has(.pill.{'rolled_back' if has_rolled_back else 'failed'}) a")
+    # A device's history: its reports and the rollout decision (which device depends on timing:
+    # healthy ones rolled back with the signed rollback release, self-test failers by the bootloader).
+    with world.management() as client:
+        members = client.get(f"/api/rollouts/{rollout['id']}/devices").json()
+        candidates = [
+            m["device_id"]
+            for m in sorted(members, key=lambda m: m["state"] != "rolled_back")
+            if m["state"] in ("rolled_back", "failed")
+            and any(
+                r["target_version"] == "2.0.0"
+                for r in client.get(f"/api/devices/{m['device_id']}/reports").json()
+            )
+        ]
+    assert candidates, [(m["device_id"], m["state"], m["reason"]) for m in members if m["stage"] == 1]
+    js_click(browser, f'#rollout-devices a[href="/ui/devices/{candidates[0]}"]')
     wait_until(browser, lambda d: d.find_elements(By.ID, "timeline"), "the device page")
     timeline = text_of(browser, "#timeline")
     assert f"rollout {rollout['id']}" in timeline and "rolled_back" in timeline
@@ -340,60 +389,67 @@ def test_watch_a_bad_release_halt_and_roll_back_live(browser, world, screenshot)
 
 
 def test_pause_and_resume_as_operator_refused_as_viewer(browser, world, screenshot):
-    fleet_ids = [device_id for device_id, _ in world.credentials]
-    rollout = create_rollout(world, "2.1.0", steady_policy(), selection={"devices": fleet_ids})
+    healthy = world.healthy_ids  # (the fleet keeps reporting: a silent fleet would make the engine hold it)
+    # A sequence above the signed rollback's: devices rolled back refuse older manifests (anti-replay).
+    upload_release(world.server, world.key_path, "2.3.0", 1000)
+    rollout = create_rollout(world, "2.3.0", steady_policy(), selection={"devices": healthy})
     path = f"/ui/rollouts/{rollout['id']}"
+    try:
+        sign_in(browser, world, world.operator_token)
+        browser.get(world.server.management_url + path)
+        assert text_of(browser, "#rollout-state") == "active"
+        confirm_click(browser, "btn-pause")
+        wait_until(
+            browser,
+            lambda d: text_of(d, "#rollout-state") == "paused",
+            f"the paused state ({text_of(browser, '#action-result')!r})",
+        )
+        assert "pause done" in text_of(browser, "#action-result")
+        screenshot(browser, "rollout-paused")
+        confirm_click(browser, "btn-resume")
+        wait_until(browser, lambda d: text_of(d, "#rollout-state") == "active", "the resumed state")
+        events = text_of(browser, "#events")
+        assert "paused by admin:olga" in events and "resumed by admin:olga" in events
+        wait_until(browser, lambda d: not enabled(d, "btn-resume"), "resume disabled while active")
+        # Exclude one device.
+        browser.find_element(By.ID, "exclude-device").send_keys(healthy[0])
+        browser.find_element(By.ID, "btn-exclude").click()
+        WebDriverWait(browser, 5).until(ec.alert_is_present())
+        browser.switch_to.alert.accept()
+        wait_until(browser, lambda d: "excluded" in text_of(d, "#action-result"), "the exclusion")
+        wait_until(browser, lambda d: "excluded" in text_of(d, "#rollout-counts"), "the excluded count")
+        # Dismissing the confirmation changes nothing.
+        open_confirmation(browser, "btn-pause").dismiss()
+        time.sleep(1)
+        assert text_of(browser, "#rollout-state") == "active"
+        # Without the CSRF token even the operator is refused.
+        status, body = post_from_page(browser, path + "/pause", csrf=False)
+        assert status == 403 and "CSRF" in body
 
-    sign_in(browser, world, world.operator_token)
-    browser.get(world.server.management_url + path)
-    assert text_of(browser, "#rollout-state") == "active"
-    confirm_click(browser, "btn-pause")
-    wait_until(browser, lambda d: text_of(d, "#rollout-state") == "paused", "the paused state")
-    assert "pause done" in text_of(browser, "#action-result")
-    screenshot(browser, "rollout-paused")
-    confirm_click(browser, "btn-resume")
-    wait_until(browser, lambda d: text_of(d, "#rollout-state") == "active", "the resumed state")
-    events = text_of(browser, "#events")
-    assert "paused by admin:olga" in events and "resumed by admin:olga" in events
-    assert not enabled(browser, "btn-resume")  # active again: resume is off
-    # Exclude one device.
-    browser.find_element(By.ID, "exclude-device").send_keys(fleet_ids[0])
-    browser.find_element(By.ID, "btn-exclude").click()
-    WebDriverWait(browser, 5).until(ec.alert_is_present())
-    browser.switch_to.alert.accept()
-    wait_until(browser, lambda d: "excluded" in text_of(d, "#action-result"), "the exclusion")
-    wait_until(browser, lambda d: "excluded" in text_of(d, "#rollout-counts"), "the excluded count")
-    # Dismissing the confirmation changes nothing.
-    js_click(browser, "#btn-pause")
-    WebDriverWait(browser, 5).until(ec.alert_is_present())
-    browser.switch_to.alert.dismiss()
-    time.sleep(1)
-    assert text_of(browser, "#rollout-state") == "active"
-    # Without the CSRF token even the operator is refused.
-    status, body = post_from_page(browser, path + "/pause", csrf=False)
-    assert status == 403 and "CSRF" in body
+        # The audit log shows who did it, and exports it as JSON Lines.
+        browser.get(world.server.management_url + "/ui/audit?action=rollout.pause")
+        audit_rows = row_cells(browser, "#audit tbody tr")
+        assert len(audit_rows) == 1 and audit_rows[0][2] == "admin:olga"
+        export = browser.find_element(By.ID, "export").get_attribute("href")
+        lines = browser.execute_async_script(
+            "const done = arguments[1]; fetch(arguments[0]).then(r => r.text()).then(done);", export
+        ).splitlines()
+        assert (
+            len(lines) == 1 and '"action":"rollout.pause"' in lines[0] and '"actor":"admin:olga"' in lines[0]
+        )
 
-    # The audit log shows who did it, and exports it as JSON Lines.
-    browser.get(world.server.management_url + "/ui/audit?action=rollout.pause")
-    audit_rows = browser.find_elements(By.CSS_SELECTOR, "#audit tbody tr")
-    assert len(audit_rows) == 1 and "admin:olga" in audit_rows[0].text
-    export = browser.find_element(By.ID, "export").get_attribute("href")
-    lines = browser.execute_async_script(
-        "const done = arguments[1]; fetch(arguments[0]).then(r => r.text()).then(done);", export
-    ).splitlines()
-    assert len(lines) == 1 and '"action":"rollout.pause"' in lines[0] and '"actor":"admin:olga"' in lines[0]
-
-    # A viewer sees the rollout but no controls, and a forged request is refused with the reason.
-    sign_in(browser, world, world.viewer_token)
-    browser.get(world.server.management_url + path)
-    assert not browser.find_elements(By.ID, "btn-pause")
-    assert "need the operator role" in text_of(browser, "#controls-note")
-    status, body = post_from_page(browser, path + "/pause")
-    assert status == 403 and "needs the operator role (you are viewer)" in body
-    status, body = post_from_page(browser, "/ui/releases/upload")
-    assert status == 403
-    with world.management() as client:
-        assert client.get(f"/api/rollouts/{rollout['id']}").json()["state"] == "active"
-    screenshot(browser, "rollout-viewer")
-    with world.management() as client:
-        assert client.post(f"/api/rollouts/{rollout['id']}/abort").status_code == 200
+        # A viewer sees the rollout but no controls, and a forged request is refused with the reason.
+        sign_in(browser, world, world.viewer_token)
+        browser.get(world.server.management_url + path)
+        assert not browser.find_elements(By.ID, "btn-pause")
+        assert "need the operator role" in text_of(browser, "#controls-note")
+        status, body = post_from_page(browser, path + "/pause")
+        assert status == 403 and "needs the operator role (you are viewer)" in body
+        status, body = post_from_page(browser, "/ui/releases/upload")
+        assert status == 403
+        with world.management() as client:
+            assert client.get(f"/api/rollouts/{rollout['id']}").json()["state"] == "active"
+        screenshot(browser, "rollout-viewer")
+    finally:
+        with world.management() as client:
+            client.post(f"/api/rollouts/{rollout['id']}/abort")

@@ -100,7 +100,6 @@ def build_router() -> APIRouter:
             devices=devices,
             controls=allowed_controls(detail["state"]),
             live=detail["state"] in ("active", "paused", "halted", "rolling_back"),
-            oob=is_htmx(request),  # the live refresh also replaces the control buttons (enabled per state)
         )
 
     @router.post("/rollouts/{rollout_id}/{action}", response_class=HTMLResponse)

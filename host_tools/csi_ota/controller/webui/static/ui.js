@@ -70,3 +70,13 @@ document.addEventListener("htmx:configRequest", function (event) {
   var meta = document.querySelector('meta[name="csrf-token"]');
   if (meta) event.detail.headers["X-CSRF-Token"] = meta.getAttribute("content");
 });
+/* After a live refresh of a rollout, enable exactly the controls its state allows (the buttons
+   themselves are never replaced, so a click cannot land on a button being swapped out). */
+document.addEventListener("htmx:afterSettle", function () {
+  var allowed = document.querySelector("[data-controls]");
+  if (!allowed) return;
+  var names = allowed.getAttribute("data-controls").split(" ");
+  document.querySelectorAll("#control-buttons button[data-action]").forEach(function (button) {
+    button.disabled = names.indexOf(button.getAttribute("data-action")) < 0;
+  });
+});
