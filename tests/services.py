@@ -31,7 +31,7 @@ import httpx
 LOOPBACK = "127.0.0.1"
 PG_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 PG_SUPERUSER = "postgres"
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 90.0  # bounded; a fresh controller start (imports, migrations) on a loaded 2-core machine
 STOP_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.05
 LOG_TAIL_CHARS = 3000

@@ -18,6 +18,13 @@ def test_demo_updates_the_virtual_device_to_v2(tmp_path, capsys):
     assert result["device"]["device_id"] == "csi_sensor_001"
     assert set(result["logs"]) == {"device", "controller"}
     assert "ota: report" in (out / "device.log").read_text()
+    device = result["device"]  # the controller's view tells the truth: valid, healthy, on ota_1
+    assert (device["version"], device["ota_state"], device["health"], device["slot"]) == (
+        "2.0.0",
+        "valid",
+        "healthy",
+        1,
+    )
     states = [r["state"] for r in result["reports"]]
     assert states[0] == "success"
     assert {"downloading", "downloaded", "pending_verify"} <= set(states)

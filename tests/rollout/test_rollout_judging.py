@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+import pytest
 from virtual_fleet import VirtualFleet
 
 from csi_ota.controller import registry
@@ -40,6 +41,7 @@ def finished(world, rollout_id):
     return lambda: world.rollout(rollout_id).state in ("completed", "rolled_back", "halted", "rolling_back")
 
 
+@pytest.mark.slow
 def test_the_docs_example_with_seed_defaults_completes_a_healthy_100_device_fleet(make_world):
     """Item 1: hourly checks, 30 min health timeout: nobody fails for not having checked yet."""
     world = make_world(devices=100)
@@ -53,6 +55,7 @@ def test_the_docs_example_with_seed_defaults_completes_a_healthy_100_device_flee
     assert all(d.version == "2.0.0" for d in fleet.devices.values())
 
 
+@pytest.mark.slow
 def test_the_docs_example_with_seed_defaults_halts_a_30_percent_selftest_failure_in_stage_1(make_world):
     world = make_world(devices=100)
     bad = world.device_ids[::10] + world.device_ids[1::10] + world.device_ids[2::10]  # 30 %
