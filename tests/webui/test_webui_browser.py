@@ -63,7 +63,9 @@ def bad_release_policy() -> dict:
 
 def steady_policy() -> dict:
     """A rollout that stays in its first stage's 30-day soak while the test pauses and resumes it."""
-    return {"stages": [25, 100], "soak_s": 30 * DAY_S, "batch_size": 5}
+    # No failure count can halt it: on a heavily loaded machine a healthy device may still miss
+    # heartbeats long enough to be judged silent, and this test is about the controls, not the gates.
+    return {"stages": [25, 100], "soak_s": 30 * DAY_S, "batch_size": 5, "failure_min_count": 1_000_000}
 
 
 class FleetThread:
