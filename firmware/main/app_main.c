@@ -10,6 +10,7 @@
 #include "csi_frame.h"
 #include "esp_app_desc.h"
 #include "esp_log.h"
+#include "esp_ota_ops.h"
 #include "freertos/FreeRTOS.h"
 #include "freertos/task.h"
 #include "heartbeat.h"
@@ -66,6 +67,9 @@ static void app_check(esp_err_t err, const char *what) {
 void app_main(void) {
     const esp_app_desc_t *app = esp_app_get_description();
     ESP_LOGI(TAG, "%s %s starting", app->project_name, app->version);
+    const esp_partition_t *running = esp_ota_get_running_partition();
+    ESP_LOGI(TAG, "running partition %s, version %s", running != NULL ? running->label : "?",
+             app->version);
 #if CONFIG_CSI_OTA_TEST_CRASH_AT_BOOT
     /* Hardware-test image "v2_crash_at_boot": dies before anything can confirm it. */
     ESP_LOGE(TAG, "test build: abort() at boot (CONFIG_CSI_OTA_TEST_CRASH_AT_BOOT)");

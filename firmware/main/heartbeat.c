@@ -80,7 +80,10 @@ static void heartbeat_task(void *arg) {
     (void)arg;
     for (uint32_t tick = 0;; tick++) {
         xSemaphoreTake(s_lock, portMAX_DELAY);
-        if (!heartbeat_send_locked(HEARTBEAT_ACK_TIMEOUT_MS)) {
+        if (heartbeat_send_locked(HEARTBEAT_ACK_TIMEOUT_MS)) {
+            ESP_LOGI(TAG, "sent (version %s, ota_state %s)", esp_app_get_description()->version,
+                     ota_running_img_state_name());
+        } else {
             ESP_LOGW(TAG, "heartbeat not acknowledged");
         }
         if (tick % HEARTBEAT_STATS_EVERY == 0) {

@@ -215,6 +215,12 @@ esp_err_t ota_client_start(const provisioning_t *config) {
     snprintf(client_config.project_name, sizeof(client_config.project_name), "%s",
              OTA_CLIENT_PROJECT_NAME);
     client_config.allow_plain_http = OTA_CLIENT_ALLOW_PLAIN_HTTP;
+    client_config.retry_count = (uint32_t)CONFIG_CSI_OTA_RETRY_COUNT;
+    client_config.http_timeout_ms = (uint32_t)CONFIG_CSI_OTA_HTTP_TIMEOUT_MS;
+    client_config.backoff_initial_ms = (uint32_t)CONFIG_CSI_OTA_BACKOFF_INITIAL_MS;
+    client_config.backoff_max_ms = (uint32_t)CONFIG_CSI_OTA_BACKOFF_MAX_MS;
+    client_config.chunk_size_bytes = (uint32_t)CONFIG_CSI_OTA_DOWNLOAD_CHUNK_BYTES;
+    client_config.persist_interval_bytes = (uint32_t)CONFIG_CSI_OTA_PERSIST_INTERVAL_BYTES;
     client_config.trusted_key_count = trusted_keys_parse(
         CONFIG_CSI_OTA_TRUSTED_KEYS, client_config.trusted_keys, OTA_AGENT_MAX_TRUSTED_KEYS);
     ota_client_add_selftest(&client_config, "wifi_up", selftest_wifi_up);

@@ -64,8 +64,8 @@ static void provisioning_defaults(provisioning_t *out) {
     snprintf(d->version_check_url, sizeof(d->version_check_url), "%s",
              CONFIG_CSI_OTA_VERSION_CHECK_URL);
     d->check_interval_sec = (uint32_t)CONFIG_CSI_OTA_CHECK_INTERVAL_SEC;
-#if CONFIG_CSI_OTA_AUTO_UPDATE
-    d->auto_update_enabled = true;
+#ifdef CONFIG_CSI_OTA_AUTO_UPDATE
+    d->auto_update_enabled = CONFIG_CSI_OTA_AUTO_UPDATE != 0;
 #else
     d->auto_update_enabled = false;
 #endif

@@ -10,7 +10,7 @@
  *     if (sim_bootloader_boot(&boot) != SIM_BOOT_OK) …   // sim_bootloader.h
  *     … run the app (boot.image.behaviour, boot.image.app_desc) …
  * and on `reboot` calls sim_bootloader_boot() again (same flash, same counters).
- * The ota_port_* slot functions (sim_ota_ops.c) act on this context.
+ * The sim_ota_* slot functions (sim_ota_ops.c) act on this context.
  */
 #pragma once
 

@@ -16,6 +16,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,12 @@ sim_nvs_result_t sim_nvs_get_u32(const uint8_t *partition, size_t len_bytes, con
 /* Copies the NUL-terminated string into out (cap bytes including the NUL). */
 sim_nvs_result_t sim_nvs_get_str(const uint8_t *partition, size_t len_bytes, const char *ns,
                                  const char *key, char *out, size_t cap);
+
+/* The NVS type byte (0x01 u8, 0x04 u32, 0x21 string, 0x42 blob, …) of a key. */
+sim_nvs_result_t sim_nvs_get_type(const uint8_t *partition, size_t len_bytes, const char *ns,
+                                  const char *key, uint8_t *type);
+/* True when the namespace has an entry (it was written at least once). */
+bool sim_nvs_namespace_exists(const uint8_t *partition, size_t len_bytes, const char *ns);
 
 const char *sim_nvs_result_str(sim_nvs_result_t result);
 

@@ -1,6 +1,6 @@
 /*
  * sim_ota_update.h — bookkeeping of the images being written through
- * ota_port_update_begin/resume … end/abort (sim_ota_update.c).
+ * sim_ota_update_begin/resume … end/abort (sim_ota_update.c).
  */
 #pragma once
 
@@ -8,7 +8,7 @@
 extern "C" {
 #endif
 
-/* Frees every open ota_port_update_t (what a reset does to RAM). The
+/* Frees every open sim_ota_update_t (what a reset does to RAM). The
  * bootloader model calls it on every boot. */
 void sim_ota_update_reset_all(void);
 

@@ -181,6 +181,30 @@ sim_nvs_result_t sim_nvs_get_str(const uint8_t *partition, size_t len_bytes, con
     return SIM_NVS_OK;
 }
 
+sim_nvs_result_t sim_nvs_get_type(const uint8_t *partition, size_t len_bytes, const char *ns,
+                                  const char *key, uint8_t *type) {
+    sim_nvs_hit_t hit;
+    sim_nvs_result_t r = sim_nvs_lookup(partition, len_bytes, ns, key, SIM_NVS_TYPE_ANY, &hit);
+    if (r == SIM_NVS_OK || r == SIM_NVS_TYPE_MISMATCH) {
+        *type = hit.entry[1];
+        return SIM_NVS_OK;
+    }
+    return r;
+}
+
+bool sim_nvs_namespace_exists(const uint8_t *partition, size_t len_bytes, const char *ns) {
+    sim_nvs_hit_t hit;
+    if (partition == NULL || ns == NULL || len_bytes == 0 || len_bytes % SIM_NVS_PAGE_BYTES != 0 ||
+        len_bytes / SIM_NVS_PAGE_BYTES > SIM_NVS_MAX_PAGES || strlen(ns) > SIM_NVS_KEY_MAX_CHARS) {
+        return false;
+    }
+    if (!sim_nvs_find(partition, len_bytes / SIM_NVS_PAGE_BYTES, 0, ns, SIM_NVS_TYPE_U8, &hit)) {
+        return false;
+    }
+    uint8_t ns_index = hit.entry[SIM_NVS_DATA_OFFSET];
+    return ns_index != 0 && ns_index != 0xFF;
+}
+
 const char *sim_nvs_result_str(sim_nvs_result_t result) {
     switch (result) {
     case SIM_NVS_OK:

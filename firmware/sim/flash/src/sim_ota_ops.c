@@ -17,7 +17,7 @@ static const char *TAG = "esp_ota_ops";
 
 /* ------------------------------------------------------------------ queries */
 
-int ota_port_running_slot(void) {
+int sim_ota_running_slot(void) {
     return sim_ota_common_slot_of_partition(sim_ota_common_running_partition());
 }
 
@@ -34,7 +34,7 @@ static int default_boot_slot(void) {
     return OTA_SLOT_NONE;
 }
 
-int ota_port_boot_slot(void) {
+int sim_ota_boot_slot(void) {
     sim_otadata_entry_t entries[2];
     if (sim_ota_common_read_otadata(entries) == NULL) {
         return OTA_SLOT_NONE;
@@ -53,7 +53,7 @@ int ota_port_boot_slot(void) {
     return sim_ota_common_slot_partition(slot) != NULL ? slot : OTA_SLOT_NONE;
 }
 
-int ota_port_next_update_slot(void) {
+int sim_ota_next_update_slot(void) {
     const sim_partition_t *start_from = sim_ota_common_running_partition();
     if (start_from == NULL) {
         return OTA_SLOT_NONE;
@@ -77,7 +77,7 @@ int ota_port_next_update_slot(void) {
     return default_slot;
 }
 
-ota_status_t ota_port_slot_size(int slot, uint32_t *size_bytes) {
+ota_status_t sim_ota_slot_size(int slot, uint32_t *size_bytes) {
     const sim_partition_t *p = sim_ota_common_slot_partition(slot);
     if (p == NULL || size_bytes == NULL) {
         return p == NULL ? OTA_ERR_NOT_FOUND : OTA_ERR_INVALID_ARG;
@@ -86,7 +86,7 @@ ota_status_t ota_port_slot_size(int slot, uint32_t *size_bytes) {
     return OTA_OK;
 }
 
-ota_status_t ota_port_slot_state(int slot, ota_img_state_t *state) {
+ota_status_t sim_ota_slot_state(int slot, ota_img_state_t *state) {
     if (state == NULL || sim_ota_common_slot_partition(slot) == NULL) {
         return OTA_ERR_INVALID_ARG;
     }
@@ -106,7 +106,7 @@ ota_status_t ota_port_slot_state(int slot, ota_img_state_t *state) {
     return OTA_ERR_NOT_FOUND;
 }
 
-ota_status_t ota_port_slot_app_desc(int slot, ota_app_desc_t *desc) {
+ota_status_t sim_ota_slot_app_desc(int slot, ota_app_desc_t *desc) {
     const sim_partition_t *p = sim_ota_common_slot_partition(slot);
     if (p == NULL || desc == NULL) {
         return OTA_ERR_INVALID_ARG;
@@ -118,7 +118,7 @@ ota_status_t ota_port_slot_app_desc(int slot, ota_app_desc_t *desc) {
     return result == SIM_IMAGE_OK ? OTA_OK : OTA_ERR_NOT_FOUND;
 }
 
-ota_status_t ota_port_slot_read(int slot, uint32_t offset_bytes, void *buf, size_t len) {
+ota_status_t sim_ota_slot_read(int slot, uint32_t offset_bytes, void *buf, size_t len) {
     const sim_partition_t *p = sim_ota_common_slot_partition(slot);
     if (p == NULL || (buf == NULL && len > 0) || offset_bytes > p->size_bytes ||
         len > (size_t)(p->size_bytes - offset_bytes)) {
@@ -159,7 +159,7 @@ static bool next_seq_for_slot(uint32_t current_seq, int slot, int count, uint32_
     return false;
 }
 
-ota_status_t ota_port_set_boot_slot(int slot) {
+ota_status_t sim_ota_set_boot_slot(int slot) {
     const sim_partition_t *p = slot == OTA_SLOT_NONE ? sim_ota_common_factory_partition()
                                                      : sim_ota_common_slot_partition(slot);
     if (p == NULL) {
@@ -212,7 +212,7 @@ ota_status_t ota_port_set_boot_slot(int slot) {
     return sim_ota_common_rewrite_ota_seq(entries, new_seq, next, otadata, true);
 }
 
-bool ota_port_rollback_possible(void) {
+bool sim_ota_rollback_possible(void) {
     sim_otadata_entry_t entries[2];
     if (sim_ota_common_read_otadata(entries) == NULL) {
         return false;
@@ -260,7 +260,7 @@ static ota_status_t current_ota_is_workable(bool valid) {
         return sim_ota_common_rewrite_ota_seq(entries, entries[active].ota_seq, active, otadata,
                                               false);
     }
-    if (!ota_port_rollback_possible()) {
+    if (!sim_ota_rollback_possible()) {
         sim_device_log(OTA_LOG_ERROR, TAG,
                        "Rollback is not possible, do not have any suitable apps in slots");
         return OTA_ERR_ROLLBACK_FAILED; /* rule 13: nothing written */
@@ -276,20 +276,20 @@ static ota_status_t current_ota_is_workable(bool valid) {
     return OTA_OK;
 }
 
-ota_status_t ota_port_mark_valid(void) {
+ota_status_t sim_ota_mark_valid(void) {
     return current_ota_is_workable(true);
 }
 
-ota_status_t ota_port_mark_invalid_and_reboot(void) {
+ota_status_t sim_ota_mark_invalid_and_reboot(void) {
     ota_status_t status = current_ota_is_workable(false);
     if (status == OTA_OK) {
-        ota_port_reboot();
-        return OTA_ERR_FAIL; /* ota_port_reboot does not return */
+        esp_restart();
+        return OTA_ERR_FAIL; /* esp_restart does not return */
     }
     return status;
 }
 
-int ota_port_last_invalid_slot(void) {
+int sim_ota_last_invalid_slot(void) {
     sim_otadata_entry_t entries[2];
     if (sim_ota_common_read_otadata(entries) == NULL) {
         return OTA_SLOT_NONE;
@@ -313,7 +313,7 @@ int ota_port_last_invalid_slot(void) {
     return slot;
 }
 
-void ota_port_chip_info(uint16_t *chip_id, uint16_t *chip_rev_full) {
+void sim_ota_chip_info(uint16_t *chip_id, uint16_t *chip_rev_full) {
     if (chip_id != NULL) {
         *chip_id = SIM_IMAGE_ESP32S3_CHIP_ID;
     }

@@ -2,6 +2,7 @@
  * sim_ota_update.c — writing an image into a slot: esp_ota_begin / esp_ota_resume /
  * esp_ota_write / esp_ota_end / esp_ota_abort on the virtual device's NOR flash.
  */
+#include "sim_ota_ops.h"
 #include "sim_ota_update.h"
 
 #include <stdlib.h>
@@ -15,21 +16,21 @@
 
 static const char *TAG = "esp_ota_ops";
 
-struct ota_port_update {
+struct sim_ota_update {
     sim_partition_t partition;
     uint32_t image_size_bytes;
     uint32_t wrote_size_bytes;
     /* The word holding byte wrote_size_bytes when it is not word-aligned: the
      * bytes already written, 0xFF after them (as programmed on flash). */
     uint8_t tail[SIM_FLASH_WRITE_ALIGN_BYTES];
-    struct ota_port_update *next;
+    struct sim_ota_update *next;
 };
 
-static struct ota_port_update *s_updates;
+static struct sim_ota_update *s_updates;
 
 void sim_ota_update_reset_all(void) {
     while (s_updates != NULL) {
-        struct ota_port_update *next = s_updates->next;
+        struct sim_ota_update *next = s_updates->next;
         free(s_updates);
         s_updates = next;
     }
@@ -37,15 +38,15 @@ void sim_ota_update_reset_all(void) {
 
 int sim_ota_update_open_count(void) {
     int count = 0;
-    for (struct ota_port_update *it = s_updates; it != NULL; it = it->next) {
+    for (struct sim_ota_update *it = s_updates; it != NULL; it = it->next) {
         count++;
     }
     return count;
 }
 
 /* Like ESP-IDF's handle lookup: a handle from before a reboot (or already ended) is unknown. */
-static bool update_is_open(const struct ota_port_update *update) {
-    for (struct ota_port_update *it = s_updates; it != NULL; it = it->next) {
+static bool update_is_open(const struct sim_ota_update *update) {
+    for (struct sim_ota_update *it = s_updates; it != NULL; it = it->next) {
         if (it == update) {
             return true;
         }
@@ -54,7 +55,7 @@ static bool update_is_open(const struct ota_port_update *update) {
 }
 
 static bool update_in_progress(const sim_partition_t *p) {
-    for (struct ota_port_update *it = s_updates; it != NULL; it = it->next) {
+    for (struct sim_ota_update *it = s_updates; it != NULL; it = it->next) {
         if (sim_ota_common_same_partition(&it->partition, p)) {
             return true;
         }
@@ -62,8 +63,8 @@ static bool update_in_progress(const sim_partition_t *p) {
     return false;
 }
 
-static void forget_update(struct ota_port_update *update) {
-    for (struct ota_port_update **link = &s_updates; *link != NULL; link = &(*link)->next) {
+static void forget_update(struct sim_ota_update *update) {
+    for (struct sim_ota_update **link = &s_updates; *link != NULL; link = &(*link)->next) {
         if (*link == update) {
             *link = update->next;
             free(update);
@@ -86,7 +87,7 @@ static ota_status_t check_update_target(int slot, const sim_partition_t **out) {
         ota_img_state_t running_state;
         int running_slot = sim_ota_common_slot_of_partition(running);
         if (running_slot != OTA_SLOT_NONE &&
-            ota_port_slot_state(running_slot, &running_state) == OTA_OK &&
+            sim_ota_slot_state(running_slot, &running_state) == OTA_OK &&
             running_state == OTA_IMG_PENDING_VERIFY) {
             sim_device_log(OTA_LOG_ERROR, TAG,
                            "Running app has not confirmed state (ESP_OTA_IMG_PENDING_VERIFY)");
@@ -102,8 +103,8 @@ static ota_status_t check_update_target(int slot, const sim_partition_t **out) {
     return OTA_OK;
 }
 
-static struct ota_port_update *new_update(const sim_partition_t *p, uint32_t image_size_bytes) {
-    struct ota_port_update *update = calloc(1, sizeof(*update));
+static struct sim_ota_update *new_update(const sim_partition_t *p, uint32_t image_size_bytes) {
+    struct sim_ota_update *update = calloc(1, sizeof(*update));
     if (update == NULL) {
         return NULL;
     }
@@ -142,7 +143,7 @@ static void invalidate_inactive_otadata(void) {
                                      (uint32_t)inactive * SIM_FLASH_SECTOR_SIZE_BYTES);
 }
 
-ota_status_t ota_port_update_begin(int slot, uint32_t image_size_bytes, ota_port_update_t **out) {
+ota_status_t sim_ota_update_begin(int slot, uint32_t image_size_bytes, sim_ota_update_t **out) {
     if (out == NULL) {
         return OTA_ERR_INVALID_ARG;
     }
@@ -158,7 +159,7 @@ ota_status_t ota_port_update_begin(int slot, uint32_t image_size_bytes, ota_port
     if (erase_bytes > p->size_bytes) {
         return OTA_ERR_IMAGE_TOO_LARGE;
     }
-    struct ota_port_update *update = new_update(p, image_size_bytes);
+    struct sim_ota_update *update = new_update(p, image_size_bytes);
     if (update == NULL) {
         return OTA_ERR_NO_MEM;
     }
@@ -176,8 +177,8 @@ ota_status_t ota_port_update_begin(int slot, uint32_t image_size_bytes, ota_port
     return OTA_OK;
 }
 
-ota_status_t ota_port_update_resume(int slot, uint32_t image_size_bytes, uint32_t offset_bytes,
-                                    ota_port_update_t **out) {
+ota_status_t sim_ota_update_resume(int slot, uint32_t image_size_bytes, uint32_t offset_bytes,
+                                    sim_ota_update_t **out) {
     if (out == NULL) {
         return OTA_ERR_INVALID_ARG;
     }
@@ -192,7 +193,7 @@ ota_status_t ota_port_update_resume(int slot, uint32_t image_size_bytes, uint32_
     if (status != OTA_OK) {
         return status;
     }
-    struct ota_port_update *update = new_update(p, image_size_bytes);
+    struct sim_ota_update *update = new_update(p, image_size_bytes);
     if (update == NULL) {
         return OTA_ERR_NO_MEM;
     }
@@ -210,7 +211,7 @@ ota_status_t ota_port_update_resume(int slot, uint32_t image_size_bytes, uint32_
     return OTA_OK;
 }
 
-static ota_status_t program(struct ota_port_update *update, uint32_t at_bytes, const void *data,
+static ota_status_t program(struct sim_ota_update *update, uint32_t at_bytes, const void *data,
                             size_t len) {
     if ((uint64_t)at_bytes + len > update->partition.size_bytes) {
         return OTA_ERR_IMAGE_TOO_LARGE;
@@ -220,7 +221,7 @@ static ota_status_t program(struct ota_port_update *update, uint32_t at_bytes, c
     return sim_ota_common_flash_status(result, OTA_ERR_FLASH_WRITE);
 }
 
-ota_status_t ota_port_update_write(ota_port_update_t *update, const void *data, size_t len) {
+ota_status_t sim_ota_update_write(sim_ota_update_t *update, const void *data, size_t len) {
     if (data == NULL) {
         sim_device_log(OTA_LOG_ERROR, TAG, "write data is invalid");
         return OTA_ERR_INVALID_ARG;
@@ -275,7 +276,7 @@ ota_status_t ota_port_update_write(ota_port_update_t *update, const void *data, 
     return OTA_OK;
 }
 
-ota_status_t ota_port_update_end(ota_port_update_t *update) {
+ota_status_t sim_ota_update_end(sim_ota_update_t *update) {
     if (!update_is_open(update)) {
         return OTA_ERR_INVALID_ARG;
     }
@@ -290,7 +291,7 @@ ota_status_t ota_port_update_end(ota_port_update_t *update) {
     return status;
 }
 
-void ota_port_update_abort(ota_port_update_t *update) {
+void sim_ota_update_abort(sim_ota_update_t *update) {
     if (update != NULL) {
         forget_update(update);
     }

@@ -186,7 +186,7 @@ jmp_buf t_reboot_jump;
 bool t_reboot_armed;
 int t_reboot_count;
 
-void ota_port_reboot(void) {
+void esp_restart(void) {
     t_reboot_count++;
     if (t_reboot_armed) {
         t_reboot_armed = false;

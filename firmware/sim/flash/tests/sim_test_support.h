@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "sim_bootloader.h"
+#include "sim_ota_ops.h"
 #include "sim_device.h"
 #include "sim_flash.h"
 #include "sim_otadata.h"
@@ -50,7 +51,7 @@ void t_device_init(sim_flash_t *flash, bool rollback_enabled);
 bool t_log_contains(const char *text);
 void t_log_clear(void);
 
-/* ota_port_reboot() test double: longjmp()s here when t_reboot_armed. */
+/* esp_restart() test double: longjmp()s here when t_reboot_armed. */
 extern jmp_buf t_reboot_jump;
 extern bool t_reboot_armed;
 extern int t_reboot_count;

@@ -289,7 +289,7 @@ static void test_no_bootable_app(void **state) {
     sim_boot_result_t result;
     assert_int_equal(sim_bootloader_boot(&result), SIM_BOOT_ERR_NO_BOOTABLE_APP);
     assert_true(t_log_contains("E boot: No bootable app partitions in the partition table"));
-    assert_int_equal(ota_port_running_slot(), OTA_SLOT_NONE);
+    assert_int_equal(sim_ota_running_slot(), OTA_SLOT_NONE);
     t_flash_free(flash);
 }
 

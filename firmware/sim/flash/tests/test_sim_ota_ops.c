@@ -48,8 +48,8 @@ static sim_flash_t *setup(const sim_otadata_entry_t *e0, const sim_otadata_entry
 static ota_status_t write_image(int slot, const char *fixture) {
     size_t len = 0;
     uint8_t *image = t_fixture(fixture, &len);
-    ota_port_update_t *update = NULL;
-    ota_status_t status = ota_port_update_begin(slot, (uint32_t)len, &update);
+    sim_ota_update_t *update = NULL;
+    ota_status_t status = sim_ota_update_begin(slot, (uint32_t)len, &update);
     if (status != OTA_OK) {
         free(image);
         return status;
@@ -61,16 +61,16 @@ static ota_status_t write_image(int slot, const char *fixture) {
         if (n > len - done) {
             n = len - done;
         }
-        status = ota_port_update_write(update, image + done, n);
+        status = sim_ota_update_write(update, image + done, n);
         if (status != OTA_OK) {
-            ota_port_update_abort(update);
+            sim_ota_update_abort(update);
             free(image);
             return status;
         }
         done += n;
     }
     free(image);
-    return ota_port_update_end(update);
+    return sim_ota_update_end(update);
 }
 
 static void read_entries(sim_flash_t *flash, sim_otadata_entry_t e[2]) {
@@ -84,37 +84,37 @@ static void test_full_update_cycle(void **state) {
     t_put_image(flash, T_OTA0_OFFSET, "app_v1.bin");
     t_device_init(flash, true);
     assert_int_equal(t_boot(NULL), 0);
-    assert_int_equal(ota_port_running_slot(), 0);
-    assert_int_equal(ota_port_boot_slot(), 0);
-    assert_int_equal(ota_port_next_update_slot(), 1);
+    assert_int_equal(sim_ota_running_slot(), 0);
+    assert_int_equal(sim_ota_boot_slot(), 0);
+    assert_int_equal(sim_ota_next_update_slot(), 1);
     uint32_t size = 0;
-    assert_int_equal(ota_port_slot_size(1, &size), OTA_OK);
+    assert_int_equal(sim_ota_slot_size(1, &size), OTA_OK);
     assert_int_equal(size, T_SLOT_SIZE);
     ota_img_state_t img_state;
-    assert_int_equal(ota_port_slot_state(0, &img_state), OTA_OK);
+    assert_int_equal(sim_ota_slot_state(0, &img_state), OTA_OK);
     assert_int_equal(img_state, OTA_IMG_VALID);
-    assert_int_equal(ota_port_slot_state(1, &img_state), OTA_ERR_NOT_FOUND);
+    assert_int_equal(sim_ota_slot_state(1, &img_state), OTA_ERR_NOT_FOUND);
 
     assert_int_equal(write_image(1, "app_v2.bin"), OTA_OK);
     ota_app_desc_t desc;
-    assert_int_equal(ota_port_slot_app_desc(1, &desc), OTA_OK);
+    assert_int_equal(sim_ota_slot_app_desc(1, &desc), OTA_OK);
     assert_string_equal(desc.version, "2.0.0");
     uint8_t head[4];
-    assert_int_equal(ota_port_slot_read(1, 0, head, 4), OTA_OK);
+    assert_int_equal(sim_ota_slot_read(1, 0, head, 4), OTA_OK);
     assert_int_equal(head[0], 0xE9);
-    assert_int_equal(ota_port_set_boot_slot(1), OTA_OK);
+    assert_int_equal(sim_ota_set_boot_slot(1), OTA_OK);
     sim_otadata_entry_t e[2];
     read_entries(flash, e);
     assert_entry(&e[1], 2, SIM_OTA_STATE_NEW);
-    assert_int_equal(ota_port_boot_slot(), 1);
+    assert_int_equal(sim_ota_boot_slot(), 1);
 
     sim_boot_result_t boot;
     assert_int_equal(t_boot(&boot), 1);
     assert_string_equal(boot.image.app_desc.version, "2.0.0");
-    assert_int_equal(ota_port_slot_state(1, &img_state), OTA_OK);
+    assert_int_equal(sim_ota_slot_state(1, &img_state), OTA_OK);
     assert_int_equal(img_state, OTA_IMG_PENDING_VERIFY);
-    assert_true(ota_port_rollback_possible());
-    assert_int_equal(ota_port_mark_valid(), OTA_OK);
+    assert_true(sim_ota_rollback_possible());
+    assert_int_equal(sim_ota_mark_valid(), OTA_OK);
     read_entries(flash, e);
     assert_entry(&e[1], 2, SIM_OTA_STATE_VALID);
     assert_int_equal(t_boot(NULL), 1);
@@ -134,10 +134,10 @@ static void test_rule7_mark_valid_after_fallback_marks_broken_slot(void **state)
     assert_int_equal(t_boot(&boot), 0);
     assert_true(boot.fell_back);
     /* What the client must check before confirming: */
-    assert_int_equal(ota_port_running_slot(), 0);
-    assert_int_equal(ota_port_boot_slot(), 1);
+    assert_int_equal(sim_ota_running_slot(), 0);
+    assert_int_equal(sim_ota_boot_slot(), 1);
     /* The trap, as ESP-IDF has it: */
-    assert_int_equal(ota_port_mark_valid(), OTA_OK);
+    assert_int_equal(sim_ota_mark_valid(), OTA_OK);
     sim_otadata_entry_t e[2];
     read_entries(flash, e);
     assert_entry(&e[1], 2, SIM_OTA_STATE_VALID);
@@ -159,7 +159,7 @@ static void test_rule7_mark_invalid_acts_on_active_entry(void **state) {
     t_reboot_count = 0;
     t_reboot_armed = true;
     if (setjmp(t_reboot_jump) == 0) {
-        ota_port_mark_invalid_and_reboot();
+        sim_ota_mark_invalid_and_reboot();
         fail_msg("mark_invalid_and_reboot returned instead of rebooting");
     }
     assert_int_equal(t_reboot_count, 1);
@@ -167,7 +167,7 @@ static void test_rule7_mark_invalid_acts_on_active_entry(void **state) {
     read_entries(flash, e);
     assert_entry(&e[1], 2, SIM_OTA_STATE_INVALID);
     assert_int_equal(t_boot(NULL), 0);
-    assert_int_equal(ota_port_last_invalid_slot(), 1);
+    assert_int_equal(sim_ota_last_invalid_slot(), 1);
     t_flash_free(flash);
 }
 
@@ -184,11 +184,11 @@ static void test_rule8_state_from_first_matching_entry(void **state) {
     read_entries(flash, e);
     assert_entry(&e[1], 4, SIM_OTA_STATE_PENDING_VERIFY);
     ota_img_state_t img_state;
-    assert_int_equal(ota_port_slot_state(1, &img_state), OTA_OK);
+    assert_int_equal(sim_ota_slot_state(1, &img_state), OTA_OK);
     assert_int_equal(img_state, OTA_IMG_VALID);
-    ota_port_update_t *update = NULL;
-    assert_int_equal(ota_port_update_begin(0, 70000, &update), OTA_OK); /* not refused */
-    ota_port_update_abort(update);
+    sim_ota_update_t *update = NULL;
+    assert_int_equal(sim_ota_update_begin(0, 70000, &update), OTA_OK); /* not refused */
+    sim_ota_update_abort(update);
     t_flash_free(flash);
 }
 
@@ -199,9 +199,9 @@ static void test_begin_refused_while_pending_verify(void **state) {
     sim_otadata_entry_t e1 = sim_otadata_make(2, SIM_OTA_STATE_NEW);
     sim_flash_t *flash = setup(&e0, &e1, true);
     assert_int_equal(t_boot(NULL), 1);
-    ota_port_update_t *update = NULL;
-    assert_int_equal(ota_port_update_begin(0, 70000, &update), OTA_ERR_PENDING_VERIFY);
-    assert_int_equal(ota_port_update_resume(0, 70000, 100, &update), OTA_ERR_PENDING_VERIFY);
+    sim_ota_update_t *update = NULL;
+    assert_int_equal(sim_ota_update_begin(0, 70000, &update), OTA_ERR_PENDING_VERIFY);
+    assert_int_equal(sim_ota_update_resume(0, 70000, 100, &update), OTA_ERR_PENDING_VERIFY);
     assert_true(t_log_contains("Running app has not confirmed state (ESP_OTA_IMG_PENDING_VERIFY)"));
     assert_int_equal(sim_ota_update_open_count(), 0);
     t_flash_free(flash);
@@ -214,7 +214,7 @@ static void test_rule9_set_boot_running_slot_rewrites_new(void **state) {
     sim_otadata_entry_t e1 = sim_otadata_make(2, SIM_OTA_STATE_VALID);
     sim_flash_t *flash = setup(&e0, &e1, true);
     assert_int_equal(t_boot(NULL), 1);
-    assert_int_equal(ota_port_set_boot_slot(1), OTA_OK);
+    assert_int_equal(sim_ota_set_boot_slot(1), OTA_OK);
     sim_otadata_entry_t e[2];
     read_entries(flash, e);
     assert_entry(&e[1], 2, SIM_OTA_STATE_NEW);
@@ -244,7 +244,7 @@ static void test_rule10_set_boot_factory_erases_otadata(void **state) {
     t_put_otadata(flash, 0xd000, 0, &e0);
     t_device_init(flash, true);
     assert_int_equal(t_boot(NULL), 0);
-    assert_int_equal(ota_port_set_boot_slot(OTA_SLOT_NONE), OTA_OK);
+    assert_int_equal(sim_ota_set_boot_slot(OTA_SLOT_NONE), OTA_OK);
     sim_otadata_entry_t e[2];
     t_get_otadata(flash, 0xd000, e);
     assert_true(entry_erased(&e[0]));
@@ -263,15 +263,15 @@ static void test_rule11_begin_erases_inactive_entry(void **state) {
     sim_otadata_entry_t e1 = sim_otadata_make(2, SIM_OTA_STATE_VALID); /* ota_1, active, running */
     sim_flash_t *flash = setup(&e0, &e1, true);
     assert_int_equal(t_boot(NULL), 1);
-    assert_true(ota_port_rollback_possible());
-    ota_port_update_t *update = NULL;
-    assert_int_equal(ota_port_update_begin(0, 70000, &update), OTA_OK);
-    ota_port_update_abort(update);
+    assert_true(sim_ota_rollback_possible());
+    sim_ota_update_t *update = NULL;
+    assert_int_equal(sim_ota_update_begin(0, 70000, &update), OTA_OK);
+    sim_ota_update_abort(update);
     sim_otadata_entry_t e[2];
     read_entries(flash, e);
     assert_true(entry_erased(&e[0])); /* the rollback record is gone */
     assert_entry(&e[1], 2, SIM_OTA_STATE_VALID);
-    assert_false(ota_port_rollback_possible());
+    assert_false(sim_ota_rollback_possible());
     t_flash_free(flash);
 }
 
@@ -283,9 +283,9 @@ static void test_rule11_inactive_naming_running_slot_kept(void **state) {
     sim_flash_t *flash = setup(&e0, &e1, true);
     assert_int_equal(t_boot(NULL), 0);
     uint64_t ops = sim_flash_op_count(flash);
-    ota_port_update_t *update = NULL;
-    assert_int_equal(ota_port_update_begin(1, 4096, &update), OTA_OK);
-    ota_port_update_abort(update);
+    sim_ota_update_t *update = NULL;
+    assert_int_equal(sim_ota_update_begin(1, 4096, &update), OTA_OK);
+    sim_ota_update_abort(update);
     assert_int_equal(sim_flash_op_count(flash), ops + 1); /* only the one image sector */
     sim_otadata_entry_t e[2];
     read_entries(flash, e);
@@ -300,7 +300,7 @@ static void test_rule12_seq_wraparound_to_unusable_entry(void **state) {
     sim_otadata_entry_t e0 = sim_otadata_make(0xFFFFFFFEu, SIM_OTA_STATE_VALID); /* slot 1 */
     sim_flash_t *flash = setup(&e0, NULL, true);
     assert_int_equal(t_boot(NULL), 1);
-    assert_int_equal(ota_port_set_boot_slot(0), OTA_OK);
+    assert_int_equal(sim_ota_set_boot_slot(0), OTA_OK);
     sim_otadata_entry_t e[2];
     read_entries(flash, e);
     assert_entry(&e[1], 0xFFFFFFFFu, SIM_OTA_STATE_NEW);
@@ -331,10 +331,10 @@ static void test_rule12_no_seq_reachable_does_not_hang(void **state) {
     t_device_init(flash, true);
     assert_int_equal(t_boot(NULL), 1);
     uint64_t ops = sim_flash_op_count(flash);
-    assert_int_equal(ota_port_set_boot_slot(0),
+    assert_int_equal(sim_ota_set_boot_slot(0),
                      OTA_ERR_SET_BOOT); /* needs seq ≡ 1 mod 4 ≥ 0xFFFFFFFE */
     assert_int_equal(sim_flash_op_count(flash), ops);
-    assert_int_equal(ota_port_set_boot_slot(2), OTA_OK); /* 0xFFFFFFFF ≡ 3 mod 4 → slot 2 */
+    assert_int_equal(sim_ota_set_boot_slot(2), OTA_OK); /* 0xFFFFFFFF ≡ 3 mod 4 → slot 2 */
     sim_otadata_entry_t e[2];
     t_get_otadata(flash, 0xd000, e);
     assert_entry(&e[1], 0xFFFFFFFFu, SIM_OTA_STATE_NEW);
@@ -347,10 +347,10 @@ static void test_rule13_mark_invalid_without_fallback_fails(void **state) {
     (void)state;
     sim_flash_t *flash = setup(NULL, NULL, true);
     assert_int_equal(t_boot(NULL), 0); /* first boot: seq 1 VALID */
-    assert_false(ota_port_rollback_possible());
+    assert_false(sim_ota_rollback_possible());
     uint64_t ops = sim_flash_op_count(flash);
     t_reboot_count = 0;
-    assert_int_equal(ota_port_mark_invalid_and_reboot(), OTA_ERR_ROLLBACK_FAILED);
+    assert_int_equal(sim_ota_mark_invalid_and_reboot(), OTA_ERR_ROLLBACK_FAILED);
     assert_int_equal(t_reboot_count, 0);
     assert_int_equal(sim_flash_op_count(flash), ops);
     assert_true(t_log_contains("Rollback is not possible, do not have any suitable apps in slots"));
@@ -364,10 +364,10 @@ static void test_rule15_last_invalid_lower_seq(void **state) {
     sim_otadata_entry_t e1 = sim_otadata_make(3, SIM_OTA_STATE_INVALID); /* slot 0, lower seq */
     sim_flash_t *flash = setup(&e0, &e1, true);
     assert_int_equal(t_boot(NULL), 0);
-    assert_int_equal(ota_port_last_invalid_slot(), 0);
+    assert_int_equal(sim_ota_last_invalid_slot(), 0);
     /* A corrupted image there: none. */
     t_flip_bit(flash, T_OTA0_OFFSET + 40000);
-    assert_int_equal(ota_port_last_invalid_slot(), OTA_SLOT_NONE);
+    assert_int_equal(sim_ota_last_invalid_slot(), OTA_SLOT_NONE);
     t_flash_free(flash);
 }
 
@@ -379,15 +379,15 @@ static void test_rule16_rollback_disabled(void **state) {
     sim_otadata_entry_t e1 = sim_otadata_make(2, SIM_OTA_STATE_PENDING_VERIFY);
     sim_flash_t *flash = setup(&e0, &e1, false);
     assert_int_equal(t_boot(NULL), 1);
-    ota_port_update_t *update = NULL;
-    assert_int_equal(ota_port_update_begin(0, 4096, &update),
+    sim_ota_update_t *update = NULL;
+    assert_int_equal(sim_ota_update_begin(0, 4096, &update),
                      OTA_OK); /* PENDING_VERIFY not checked */
-    ota_port_update_abort(update);
+    sim_ota_update_abort(update);
     sim_otadata_entry_t e[2];
     read_entries(flash, e);
     assert_entry(&e[0], 1, SIM_OTA_STATE_VALID); /* inactive entry kept */
     assert_int_equal(write_image(0, "app_v3.bin"), OTA_OK);
-    assert_int_equal(ota_port_set_boot_slot(0), OTA_OK);
+    assert_int_equal(sim_ota_set_boot_slot(0), OTA_OK);
     read_entries(flash, e);
     assert_entry(&e[0], 3, SIM_OTA_STATE_UNDEFINED);
     sim_boot_result_t boot;
@@ -412,8 +412,8 @@ static void test_rule17_gap_slot_refused_by_app(void **state) {
     t_put_image(flash, 0x110000, "app_v2.bin");
     t_device_init(flash, true);
     assert_int_equal(t_boot(NULL), 0);
-    assert_int_equal(ota_port_next_update_slot(), 2);
-    assert_int_equal(ota_port_set_boot_slot(2), OTA_ERR_INVALID_ARG);
+    assert_int_equal(sim_ota_next_update_slot(), 2);
+    assert_int_equal(sim_ota_set_boot_slot(2), OTA_ERR_INVALID_ARG);
     t_flash_free(flash);
 }
 
@@ -422,30 +422,30 @@ static void test_update_refusals(void **state) {
     sim_otadata_entry_t e0 = sim_otadata_make(1, SIM_OTA_STATE_VALID);
     sim_flash_t *flash = setup(&e0, NULL, true);
     assert_int_equal(t_boot(NULL), 0);
-    ota_port_update_t *update = NULL;
-    ota_port_update_t *second = NULL;
-    assert_int_equal(ota_port_update_begin(0, 4096, &update), OTA_ERR_BUSY);      /* running slot */
-    assert_int_equal(ota_port_update_begin(5, 4096, &update), OTA_ERR_NOT_FOUND); /* no ota_5 */
-    assert_int_equal(ota_port_update_begin(1, T_SLOT_SIZE + 1, &update), OTA_ERR_IMAGE_TOO_LARGE);
-    assert_int_equal(ota_port_update_begin(1, 8192, &update), OTA_OK);
-    assert_int_equal(ota_port_update_begin(1, 8192, &second), OTA_ERR_BUSY); /* in progress */
+    sim_ota_update_t *update = NULL;
+    sim_ota_update_t *second = NULL;
+    assert_int_equal(sim_ota_update_begin(0, 4096, &update), OTA_ERR_BUSY);      /* running slot */
+    assert_int_equal(sim_ota_update_begin(5, 4096, &update), OTA_ERR_NOT_FOUND); /* no ota_5 */
+    assert_int_equal(sim_ota_update_begin(1, T_SLOT_SIZE + 1, &update), OTA_ERR_IMAGE_TOO_LARGE);
+    assert_int_equal(sim_ota_update_begin(1, 8192, &update), OTA_OK);
+    assert_int_equal(sim_ota_update_begin(1, 8192, &second), OTA_ERR_BUSY); /* in progress */
     uint8_t not_an_image[4] = {0x00, 1, 2, 3};
-    assert_int_equal(ota_port_update_write(update, not_an_image, 4), OTA_ERR_IMAGE_INVALID);
-    assert_int_equal(ota_port_update_end(update), OTA_ERR_INVALID_ARG); /* nothing written */
+    assert_int_equal(sim_ota_update_write(update, not_an_image, 4), OTA_ERR_IMAGE_INVALID);
+    assert_int_equal(sim_ota_update_end(update), OTA_ERR_INVALID_ARG); /* nothing written */
     assert_int_equal(sim_ota_update_open_count(), 0);
     /* The handle is gone, as an ESP-IDF handle is after esp_ota_end. */
-    assert_int_equal(ota_port_update_write(update, not_an_image, 4), OTA_ERR_INVALID_ARG);
-    assert_int_equal(ota_port_update_end(update), OTA_ERR_INVALID_ARG);
+    assert_int_equal(sim_ota_update_write(update, not_an_image, 4), OTA_ERR_INVALID_ARG);
+    assert_int_equal(sim_ota_update_end(update), OTA_ERR_INVALID_ARG);
     /* Writing past the end of the slot. */
-    assert_int_equal(ota_port_update_resume(1, T_SLOT_SIZE, T_SLOT_SIZE - 4, &update), OTA_OK);
+    assert_int_equal(sim_ota_update_resume(1, T_SLOT_SIZE, T_SLOT_SIZE - 4, &update), OTA_OK);
     uint8_t eight[8];
     memset(eight, 0, sizeof(eight));
-    assert_int_equal(ota_port_update_write(update, eight, 8), OTA_ERR_IMAGE_TOO_LARGE);
-    ota_port_update_abort(update);
-    assert_int_equal(ota_port_update_resume(1, T_SLOT_SIZE + 4, 0, &update),
+    assert_int_equal(sim_ota_update_write(update, eight, 8), OTA_ERR_IMAGE_TOO_LARGE);
+    sim_ota_update_abort(update);
+    assert_int_equal(sim_ota_update_resume(1, T_SLOT_SIZE + 4, 0, &update),
                      OTA_ERR_IMAGE_TOO_LARGE);
-    assert_int_equal(ota_port_update_resume(1, 100, 200, &update), OTA_ERR_INVALID_ARG);
-    assert_int_equal(ota_port_slot_read(1, T_SLOT_SIZE - 2, eight, 4), OTA_ERR_INVALID_ARG);
+    assert_int_equal(sim_ota_update_resume(1, 100, 200, &update), OTA_ERR_INVALID_ARG);
+    assert_int_equal(sim_ota_slot_read(1, T_SLOT_SIZE - 2, eight, 4), OTA_ERR_INVALID_ARG);
     t_flash_free(flash);
 }
 
@@ -457,12 +457,12 @@ static void test_corrupt_image_rejected_by_end(void **state) {
     size_t len = 0;
     uint8_t *image = t_fixture("app_v2.bin", &len);
     image[40000] ^= 0x10;
-    ota_port_update_t *update = NULL;
-    assert_int_equal(ota_port_update_begin(1, (uint32_t)len, &update), OTA_OK);
-    assert_int_equal(ota_port_update_write(update, image, len), OTA_OK);
-    assert_int_equal(ota_port_update_end(update), OTA_ERR_IMAGE_INVALID);
+    sim_ota_update_t *update = NULL;
+    assert_int_equal(sim_ota_update_begin(1, (uint32_t)len, &update), OTA_OK);
+    assert_int_equal(sim_ota_update_write(update, image, len), OTA_OK);
+    assert_int_equal(sim_ota_update_end(update), OTA_ERR_IMAGE_INVALID);
     assert_true(t_log_contains("E esp_ota_ops: New image failed verification"));
-    assert_int_equal(ota_port_set_boot_slot(1), OTA_ERR_IMAGE_INVALID);
+    assert_int_equal(sim_ota_set_boot_slot(1), OTA_ERR_IMAGE_INVALID);
     free(image);
     t_flash_free(flash);
 }
@@ -475,17 +475,17 @@ static void test_resume_at_odd_offset(void **state) {
     assert_int_equal(t_boot(NULL), 0);
     size_t len = 0;
     uint8_t *image = t_fixture("app_v3.bin", &len);
-    ota_port_update_t *update = NULL;
-    assert_int_equal(ota_port_update_begin(1, (uint32_t)len, &update), OTA_OK);
-    assert_int_equal(ota_port_update_write(update, image, 10001), OTA_OK);
-    ota_port_update_abort(update); /* e.g. the connection dropped, or a reset */
+    sim_ota_update_t *update = NULL;
+    assert_int_equal(sim_ota_update_begin(1, (uint32_t)len, &update), OTA_OK);
+    assert_int_equal(sim_ota_update_write(update, image, 10001), OTA_OK);
+    sim_ota_update_abort(update); /* e.g. the connection dropped, or a reset */
     assert_int_equal(t_boot(NULL), 0);
-    assert_int_equal(ota_port_update_resume(1, (uint32_t)len, 10001, &update), OTA_OK);
-    assert_int_equal(ota_port_update_write(update, image + 10001, 5), OTA_OK);
-    assert_int_equal(ota_port_update_write(update, image + 10006, len - 10006), OTA_OK);
-    assert_int_equal(ota_port_update_end(update), OTA_OK);
+    assert_int_equal(sim_ota_update_resume(1, (uint32_t)len, 10001, &update), OTA_OK);
+    assert_int_equal(sim_ota_update_write(update, image + 10001, 5), OTA_OK);
+    assert_int_equal(sim_ota_update_write(update, image + 10006, len - 10006), OTA_OK);
+    assert_int_equal(sim_ota_update_end(update), OTA_OK);
     uint8_t *back = malloc(len);
-    assert_int_equal(ota_port_slot_read(1, 0, back, len), OTA_OK);
+    assert_int_equal(sim_ota_slot_read(1, 0, back, len), OTA_OK);
     assert_memory_equal(back, image, len);
     free(back);
     free(image);
@@ -499,23 +499,23 @@ static void test_injected_flash_failures(void **state) {
     sim_otadata_entry_t e0 = sim_otadata_make(1, SIM_OTA_STATE_VALID);
     sim_flash_t *flash = setup(&e0, NULL, true);
     assert_int_equal(t_boot(NULL), 0);
-    ota_port_update_t *update = NULL;
+    sim_ota_update_t *update = NULL;
     sim_flash_set_fail_ops(flash, sim_flash_op_count(flash) + 2, 1); /* the 2nd sector erase */
-    assert_int_equal(ota_port_update_begin(1, 70000, &update), OTA_ERR_FLASH_ERASE);
+    assert_int_equal(sim_ota_update_begin(1, 70000, &update), OTA_ERR_FLASH_ERASE);
     assert_int_equal(sim_ota_update_open_count(), 0);
-    assert_int_equal(ota_port_update_begin(1, 70000, &update), OTA_OK);
+    assert_int_equal(sim_ota_update_begin(1, 70000, &update), OTA_OK);
     uint8_t word[4] = {0xE9, 0, 0, 0};
     sim_flash_set_fail_ops(flash, sim_flash_op_count(flash) + 1, 1);
-    assert_int_equal(ota_port_update_write(update, word, 4), OTA_ERR_FLASH_WRITE);
-    ota_port_update_abort(update);
+    assert_int_equal(sim_ota_update_write(update, word, 4), OTA_ERR_FLASH_WRITE);
+    sim_ota_update_abort(update);
     /* The retry of the whole image works; then mark_valid's otadata write fails once. */
     assert_int_equal(write_image(1, "app_v2.bin"), OTA_OK);
-    assert_int_equal(ota_port_set_boot_slot(1), OTA_OK);
+    assert_int_equal(sim_ota_set_boot_slot(1), OTA_OK);
     assert_int_equal(t_boot(NULL), 1);
     sim_flash_set_fail_ops(flash, sim_flash_op_count(flash) + 2, 1);
-    assert_int_equal(ota_port_mark_valid(), OTA_ERR_FLASH_WRITE);
+    assert_int_equal(sim_ota_mark_valid(), OTA_ERR_FLASH_WRITE);
     sim_flash_set_fail_ops(flash, 0, 0);
-    assert_int_equal(ota_port_mark_valid(), OTA_OK);
+    assert_int_equal(sim_ota_mark_valid(), OTA_OK);
     t_flash_free(flash);
 }
 
@@ -525,13 +525,13 @@ static void test_chip_info_and_no_app(void **state) {
     t_device_init(flash, true);
     sim_device_set_chip_rev_full(2);
     uint16_t chip_id = 0, rev = 0;
-    ota_port_chip_info(&chip_id, &rev);
+    sim_ota_chip_info(&chip_id, &rev);
     assert_int_equal(chip_id, 9);
     assert_int_equal(rev, 2);
     /* Before any boot: no table, no running app. */
-    assert_int_equal(ota_port_running_slot(), OTA_SLOT_NONE);
-    assert_int_equal(ota_port_next_update_slot(), OTA_SLOT_NONE);
-    assert_int_equal(ota_port_mark_valid(), OTA_ERR_NOT_FOUND);
+    assert_int_equal(sim_ota_running_slot(), OTA_SLOT_NONE);
+    assert_int_equal(sim_ota_next_update_slot(), OTA_SLOT_NONE);
+    assert_int_equal(sim_ota_mark_valid(), OTA_ERR_NOT_FOUND);
     t_flash_free(flash);
 }
 

@@ -30,21 +30,21 @@ static size_t s_v2_len;
 
 /* The whole update as the OTA core drives it; returns 0 or the step that failed. */
 static int run_update(void) {
-    ota_port_update_t *update = NULL;
-    if (ota_port_update_begin(1, (uint32_t)s_v2_len, &update) != OTA_OK) {
+    sim_ota_update_t *update = NULL;
+    if (sim_ota_update_begin(1, (uint32_t)s_v2_len, &update) != OTA_OK) {
         return 1;
     }
     for (size_t done = 0; done < s_v2_len; done += CHUNK_BYTES) {
         size_t n = s_v2_len - done < CHUNK_BYTES ? s_v2_len - done : CHUNK_BYTES;
-        if (ota_port_update_write(update, s_v2 + done, n) != OTA_OK) {
-            ota_port_update_abort(update);
+        if (sim_ota_update_write(update, s_v2 + done, n) != OTA_OK) {
+            sim_ota_update_abort(update);
             return 2;
         }
     }
-    if (ota_port_update_end(update) != OTA_OK) {
+    if (sim_ota_update_end(update) != OTA_OK) {
         return 3;
     }
-    if (ota_port_set_boot_slot(1) != OTA_OK) {
+    if (sim_ota_set_boot_slot(1) != OTA_OK) {
         return 4;
     }
     sim_boot_result_t boot;
@@ -52,11 +52,11 @@ static int run_update(void) {
         return 5;
     }
     ota_img_state_t state;
-    if (ota_port_running_slot() != ota_port_boot_slot() ||
-        ota_port_slot_state(1, &state) != OTA_OK || state != OTA_IMG_PENDING_VERIFY) {
+    if (sim_ota_running_slot() != sim_ota_boot_slot() ||
+        sim_ota_slot_state(1, &state) != OTA_OK || state != OTA_IMG_PENDING_VERIFY) {
         return 6;
     }
-    if (ota_port_mark_valid() != OTA_OK) {
+    if (sim_ota_mark_valid() != OTA_OK) {
         return 7;
     }
     return 0;
@@ -161,14 +161,14 @@ static void test_power_cut_at_every_operation(void **state) {
                 /* Cut after the confirm's erase or during it: confirm again under the client's
                  * rule. */
                 ota_img_state_t img_state;
-                if (ota_port_slot_state(1, &img_state) == OTA_OK &&
-                    img_state == OTA_IMG_PENDING_VERIFY && ota_port_boot_slot() == 1) {
-                    assert_int_equal(ota_port_mark_valid(), OTA_OK);
+                if (sim_ota_slot_state(1, &img_state) == OTA_OK &&
+                    img_state == OTA_IMG_PENDING_VERIFY && sim_ota_boot_slot() == 1) {
+                    assert_int_equal(sim_ota_mark_valid(), OTA_OK);
                 }
             }
             assert_int_equal(t_boot(&boot), 1);
             ota_img_state_t final_state;
-            assert_int_equal(ota_port_slot_state(1, &final_state), OTA_OK);
+            assert_int_equal(sim_ota_slot_state(1, &final_state), OTA_OK);
             assert_int_equal(final_state, OTA_IMG_VALID);
             sim_flash_close(flash);
         }

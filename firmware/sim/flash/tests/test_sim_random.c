@@ -131,7 +131,7 @@ static void test_random_otadata_states(void **state) {
         CHECK((status == SIM_BOOT_OK) == any_good);
         if (status != SIM_BOOT_OK) {
             no_boot++;
-            CHECK(ota_port_running_slot() == OTA_SLOT_NONE);
+            CHECK(sim_ota_running_slot() == OTA_SLOT_NONE);
             continue;
         }
         CHECK(boot.slot == 0 || boot.slot == 1);
@@ -165,10 +165,10 @@ static void test_random_otadata_states(void **state) {
             }
         }
 
-        int running = ota_port_running_slot();
-        int boot_slot = ota_port_boot_slot();
+        int running = sim_ota_running_slot();
+        int boot_slot = sim_ota_boot_slot();
         ota_img_state_t running_state = OTA_IMG_UNDEFINED;
-        bool has_state = ota_port_slot_state(running, &running_state) == OTA_OK;
+        bool has_state = sim_ota_slot_state(running, &running_state) == OTA_OK;
         int action = (int)(rnd() % 3);
 
         if (action == 0) {
@@ -178,7 +178,7 @@ static void test_random_otadata_states(void **state) {
                 t_get_otadata(flash, T_OTADATA_OFFSET, after);
                 int active = sim_otadata_active(after);
                 if (active >= 0 && sim_otadata_slot_of_seq(after[active].ota_seq, 2) == running) {
-                    CHECK(ota_port_mark_valid() == OTA_OK);
+                    CHECK(sim_ota_mark_valid() == OTA_OK);
                     sim_boot_result_t again;
                     CHECK(sim_bootloader_boot(&again) == SIM_BOOT_OK);
                     CHECK(again.slot == running && !again.fell_back);
@@ -192,7 +192,7 @@ static void test_random_otadata_states(void **state) {
             t_get_otadata(flash, T_OTADATA_OFFSET, after);
             int active = sim_otadata_active(after);
             if (boot.fell_back && active >= 0 && boot_slot >= 0 && boot_slot != running) {
-                CHECK(ota_port_mark_valid() == OTA_OK);
+                CHECK(sim_ota_mark_valid() == OTA_OK);
                 t_get_otadata(flash, T_OTADATA_OFFSET, after);
                 CHECK(after[active].ota_state == SIM_OTA_STATE_VALID);
                 sim_boot_result_t again;
@@ -205,12 +205,12 @@ static void test_random_otadata_states(void **state) {
             /* set_boot_slot to the other slot: either the bootloader then selects it, or rule 12
              * produced an unusable 0xFFFFFFFF entry and nothing switches. */
             int target = running ^ 1;
-            ota_status_t set = ota_port_set_boot_slot(target);
+            ota_status_t set = sim_ota_set_boot_slot(target);
             if (s_slot_good[layout][target]) {
                 CHECK(set == OTA_OK);
                 t_get_otadata(flash, T_OTADATA_OFFSET, after);
                 bool wrapped = after[0].ota_seq == UINT32_MAX || after[1].ota_seq == UINT32_MAX;
-                if (ota_port_boot_slot() == target) {
+                if (sim_ota_boot_slot() == target) {
                     sim_boot_result_t again;
                     CHECK(sim_bootloader_boot(&again) == SIM_BOOT_OK);
                     CHECK(again.slot == target);

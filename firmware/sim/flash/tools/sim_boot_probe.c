@@ -24,8 +24,8 @@
 
 #define PROBE_NOT_BOOTED (-100)
 
-/* The bootloader model never reboots; ota_port_mark_invalid_and_reboot is not used here. */
-void ota_port_reboot(void) {
+/* The bootloader model never reboots; sim_ota_mark_invalid_and_reboot is not used here. */
+void esp_restart(void) {
     exit(3);
 }
 

@@ -1,0 +1,15 @@
+/* nvs_flash.h — nvs_flash_init() / nvs_flash_erase() on the board's nvs partition. */
+#pragma once
+
+#include "esp_err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+esp_err_t nvs_flash_init(void);
+esp_err_t nvs_flash_erase(void);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,54 @@
+/*
+ * sim_board.h — what the host implementation of the ESP-IDF APIs (src/) asks of the
+ * virtual board (board/sim_board_main.c): its clock, its flash and boot result, its
+ * configuration (the values the image was built with), and its reset.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "esp_app_desc.h"
+#include "sim_bootloader.h"
+#include "sim_flash.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* --------------------------------------------------------------- clock -- */
+/* Microseconds since this boot on the virtual clock (--time-scale times real time). */
+int64_t sim_board_now_us(void);
+/* The CLOCK_MONOTONIC instant at which virtual_ms from now will have passed. */
+struct timespec sim_board_deadline(uint64_t virtual_ms);
+/* Sleeps virtual_ms of virtual time. */
+void sim_board_sleep_ms(uint64_t virtual_ms);
+
+/* ---------------------------------------------------------- the board -- */
+sim_flash_t *sim_board_flash(void);
+/* The image the bootloader model started (partition, header, app description, marker). */
+const sim_boot_result_t *sim_board_boot(void);
+const esp_app_desc_t *sim_board_app_desc(void);
+/* The image's behaviour marker is this ("normal", "fail_selftest", "crash_at_boot"). */
+bool sim_board_behaviour_is(const char *marker);
+/* Chip revision (major * 100 + minor) of --chip-rev-full. */
+uint16_t sim_board_chip_rev_full(void);
+/* Directory beside the flash file for the board's state that is not on flash. */
+const char *sim_board_state_dir(void);
+/* CA file of the certificate bundle (config ca_cert), "" for the host's default store. */
+const char *sim_board_bundle_ca_file(void);
+
+/* Restarts the board: flushes stdout, ends every task (the process re-executes itself
+ * with the same flash, arguments, boot count and flash operation counter). */
+void sim_board_restart(void) __attribute__((noreturn));
+/* Powers the board off (console `exit`, end of stdin): exit status `code`. */
+void sim_board_power_off(int code) __attribute__((noreturn));
+
+/* Serialises whole lines on stdout between tasks. */
+void sim_board_stdout_lock(void);
+void sim_board_stdout_unlock(void);
+
+#ifdef __cplusplus
+}
+#endif
