@@ -106,6 +106,8 @@ class ServerRecords:
     reports: list[dict[str, object]] = field(default_factory=list)
     firmware: list[FirmwareRequest] = field(default_factory=list)
     heartbeats: list[dict[str, object]] = field(default_factory=list)
+    csi_posts: int = 0  # POST /api/csi/data requests (binary CSI frames, docs/csi-frame.md)
+    csi_bytes: int = 0
     unauthorised: int = 0
 
 
@@ -224,6 +226,12 @@ class OtaTestServer:
                 if not self._authorised():
                     return
                 path = urlsplit(self.path).path
+                if path == "/api/csi/data":
+                    with server.lock:
+                        server.records.csi_posts += 1
+                        server.records.csi_bytes += len(body)
+                    self._send(204, b"")
+                    return
                 try:
                     data = json.loads(body)
                 except json.JSONDecodeError:

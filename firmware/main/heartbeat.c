@@ -10,6 +10,7 @@
 #include "esp_system.h"
 #include "esp_timer.h"
 #include "freertos/FreeRTOS.h"
+#include "freertos/queue.h"
 #include "freertos/semphr.h"
 #include "freertos/task.h"
 #include "ota_client.h"
@@ -28,6 +29,7 @@ static const char *TAG = "heartbeat";
 static const char *s_device_id;
 static uint32_t s_interval_sec;
 static SemaphoreHandle_t s_lock;
+static QueueHandle_t s_wake; /* heartbeat_request(): send the next one now */
 static char s_json[HEARTBEAT_JSON_BYTES];
 
 static uint32_t heartbeat_uptime_s(void) {
@@ -90,7 +92,8 @@ static void heartbeat_task(void *arg) {
             heartbeat_send_stats_locked();
         }
         xSemaphoreGive(s_lock);
-        vTaskDelay(pdMS_TO_TICKS(s_interval_sec * 1000u));
+        uint8_t wake;
+        (void)xQueueReceive(s_wake, &wake, pdMS_TO_TICKS(s_interval_sec * 1000u));
     }
 }
 
@@ -98,7 +101,8 @@ esp_err_t heartbeat_start(const char *device_id, uint32_t interval_sec) {
     s_device_id = device_id;
     s_interval_sec = interval_sec;
     s_lock = xSemaphoreCreateMutex();
-    if (s_lock == NULL) {
+    s_wake = xQueueCreate(1, sizeof(uint8_t));
+    if (s_lock == NULL || s_wake == NULL) {
         return ESP_ERR_NO_MEM;
     }
     if (xTaskCreate(heartbeat_task, "heartbeat", HEARTBEAT_TASK_STACK_BYTES, NULL, 3, NULL) !=
@@ -106,4 +110,11 @@ esp_err_t heartbeat_start(const char *device_id, uint32_t interval_sec) {
         return ESP_ERR_NO_MEM;
     }
     return ESP_OK;
+}
+
+void heartbeat_request(void) {
+    uint8_t wake = 1;
+    if (s_wake != NULL) {
+        (void)xQueueSend(s_wake, &wake, 0);
+    }
 }

@@ -184,6 +184,7 @@ static void ota_client_main(void *arg) {
     }
     ota_client_snapshot();
     xSemaphoreGive(s_agent_lock);
+    heartbeat_request();
 
     for (;;) {
         const uint64_t now_ms = ota_port_monotonic_ms();
