@@ -81,6 +81,7 @@ bool heartbeat_send_now(uint32_t timeout_ms) {
 static void heartbeat_task(void *arg) {
     (void)arg;
     for (uint32_t tick = 0;; tick++) {
+        (void)wifi_station_wait_connected(HEARTBEAT_ACK_TIMEOUT_MS); /* right after boot */
         xSemaphoreTake(s_lock, portMAX_DELAY);
         if (heartbeat_send_locked(HEARTBEAT_ACK_TIMEOUT_MS)) {
             ESP_LOGI(TAG, "sent (version %s, ota_state %s)", esp_app_get_description()->version,

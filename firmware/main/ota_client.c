@@ -45,6 +45,7 @@ static const char *TAG = "ota_client";
 #define OTA_CLIENT_PRIORITY 4
 #define OTA_CLIENT_QUEUE_DEPTH 4
 #define OTA_CLIENT_MAX_WAIT_MS 60000u
+#define OTA_CLIENT_WIFI_WAIT_MS 30000u
 #define OTA_CLIENT_STATUS_BYTES 1536 /* version_check_url (255) + last_report (511) + fields */
 #define OTA_CLIENT_STATUS_LOCK_MS 200u
 #define OTA_CLIENT_PROJECT_NAME "csi_sensor"
@@ -176,6 +177,12 @@ static void ota_client_apply(const ota_client_cmd_t *cmd) {
 
 static void ota_client_main(void *arg) {
     (void)arg;
+    /* The boot's reports (pending_verify, rolled_back) and checks need the network: wait
+     * for the station first (bounded; without Wi-Fi the wifi_up self-test decides). */
+    if (!wifi_station_wait_connected(OTA_CLIENT_WIFI_WAIT_MS)) {
+        ESP_LOGW(TAG, "no Wi-Fi after %u ms; reports and checks retry later",
+                 (unsigned)OTA_CLIENT_WIFI_WAIT_MS);
+    }
     xSemaphoreTake(s_agent_lock, portMAX_DELAY);
     /* May run the self-tests and reboot (rollback) — does not return then. */
     ota_status_t status = ota_agent_on_boot(&s_agent);
@@ -185,6 +192,8 @@ static void ota_client_main(void *arg) {
     ota_client_snapshot();
     xSemaphoreGive(s_agent_lock);
     heartbeat_request();
+    ESP_LOGI(TAG, "boot complete: %s %s", esp_app_get_description()->version,
+             ota_running_img_state_name());
 
     for (;;) {
         const uint64_t now_ms = ota_port_monotonic_ms();

@@ -12,6 +12,9 @@
 #include <string.h>
 
 #include "esp_http_client.h"
+#if CONFIG_MBEDTLS_CERTIFICATE_BUNDLE
+#include "esp_crt_bundle.h"
+#endif
 #include "esp_log.h"
 #include "freertos/FreeRTOS.h"
 #include "freertos/semphr.h"
@@ -51,6 +54,12 @@ static esp_err_t publish_http_endpoint_init(publish_endpoint_t *endpoint,
         .keep_alive_enable = true,
         .cert_pem = strncmp(endpoint->url, "https://", 8) == 0 ? s_ca_cert_pem : NULL,
     };
+#if CONFIG_MBEDTLS_CERTIFICATE_BUNDLE
+    /* No provisioned CA: verify the server against the bundle, as the OTA port does. */
+    if (config.cert_pem == NULL) {
+        config.crt_bundle_attach = esp_crt_bundle_attach;
+    }
+#endif
     endpoint->client = esp_http_client_init(&config);
     if (endpoint->client == NULL) {
         return ESP_ERR_NO_MEM;

@@ -28,9 +28,16 @@ BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_sim.sh"
 SIM_BINARY = Path(
     os.environ.get("CSI_OTA_SIM_BINARY", REPO_ROOT / "firmware" / "sim" / "build" / "csi-ota-sim")
 )
-# Sources whose change makes the binary stale.
-SIM_SOURCE_DIRS = (REPO_ROOT / "firmware" / "sim", REPO_ROOT / "firmware" / "components" / "ota_core")
-SIM_SOURCE_SUFFIXES = (".c", ".h", ".txt")
+# The virtual board running the firmware itself (firmware/main + ota_port_espidf over the
+# host layer firmware/sim/idf), built beside SIM_BINARY.
+SIM_FIRMWARE_BINARY = SIM_BINARY.parent / "csi-ota-sim-fw"
+# Sources whose change makes the binary stale (the firmware's Kconfig and sdkconfig files too).
+SIM_SOURCE_DIRS = (
+    REPO_ROOT / "firmware" / "sim",
+    REPO_ROOT / "firmware" / "components",
+    REPO_ROOT / "firmware" / "main",
+)
+SIM_SOURCE_SUFFIXES = (".c", ".h", ".txt", ".projbuild", ".py")
 BUILD_TIMEOUT_S = 600.0
 
 # Exit codes of csi-ota-sim (firmware/sim/app/sim_main.c).

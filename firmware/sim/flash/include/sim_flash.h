@@ -85,8 +85,8 @@ uint64_t sim_flash_other_op_count(const sim_flash_t *flash);
 
 /* Continues the counters of an earlier run on the same chip (a reset that re-executes the
  * board keeps counting where the last boot stopped). */
-void sim_flash_restore_counters(sim_flash_t *flash, uint64_t ops, uint64_t erases,
-                                uint64_t writes, uint64_t others);
+void sim_flash_restore_counters(sim_flash_t *flash, uint64_t ops, uint64_t erases, uint64_t writes,
+                                uint64_t others);
 
 /* Operations first_op … first_op + count − 1 fail (0 count: none). */
 void sim_flash_set_fail_ops(sim_flash_t *flash, uint64_t first_op, uint64_t count);

@@ -345,8 +345,8 @@ const char *sim_flash_result_str(sim_flash_result_t result) {
     return "unknown";
 }
 
-void sim_flash_restore_counters(sim_flash_t *flash, uint64_t ops, uint64_t erases,
-                                uint64_t writes, uint64_t others) {
+void sim_flash_restore_counters(sim_flash_t *flash, uint64_t ops, uint64_t erases, uint64_t writes,
+                                uint64_t others) {
     flash->op_count = ops;
     flash->erase_count = erases;
     flash->write_count = writes;

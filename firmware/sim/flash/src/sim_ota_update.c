@@ -2,8 +2,8 @@
  * sim_ota_update.c — writing an image into a slot: esp_ota_begin / esp_ota_resume /
  * esp_ota_write / esp_ota_end / esp_ota_abort on the virtual device's NOR flash.
  */
-#include "sim_ota_ops.h"
 #include "sim_ota_update.h"
+#include "sim_ota_ops.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -178,7 +178,7 @@ ota_status_t sim_ota_update_begin(int slot, uint32_t image_size_bytes, sim_ota_u
 }
 
 ota_status_t sim_ota_update_resume(int slot, uint32_t image_size_bytes, uint32_t offset_bytes,
-                                    sim_ota_update_t **out) {
+                                   sim_ota_update_t **out) {
     if (out == NULL) {
         return OTA_ERR_INVALID_ARG;
     }

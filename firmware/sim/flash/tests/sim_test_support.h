@@ -7,9 +7,9 @@
 #include <stdint.h>
 
 #include "sim_bootloader.h"
-#include "sim_ota_ops.h"
 #include "sim_device.h"
 #include "sim_flash.h"
+#include "sim_ota_ops.h"
 #include "sim_otadata.h"
 #include "sim_partition_table.h"
 

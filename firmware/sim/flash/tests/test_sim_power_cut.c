@@ -52,8 +52,8 @@ static int run_update(void) {
         return 5;
     }
     ota_img_state_t state;
-    if (sim_ota_running_slot() != sim_ota_boot_slot() ||
-        sim_ota_slot_state(1, &state) != OTA_OK || state != OTA_IMG_PENDING_VERIFY) {
+    if (sim_ota_running_slot() != sim_ota_boot_slot() || sim_ota_slot_state(1, &state) != OTA_OK ||
+        state != OTA_IMG_PENDING_VERIFY) {
         return 6;
     }
     if (sim_ota_mark_valid() != OTA_OK) {

@@ -337,7 +337,8 @@ static void board_load_config(const char *path) {
     while (fgets(line, sizeof(line), f) != NULL) {
         line_no++;
         size_t len = strlen(line);
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ')) {
+        while (len > 0 &&
+               (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ')) {
             line[--len] = '\0';
         }
         const char *start = line + strspn(line, " \t");

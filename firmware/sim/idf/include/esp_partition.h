@@ -34,7 +34,7 @@ typedef enum {
 } esp_partition_subtype_t;
 
 #define ESP_PARTITION_SUBTYPE_OTA(i)                                                               \
-    ((esp_partition_subtype_t)(ESP_PARTITION_SUBTYPE_APP_OTA_MIN + ((i) & 0xf)))
+    ((esp_partition_subtype_t)(ESP_PARTITION_SUBTYPE_APP_OTA_MIN + ((i)&0xf)))
 
 typedef struct esp_flash_t esp_flash_t;
 
@@ -52,14 +52,12 @@ typedef struct {
 
 /* NULL when the table has no such partition (label NULL: any label). */
 const esp_partition_t *esp_partition_find_first(esp_partition_type_t type,
-                                                esp_partition_subtype_t subtype,
-                                                const char *label);
+                                                esp_partition_subtype_t subtype, const char *label);
 esp_err_t esp_partition_read(const esp_partition_t *partition, size_t src_offset, void *dst,
                              size_t size);
-esp_err_t esp_partition_write(const esp_partition_t *partition, size_t dst_offset,
-                              const void *src, size_t size);
-esp_err_t esp_partition_erase_range(const esp_partition_t *partition, size_t offset,
-                                    size_t size);
+esp_err_t esp_partition_write(const esp_partition_t *partition, size_t dst_offset, const void *src,
+                              size_t size);
+esp_err_t esp_partition_erase_range(const esp_partition_t *partition, size_t offset, size_t size);
 
 #ifdef __cplusplus
 }

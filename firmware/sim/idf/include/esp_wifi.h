@@ -59,7 +59,8 @@ typedef struct {
 } wifi_init_config_t;
 
 #define WIFI_INIT_CONFIG_MAGIC 0x1F2F3F4F
-#define WIFI_INIT_CONFIG_DEFAULT() {.magic = WIFI_INIT_CONFIG_MAGIC}
+#define WIFI_INIT_CONFIG_DEFAULT()                                                                 \
+    { .magic = WIFI_INIT_CONFIG_MAGIC }
 
 typedef struct {
     int8_t rssi;

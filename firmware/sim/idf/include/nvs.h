@@ -54,8 +54,7 @@ typedef enum {
     NVS_TYPE_ANY = 0xff,
 } nvs_type_t;
 
-esp_err_t nvs_open(const char *namespace_name, nvs_open_mode_t open_mode,
-                   nvs_handle_t *out_handle);
+esp_err_t nvs_open(const char *namespace_name, nvs_open_mode_t open_mode, nvs_handle_t *out_handle);
 void nvs_close(nvs_handle_t handle);
 esp_err_t nvs_find_key(nvs_handle_t handle, const char *key, nvs_type_t *out_type);
 esp_err_t nvs_get_u8(nvs_handle_t handle, const char *key, uint8_t *out_value);

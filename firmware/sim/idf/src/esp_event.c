@@ -46,14 +46,14 @@ static void event_loop_task(void *arg) {
         pthread_mutex_lock(&s_lock);
         for (size_t i = 0; i < s_handler_count; i++) {
             const event_handler_entry_t *h = &s_handlers[i];
-            if (strcmp(h->base, item.base) == 0 && (h->id == ESP_EVENT_ANY_ID || h->id == item.id)) {
+            if (strcmp(h->base, item.base) == 0 &&
+                (h->id == ESP_EVENT_ANY_ID || h->id == item.id)) {
                 matches[count++] = *h;
             }
         }
         pthread_mutex_unlock(&s_lock);
         for (size_t i = 0; i < count; i++) {
-            matches[i].handler(matches[i].arg, item.base, item.id,
-                               item.len > 0 ? item.data : NULL);
+            matches[i].handler(matches[i].arg, item.base, item.id, item.len > 0 ? item.data : NULL);
         }
     }
 }
@@ -69,9 +69,8 @@ esp_err_t esp_event_loop_create_default(void) {
     if (s_queue == NULL) {
         return ESP_ERR_NO_MEM;
     }
-    return xTaskCreate(event_loop_task, "sys_evt", 2304, NULL, 20, NULL) == pdPASS
-               ? ESP_OK
-               : ESP_ERR_NO_MEM;
+    return xTaskCreate(event_loop_task, "sys_evt", 2304, NULL, 20, NULL) == pdPASS ? ESP_OK
+                                                                                   : ESP_ERR_NO_MEM;
 }
 
 esp_err_t esp_event_handler_register(esp_event_base_t event_base, int32_t event_id,
@@ -94,8 +93,8 @@ esp_err_t esp_event_handler_instance_register(esp_event_base_t event_base, int32
                                               esp_event_handler_t event_handler,
                                               void *event_handler_arg,
                                               esp_event_handler_instance_t *instance) {
-    esp_err_t err = esp_event_handler_register(event_base, event_id, event_handler,
-                                               event_handler_arg);
+    esp_err_t err =
+        esp_event_handler_register(event_base, event_id, event_handler, event_handler_arg);
     if (err == ESP_OK && instance != NULL) {
         *instance = (esp_event_handler_instance_t)event_handler;
     }

@@ -86,8 +86,8 @@ static uint64_t http_now_ms(void) {
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void http_event(esp_http_client_handle_t client, esp_http_client_event_id_t id,
-                       char *key, char *value, void *data, int data_len) {
+static void http_event(esp_http_client_handle_t client, esp_http_client_event_id_t id, char *key,
+                       char *value, void *data, int data_len) {
     if (client->event_handler == NULL) {
         return;
     }
@@ -308,8 +308,8 @@ static size_t http_header_cb(char *data, size_t size, size_t count, void *user) 
         value++;
     }
     size_t vlen = strlen(value);
-    while (vlen > 0 && (value[vlen - 1] == '\r' || value[vlen - 1] == '\n' ||
-                        value[vlen - 1] == ' ')) {
+    while (vlen > 0 &&
+           (value[vlen - 1] == '\r' || value[vlen - 1] == '\n' || value[vlen - 1] == ' ')) {
         value[--vlen] = '\0';
     }
     if (strcasecmp(key, "Content-Length") == 0) {
@@ -346,7 +346,8 @@ static size_t http_write_cb(char *data, size_t size, size_t count, void *user) {
 
 /* Drives the transfer until `ready` holds, it ends, or timeout_ms pass without progress:
  * ESP_OK, or ESP_ERR_HTTP_EAGAIN on the timeout. */
-static esp_err_t http_pump(esp_http_client_handle_t client, bool (*ready)(esp_http_client_handle_t)) {
+static esp_err_t http_pump(esp_http_client_handle_t client,
+                           bool (*ready)(esp_http_client_handle_t)) {
     uint64_t deadline_ms = http_now_ms() + (uint64_t)client->timeout_ms;
     while (!ready(client) && !client->done) {
         if (client->paused) {
@@ -436,6 +437,18 @@ int esp_http_client_write(esp_http_client_handle_t client, const char *buffer, i
     return (int)n;
 }
 
+/* The virtual board's network reaches this machine only (loopback): no DNS, no
+ * other address. */
+static bool http_host_is_loopback(const char *url) {
+    const char *host = strstr(url, "://");
+    if (host == NULL) {
+        return false;
+    }
+    host += 3;
+    return strncmp(host, "127.", 4) == 0 || strncmp(host, "localhost", 9) == 0 ||
+           strncmp(host, "[::1]", 5) == 0;
+}
+
 static bool http_setup(esp_http_client_handle_t client) {
     static const char *const METHODS[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"};
     CURL *e = client->easy;
@@ -447,6 +460,15 @@ static bool http_setup(esp_http_client_handle_t client) {
     }
     client->curl_headers = curl_slist_append(client->curl_headers, "Expect:");
     client->curl_headers = curl_slist_append(client->curl_headers, "Accept:");
+    if (!sim_wifi_has_ip()) {
+        snprintf(client->error, sizeof(client->error), "no network: the station has no IP");
+        return false;
+    }
+    if (!http_host_is_loopback(client->url)) {
+        snprintf(client->error, sizeof(client->error),
+                 "the virtual board reaches loopback addresses only: %s", client->url);
+        return false;
+    }
     curl_easy_setopt(e, CURLOPT_URL, client->url);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -505,7 +527,8 @@ int64_t esp_http_client_fetch_headers(esp_http_client_handle_t client) {
     }
     if (client->state == HTTP_STATE_REQ_COMPLETE_HEADER) {
         if (!http_setup(client)) {
-            return ESP_FAIL;
+            ESP_LOGD(TAG, "%s", client->error);
+            return -ESP_ERR_HTTP_CONNECT;
         }
         client->state = HTTP_STATE_REQ_COMPLETE_DATA;
         curl_multi_add_handle(client->multi, client->easy);
@@ -518,7 +541,7 @@ int64_t esp_http_client_fetch_headers(esp_http_client_handle_t client) {
         return -ESP_ERR_HTTP_EAGAIN;
     }
     if (!client->head_complete) {
-        ESP_LOGE(TAG, "Connection failed: %s", client->error[0] ? client->error : "no response");
+        ESP_LOGD(TAG, "Connection failed: %s", client->error[0] ? client->error : "no response");
         return http_curl_err(client->result) == ESP_ERR_HTTP_CONNECT ? -ESP_ERR_HTTP_CONNECT
                                                                      : ESP_FAIL;
     }
@@ -632,7 +655,8 @@ esp_err_t esp_http_client_perform(esp_http_client_handle_t client) {
     for (int hop = 0; hop <= client->max_redirects; hop++) {
         esp_err_t err = esp_http_client_open(client, client->post_len);
         if (err == ESP_OK && client->post_len > 0 &&
-            esp_http_client_write(client, client->post_data, client->post_len) != client->post_len) {
+            esp_http_client_write(client, client->post_data, client->post_len) !=
+                client->post_len) {
             err = ESP_ERR_HTTP_WRITE_DATA;
         }
         int64_t head = err == ESP_OK ? esp_http_client_fetch_headers(client) : 0;
@@ -649,8 +673,8 @@ esp_err_t esp_http_client_perform(esp_http_client_handle_t client) {
         }
         char *location = NULL;
         int status = client->status;
-        bool redirect = status == 301 || status == 302 || status == 303 || status == 307 ||
-                        status == 308;
+        bool redirect =
+            status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
         if (redirect && !client->disable_auto_redirect &&
             curl_easy_getinfo(client->easy, CURLINFO_REDIRECT_URL, &location) == CURLE_OK &&
             location != NULL) {

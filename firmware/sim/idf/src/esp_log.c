@@ -36,7 +36,8 @@ void esp_log_write(esp_log_level_t level, const char *tag, const char *format, .
     sim_board_stdout_unlock();
 }
 
-#define ERR_NAME(code) {code, #code}
+#define ERR_NAME(code)                                                                             \
+    { code, #code }
 
 static const struct {
     esp_err_t code;

@@ -93,22 +93,21 @@ esp_err_t esp_partition_read(const esp_partition_t *partition, size_t src_offset
     if (err != ESP_OK || dst == NULL) {
         return err != ESP_OK ? err : ESP_ERR_INVALID_ARG;
     }
-    return flash_err(sim_flash_read(sim_board_flash(), partition->address + (uint32_t)src_offset,
-                                    dst, size));
+    return flash_err(
+        sim_flash_read(sim_board_flash(), partition->address + (uint32_t)src_offset, dst, size));
 }
 
-esp_err_t esp_partition_write(const esp_partition_t *partition, size_t dst_offset,
-                              const void *src, size_t size) {
+esp_err_t esp_partition_write(const esp_partition_t *partition, size_t dst_offset, const void *src,
+                              size_t size) {
     esp_err_t err = partition_range(partition, dst_offset, size);
     if (err != ESP_OK || src == NULL) {
         return err != ESP_OK ? err : ESP_ERR_INVALID_ARG;
     }
-    return flash_err(sim_flash_write(sim_board_flash(), partition->address + (uint32_t)dst_offset,
-                                     src, size));
+    return flash_err(
+        sim_flash_write(sim_board_flash(), partition->address + (uint32_t)dst_offset, src, size));
 }
 
-esp_err_t esp_partition_erase_range(const esp_partition_t *partition, size_t offset,
-                                    size_t size) {
+esp_err_t esp_partition_erase_range(const esp_partition_t *partition, size_t offset, size_t size) {
     esp_err_t err = partition_range(partition, offset, size);
     if (err != ESP_OK) {
         return err;
@@ -196,9 +195,8 @@ const esp_partition_t *esp_ota_get_next_update_partition(const esp_partition_t *
 
 uint8_t esp_ota_get_app_partition_count(void) {
     partitions_load();
-    return sim_device()->table_loaded
-               ? (uint8_t)sim_partition_app_ota_count(&sim_device()->table)
-               : 0;
+    return sim_device()->table_loaded ? (uint8_t)sim_partition_app_ota_count(&sim_device()->table)
+                                      : 0;
 }
 
 static esp_err_t ota_handle_new(sim_ota_update_t *update, esp_ota_handle_t *out_handle) {
@@ -263,8 +261,8 @@ esp_err_t esp_ota_resume(const esp_partition_t *partition, const size_t erase_si
         return err != ESP_OK ? err : ESP_ERR_INVALID_ARG;
     }
     sim_ota_update_t *update = NULL;
-    err = ota_err(
-        sim_ota_update_resume(slot, (uint32_t)erase_size, (uint32_t)image_offset, &update));
+    err =
+        ota_err(sim_ota_update_resume(slot, (uint32_t)erase_size, (uint32_t)image_offset, &update));
     return err == ESP_OK ? ota_handle_new(update, out_handle) : err;
 }
 

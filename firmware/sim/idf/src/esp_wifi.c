@@ -153,9 +153,8 @@ esp_err_t esp_wifi_connect(void) {
     if (!s_wifi.started) {
         return ESP_ERR_INVALID_STATE; /* ESP_ERR_WIFI_NOT_STARTED */
     }
-    wifi_event_sta_connected_t connected = {.channel = SIM_WIFI_CHANNEL,
-                                            .authmode = s_wifi.config.sta.threshold.authmode,
-                                            .aid = 1};
+    wifi_event_sta_connected_t connected = {
+        .channel = SIM_WIFI_CHANNEL, .authmode = s_wifi.config.sta.threshold.authmode, .aid = 1};
     size_t ssid_len = strnlen((const char *)s_wifi.config.sta.ssid, sizeof(connected.ssid));
     memcpy(connected.ssid, s_wifi.config.sta.ssid, ssid_len);
     connected.ssid_len = (uint8_t)ssid_len;
@@ -213,4 +212,11 @@ esp_err_t esp_wifi_set_csi(bool en) {
     s_wifi.csi_enabled = en;
     pthread_mutex_unlock(&s_wifi.lock);
     return ESP_OK;
+}
+
+bool sim_wifi_has_ip(void) {
+    pthread_mutex_lock(&s_wifi.lock);
+    bool connected = s_wifi.connected;
+    pthread_mutex_unlock(&s_wifi.lock);
+    return connected;
 }

@@ -39,6 +39,9 @@ const char *sim_board_state_dir(void);
 /* CA file of the certificate bundle (config ca_cert), "" for the host's default store. */
 const char *sim_board_bundle_ca_file(void);
 
+/* The station holds an IP address (esp_wifi.c): the network is reachable only then. */
+bool sim_wifi_has_ip(void);
+
 /* Restarts the board: flushes stdout, ends every task (the process re-executes itself
  * with the same flash, arguments, boot count and flash operation counter). */
 void sim_board_restart(void) __attribute__((noreturn));

@@ -24,8 +24,8 @@ typedef uint32_t StackType_t;
 #define portMAX_DELAY ((TickType_t)0xffffffffUL)
 #define configTICK_RATE_HZ 1000
 #define portTICK_PERIOD_MS ((TickType_t)1000 / configTICK_RATE_HZ)
-#define pdMS_TO_TICKS(ms) ((TickType_t)(((uint64_t)(ms) * configTICK_RATE_HZ) / 1000u))
-#define pdTICKS_TO_MS(ticks) ((uint32_t)(((uint64_t)(ticks) * 1000u) / configTICK_RATE_HZ))
+#define pdMS_TO_TICKS(ms) ((TickType_t)(((uint64_t)(ms)*configTICK_RATE_HZ) / 1000u))
+#define pdTICKS_TO_MS(ticks) ((uint32_t)(((uint64_t)(ticks)*1000u) / configTICK_RATE_HZ))
 #define BIT0 0x00000001
 #define BIT1 0x00000002
 #define BIT2 0x00000004
