@@ -1,149 +1,61 @@
 """Benchmark of `csi-ota serve` against Debian's nginx on loopback (not a test; writes JSON).
 
-Measures, in one run:
-  1. aggregate firmware download throughput at 50 and 200 concurrent keep-alive
-     clients: the controller streaming the image itself, nginx serving the same
-     file, and nginx in front of the controller with X-Accel-Redirect (the
-     controller authorises, nginx sends the bytes);
-  2. version checks per second with p50/p99 latency, 10,000 registered devices,
-     each request with a random device's token.
+Measures, in one run, every row beside its nginx reference from the same minute:
 
-The load generator is a small asyncio HTTP/1.1 client in one separate
-process; it shares the machine's cores with the servers, so absolute numbers
-are low-end — compare the ratios. Usage:
+  1. firmware downloads (aggregate MB/s of full 1.2 MB images) at 50 and 200 concurrent
+     keep-alive clients, plain HTTP and TLS: the controller sending the image itself
+     (sendfile on plain HTTP), nginx serving the same file, and nginx in front of the
+     controller with X-Accel-Redirect (the controller authorises, nginx sends);
+  2. version checks (`GET /api/ota/version`, each with a random device's token): closed
+     loop with 50 clients at 10,000 devices (SQLite) and at 100,000 and 1,000,000
+     registered devices (PostgreSQL), beside nginx answering a static manifest; and open
+     loop at the rate a fleet of that size polling every 5 minutes produces (3,333/s for
+     a million), with p50/p99 latency counted from when each request was due.
 
-    python benchmarks/serve.py [--duration 8] [--out benchmarks/results/serve.json]
+The load generator (benchmarks/benchlib.py) runs in its own process and shares the two
+cores with the servers, so absolute numbers are low and noisy; the ratios against nginx
+measured in the same run are the figures to read. Usage:
+
+    python benchmarks/serve.py [--duration 8] [--max-devices 1000000] [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import json
-import multiprocessing
 import os
-import platform
 import random
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from csi_ota import imagegen, keys  # noqa: E402
-from csi_ota.controller.db import make_engine, session_factory, session_scope  # noqa: E402
-from csi_ota.controller.registry import register_device  # noqa: E402
+from benchlib import (  # noqa: E402
+    bulk_register,
+    closed_loop,
+    device_id_for,
+    get_request,
+    machine,
+    open_loop,
+    token_for,
+)
+from csi_ota import certs, imagegen, keys  # noqa: E402
+from csi_ota.controller.db import default_sqlite_url  # noqa: E402
 from csi_ota.manifest import manifest_for_image, sign_manifest  # noqa: E402
-from services import controller_server, nginx_server, postgres_server  # noqa: E402
+from services import controller_server, free_port, nginx_server, postgres_server  # noqa: E402
 
 IMAGE_SIZE_BYTES = 1_200_000
-READ_CHUNK_BYTES = 256 * 1024
 CONCURRENCY_LEVELS = (50, 200)
 VERSION_CHECK_CONCURRENCY = 50
-DEVICES = 10_000
+SQLITE_DEVICES = 10_000
+POSTGRES_FLEETS = (100_000, 1_000_000)
+POLL_INTERVAL_S = 300.0
 DOWNLOAD_TOKENS = 256  # distinct devices used by the download clients
-
-
-# --------------------------------------------------------------------------- the load generator
-
-
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, int]:
-    """(status, body bytes) of one response; the body is read and discarded."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split()[1])
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    remaining = length
-    while remaining:
-        chunk = await reader.read(min(READ_CHUNK_BYTES, remaining))
-        if not chunk:
-            raise ConnectionError("body ended early")
-        remaining -= len(chunk)
-    return status, length
-
-
-async def _client(host, port, requests, deadline, stats, latencies) -> None:
-    reader, writer = await asyncio.open_connection(host, port, limit=READ_CHUNK_BYTES * 4)
-    try:
-        while time.monotonic() < deadline:
-            request = random.choice(requests)
-            started = time.perf_counter()
-            writer.write(request)
-            status, length = await _read_response(reader)
-            latencies.append(time.perf_counter() - started)
-            stats["bytes"] += length
-            stats["responses"] += 1
-            stats.setdefault(f"status_{status}", 0)
-            stats[f"status_{status}"] += 1
-    finally:
-        writer.close()
-
-
-async def _load(host, port, requests, concurrency, duration_s) -> dict:
-    stats = {"bytes": 0, "responses": 0}
-    latencies: list[float] = []
-    started = time.monotonic()
-    deadline = started + duration_s
-    results = await asyncio.gather(
-        *[_client(host, port, requests, deadline, stats, latencies) for _ in range(concurrency)],
-        return_exceptions=True,
-    )
-    elapsed = time.monotonic() - started
-    errors = [repr(r) for r in results if isinstance(r, BaseException)]
-    latencies.sort()
-
-    def percentile(p: float) -> float | None:
-        return (
-            round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 3)
-            if latencies
-            else None
-        )
-
-    return {
-        "concurrency": concurrency,
-        "seconds": round(elapsed, 3),
-        "responses": stats["responses"],
-        "statuses": {k: v for k, v in stats.items() if k.startswith("status_")},
-        "requests_per_s": round(stats["responses"] / elapsed, 1),
-        "mbytes_per_s": round(stats["bytes"] / elapsed / 1e6, 1),
-        "p50_ms": percentile(0.50),
-        "p99_ms": percentile(0.99),
-        "mean_ms": round(statistics.fmean(latencies) * 1000, 3) if latencies else None,
-        "client_errors": errors[:5],
-    }
-
-
-def _load_in_process(args, queue) -> None:
-    queue.put(asyncio.run(_load(*args)))
-
-
-def run_load(host: str, port: int, requests: list[bytes], concurrency: int, duration_s: float) -> dict:
-    """Runs the load generator in its own process (so it does not share the GIL with anything here)."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(
-        target=_load_in_process, args=((host, port, requests, concurrency, duration_s), queue)
-    )
-    process.start()
-    result = queue.get(timeout=duration_s + 120)
-    process.join(timeout=30)
-    return result
-
-
-def get_request(host: str, port: int, path: str, token: str | None = None) -> bytes:
-    auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}Connection: keep-alive\r\n\r\n".encode()
-
-
-# --------------------------------------------------------------------------- setup
+HOST = "127.0.0.1"
 
 
 def make_release(tmp: Path) -> tuple[Path, bytes, bytes, str]:
@@ -154,36 +66,135 @@ def make_release(tmp: Path) -> tuple[Path, bytes, bytes, str]:
     return keys.public_key_path_for(key), image, sign_manifest(manifest, private), manifest.sha256
 
 
-def register_devices(database_url: str, count: int) -> list[tuple[str, str]]:
-    engine = make_engine(database_url, pool_size=1)
-    factory = session_factory(engine)
-    devices = []
-    try:
-        for start in range(0, count, 1000):
-            with session_scope(factory) as session:
-                for index in range(start, min(count, start + 1000)):
-                    device_id = f"bench{index:05d}"
-                    devices.append(
-                        (device_id, register_device(session, device_id, tags=["bench"], actor="benchmark"))
-                    )
-    finally:
-        engine.dispose()
-    return devices
-
-
-def measure_version_checks(controller, devices: list[tuple[str, str]], duration_s: float) -> dict:
-    """Version checks with a random device's token each; half the fleet is offered the release (200), half runs it (204)."""
-    port = int(controller.device_url.rsplit(":", 1)[1])
-    requests = []
-    for index, (device_id, token) in enumerate(devices):
-        running = "9.0.0" if index % 2 else "8.0.0"
-        query = (
-            f"/api/ota/version?device_id={device_id}&version={running}&secure_version=0&slot=0&state=valid"
+def publish(controller, image: bytes, manifest: bytes) -> int:
+    """Uploads the release; returns its id (devices are registered with it assigned: half of them then
+    run it and get 204, half do not and get 200 + the manifest)."""
+    with controller.management_client() as mgmt:
+        response = mgmt.post(
+            "/api/releases",
+            content=image,
+            headers={"X-Release-Manifest": base64.b64encode(manifest).decode()},
         )
-        requests.append(get_request("127.0.0.1", port, query, token))
-    result = run_load("127.0.0.1", port, requests, VERSION_CHECK_CONCURRENCY, duration_s)
-    result["devices"] = len(devices)
-    return result
+        response.raise_for_status()
+        return response.json()["id"]
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+class VersionCheckRequests:
+    """The i-th request: a random device of the fleet (a picklable callable for the load process)."""
+
+    def __init__(self, port: int, devices: int) -> None:
+        self.port, self.devices = port, devices
+
+    def __call__(self, _i: int) -> bytes:
+        index = random.randrange(self.devices)
+        running = "9.0.0" if index % 2 else "8.0.0"
+        query = f"/api/ota/version?device_id={device_id_for(index)}&version={running}&secure_version=0&slot=0&state=valid"
+        return get_request(HOST, self.port, query, token_for(index))
+
+
+def version_check_requests(port: int, devices: int, count: int = 20_000) -> list[bytes]:
+    make = VersionCheckRequests(port, devices)
+    return [make(i) for i in range(min(count, devices * 2))]
+
+
+def measure_downloads(args, tmp, controller, public_key, sha256, results) -> None:
+    tls_dir = tmp / "tls"
+    certs.create_ca(tls_dir)
+    certs.create_server_cert(tls_dir, tls_dir)
+    cert, key = tls_dir / "server.crt", tls_dir / "server.key"
+    common = ["--device-rate", "0", "--log-level", "error", "--workers", str(args.workers)]
+    tokens = [token_for(i) for i in range(DOWNLOAD_TOKENS)]
+    path = f"/api/ota/firmware/{sha256}"
+    with (
+        controller_server(
+            tmp / "data",
+            admin_token=controller.admin_token,
+            extra_args=common + ["--x-accel-redirect", "/_firmware/"],
+        ) as offloaded,
+        controller_server(
+            tmp / "data", admin_token=controller.admin_token, tls_cert=cert, tls_key=key, extra_args=common
+        ) as controller_tls,
+    ):
+        tls_port = free_port()
+        front_config = f"""
+            location /_firmware/ {{ internal; alias {controller.firmware_dir}/; }}
+            location / {{ proxy_pass http://csi_ota_controller; proxy_http_version 1.1;
+                          proxy_set_header Connection ""; }}
+        """
+        upstream = (
+            f"upstream csi_ota_controller {{ server 127.0.0.1:{_port(offloaded.device_url)}; keepalive 64; }}"
+        )
+        tls_server = f"""
+            server {{ listen {HOST}:{tls_port} ssl; ssl_certificate {cert}; ssl_certificate_key {key};
+                      ssl_protocols TLSv1.2 TLSv1.3; root {controller.firmware_dir}; }}
+        """
+        with (
+            nginx_server(controller.firmware_dir, worker_processes=2, extra_http_config=tls_server) as plain,
+            nginx_server(
+                controller.firmware_dir,
+                worker_processes=2,
+                extra_server_config=front_config,
+                extra_http_config=upstream,
+            ) as front,
+        ):
+            port = _port(controller.device_url)
+            plain_targets = {
+                "controller": (port, [get_request(HOST, port, path, t) for t in tokens], False),
+                "nginx": (plain.port, [get_request(HOST, plain.port, f"/{sha256}.bin")], False),
+                "nginx_x_accel_redirect": (
+                    front.port,
+                    [get_request(HOST, front.port, path, t) for t in tokens],
+                    False,
+                ),
+            }
+            tport = _port(controller_tls.device_url)
+            tls_targets = {
+                "controller": (tport, [get_request(HOST, tport, path, t) for t in tokens], True),
+                "nginx": (tls_port, [get_request(HOST, tls_port, f"/{sha256}.bin")], True),
+            }
+            for transport, targets in (("plain", plain_targets), ("tls", tls_targets)):
+                for concurrency in CONCURRENCY_LEVELS:
+                    row = {}
+                    for name, (target_port, requests, tls) in targets.items():
+                        print(f"downloads ({transport}): {name}, {concurrency} clients …", flush=True)
+                        row[name] = closed_loop(
+                            HOST, target_port, requests, concurrency, args.duration, tls=tls
+                        )
+                    reference = row["nginx"]["mbytes_per_s"] or 1
+                    row["ratio_controller_to_nginx"] = round(row["controller"]["mbytes_per_s"] / reference, 3)
+                    if "nginx_x_accel_redirect" in row:
+                        row["ratio_x_accel_to_nginx"] = round(
+                            row["nginx_x_accel_redirect"]["mbytes_per_s"] / reference, 3
+                        )
+                    results["downloads"][transport][str(concurrency)] = row
+
+
+def measure_version_checks(args, controller, devices: int, nginx_port: int, manifest_name: str) -> dict:
+    """Closed loop (50 clients) beside nginx's static manifest, then open loop at the fleet's polling rate."""
+    port = _port(controller.device_url)
+    row = {"devices": devices}
+    print(f"version checks: {devices} devices, closed loop …", flush=True)
+    row["closed"] = closed_loop(
+        HOST, port, version_check_requests(port, devices), VERSION_CHECK_CONCURRENCY, args.duration
+    )
+    row["nginx_static_manifest"] = closed_loop(
+        HOST,
+        nginx_port,
+        [get_request(HOST, nginx_port, f"/{manifest_name}")],
+        VERSION_CHECK_CONCURRENCY,
+        args.duration,
+    )
+    row["ratio_closed_to_nginx"] = round(
+        row["closed"]["requests_per_s"] / (row["nginx_static_manifest"]["requests_per_s"] or 1), 3
+    )
+    rate = devices / POLL_INTERVAL_S
+    print(f"version checks: {devices} devices, open loop at {rate:.0f}/s …", flush=True)
+    row["open"] = open_loop(HOST, port, VersionCheckRequests(port, devices), rate, args.duration)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,145 +202,95 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
-    parser.add_argument("--devices", type=int, default=DEVICES)
+    parser.add_argument(
+        "--max-devices", type=int, default=POSTGRES_FLEETS[-1], help="largest PostgreSQL fleet"
+    )
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="csi-ota serve --workers")
+    parser.add_argument("--skip-downloads", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true", help="version checks on SQLite only")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
     args = parser.parse_args(argv)
-    if not 1 <= args.duration <= 120 or not 1 <= args.devices <= 100_000:
-        parser.error("--duration must be 1..120 s and --devices 1..100000")
+    if not 1 <= args.duration <= 120 or not 1 <= args.max_devices <= 1_000_000:
+        parser.error("--duration must be 1..120 s and --max-devices 1..1000000")
 
     results: dict = {
         "benchmark": "serve",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "image_bytes": None,
+        "machine": machine(),
+        "workers": args.workers,
+        "image_bytes": IMAGE_SIZE_BYTES,
         "duration_s": args.duration,
-        "downloads": {},
+        "downloads": {"plain": {}, "tls": {}},
         "version_checks": {},
     }
+    common = ["--device-rate", "0", "--log-level", "error", "--workers", str(args.workers)]
     with tempfile.TemporaryDirectory(prefix="csi-ota-bench-") as tmp_name:
         tmp = Path(tmp_name)
         public_key, image, manifest, sha256 = make_release(tmp)
-        results["image_bytes"] = len(image)
-        with controller_server(
-            tmp / "data", trusted_keys=[public_key], extra_args=["--device-rate", "0", "--log-level", "error"]
-        ) as controller:
-            with controller.management_client() as mgmt:
-                response = mgmt.post(
-                    "/api/releases",
-                    content=image,
-                    headers={"X-Release-Manifest": base64.b64encode(manifest).decode()},
+        (tmp / "static").mkdir()
+        (tmp / "static" / "manifest.txt").write_bytes(manifest)
+        with nginx_server(tmp / "static", worker_processes=2) as static:
+            # SQLite: downloads and the 10,000-device version checks.
+            data = tmp / "data"
+            data.mkdir()
+            with controller_server(data, trusted_keys=[public_key], extra_args=common) as controller:
+                release_id = publish(controller, image, manifest)
+                admin = controller.admin_token
+            print(f"registering {SQLITE_DEVICES} devices (SQLite) …", flush=True)
+            bulk_register(default_sqlite_url(data), 0, SQLITE_DEVICES, ("bench",), release_id)
+            with controller_server(data, admin_token=admin, extra_args=common) as controller:
+                if not args.skip_downloads:
+                    measure_downloads(args, tmp, controller, public_key, sha256, results)
+                results["version_checks"]["sqlite_10000"] = measure_version_checks(
+                    args, controller, SQLITE_DEVICES, static.port, "manifest.txt"
                 )
-                response.raise_for_status()
-            print(f"registering {args.devices} devices …", flush=True)
-            devices = register_devices(controller.database_url, args.devices)
-            with controller.management_client() as mgmt:
-                # Half the fleet is offered the release (200 + manifest), half already runs it (204).
-                response = mgmt.post(
-                    "/api/batch",
-                    json={"selection": {"tag": "bench"}, "action": "assign", "release": "9.0.0"},
-                    timeout=300,
-                )
-                response.raise_for_status()
-
-            offload_args = ["--device-rate", "0", "--log-level", "error", "--x-accel-redirect", "/_firmware/"]
-            with controller_server(
-                tmp / "data", admin_token=controller.admin_token, extra_args=offload_args
-            ) as offloaded:
-                offload_port = int(offloaded.device_url.rsplit(":", 1)[1])
-                front_config = f"""
-                    location /_firmware/ {{ internal; alias {controller.firmware_dir}/; }}
-                    location / {{ proxy_pass http://csi_ota_controller; proxy_http_version 1.1;
-                                  proxy_set_header Connection ""; }}
-                """
-                upstream = f"upstream csi_ota_controller {{ server 127.0.0.1:{offload_port}; keepalive 64; }}"
-                with (
-                    nginx_server(controller.firmware_dir, worker_processes=2) as plain,
-                    nginx_server(
-                        controller.firmware_dir,
-                        worker_processes=2,
-                        extra_server_config=front_config,
-                        extra_http_config=upstream,
-                    ) as front,
-                ):
-                    host = "127.0.0.1"
-                    controller_port = int(controller.device_url.rsplit(":", 1)[1])
-                    tokens = [token for _, token in devices[:DOWNLOAD_TOKENS]]
-                    path = f"/api/ota/firmware/{sha256}"
-                    targets = {
-                        "controller": (
-                            controller_port,
-                            [get_request(host, controller_port, path, t) for t in tokens],
-                        ),
-                        "nginx": (plain.port, [get_request(host, plain.port, f"/{sha256}.bin")]),
-                        "nginx_x_accel_redirect": (
-                            front.port,
-                            [get_request(host, front.port, path, t) for t in tokens],
-                        ),
-                    }
-                    for concurrency in CONCURRENCY_LEVELS:
-                        row = {}
-                        for name, (port, requests) in targets.items():
-                            print(f"downloads: {name}, {concurrency} clients …", flush=True)
-                            row[name] = run_load(host, port, requests, concurrency, args.duration)
-                        nginx_rate = row["nginx"]["mbytes_per_s"] or 1
-                        row["ratio_controller_to_nginx"] = round(
-                            row["controller"]["mbytes_per_s"] / nginx_rate, 3
-                        )
-                        row["ratio_x_accel_to_nginx"] = round(
-                            row["nginx_x_accel_redirect"]["mbytes_per_s"] / nginx_rate, 3
-                        )
-                        results["downloads"][str(concurrency)] = row
-
-            print(
-                f"version checks: {args.devices} devices, {VERSION_CHECK_CONCURRENCY} clients …", flush=True
-            )
-            results["version_checks"]["sqlite"] = measure_version_checks(controller, devices, args.duration)
-
-        if not args.skip_postgres:
-            print(f"version checks on PostgreSQL: {args.devices} devices …", flush=True)
-            with postgres_server(fsync=True) as pg:
-                url = pg.create_database("csi_ota_bench")
-                with controller_server(
-                    tmp / "data-pg",
-                    database_url=url,
-                    trusted_keys=[public_key],
-                    extra_args=["--device-rate", "0", "--log-level", "error"],
-                ) as controller:
-                    with controller.management_client() as mgmt:
-                        mgmt.post(
-                            "/api/releases",
-                            content=image,
-                            headers={"X-Release-Manifest": base64.b64encode(manifest).decode()},
-                        ).raise_for_status()
-                    devices = register_devices(controller.database_url, args.devices)
-                    with controller.management_client() as mgmt:
-                        mgmt.post(
-                            "/api/batch",
-                            json={"selection": {"tag": "bench"}, "action": "assign", "release": "9.0.0"},
-                            timeout=300,
-                        ).raise_for_status()
-                    results["version_checks"]["postgres"] = measure_version_checks(
-                        controller, devices, args.duration
-                    )
+            if not args.skip_postgres:
+                with postgres_server(fsync=True) as pg:
+                    url = pg.create_database("csi_ota_bench")
+                    with controller_server(
+                        tmp / "data-pg", database_url=url, trusted_keys=[public_key], extra_args=common
+                    ) as controller:
+                        admin = controller.admin_token
+                        release_id = publish(controller, image, manifest)
+                    registered = 0
+                    for fleet in [f for f in POSTGRES_FLEETS if f <= args.max_devices] or [args.max_devices]:
+                        print(f"registering {fleet - registered} devices (PostgreSQL) …", flush=True)
+                        seconds = bulk_register(url, registered, fleet - registered, ("bench",), release_id)
+                        print(f"  {seconds:.0f} s", flush=True)
+                        registered = fleet
+                        with controller_server(
+                            tmp / "data-pg",
+                            database_url=url,
+                            admin_token=admin,
+                            extra_args=common,
+                            timeout_s=600,
+                        ) as controller:
+                            results["version_checks"][f"postgres_{fleet}"] = measure_version_checks(
+                                args, controller, fleet, static.port, "manifest.txt"
+                            )
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = args.out.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(results, indent=2) + "\n")
     os.replace(tmp_out, args.out)
-    for concurrency, row in results["downloads"].items():
+    for transport, rows in results["downloads"].items():
+        for concurrency, row in rows.items():
+            offload = row.get("nginx_x_accel_redirect")
+            print(
+                f"downloads {transport:5} {concurrency:>4} clients: controller {row['controller']['mbytes_per_s']} MB/s, "
+                f"nginx {row['nginx']['mbytes_per_s']} MB/s (ratio {row['ratio_controller_to_nginx']})"
+                + (
+                    f", X-Accel-Redirect {offload['mbytes_per_s']} MB/s (ratio {row['ratio_x_accel_to_nginx']})"
+                    if offload
+                    else ""
+                )
+            )
+    for name, row in results["version_checks"].items():
+        closed, ref, opened = row["closed"], row["nginx_static_manifest"], row["open"]
         print(
-            f"{concurrency:>4} clients: controller {row['controller']['mbytes_per_s']} MB/s, "
-            f"nginx {row['nginx']['mbytes_per_s']} MB/s, nginx+X-Accel-Redirect {row['nginx_x_accel_redirect']['mbytes_per_s']} MB/s "
-            f"(controller/nginx {row['ratio_controller_to_nginx']}, x-accel/nginx {row['ratio_x_accel_to_nginx']})"
-        )
-    for backend, vc in results["version_checks"].items():
-        print(
-            f"version checks ({backend}): {vc['requests_per_s']} /s, p50 {vc['p50_ms']} ms, p99 {vc['p99_ms']} ms "
-            f"({vc['devices']} devices, {VERSION_CHECK_CONCURRENCY} clients)"
+            f"version checks {name}: closed {closed['requests_per_s']}/s p99 {closed['p99_ms']} ms "
+            f"(nginx {ref['requests_per_s']}/s, ratio {row['ratio_closed_to_nginx']}); open loop "
+            f"{opened['achieved_per_s']}/{opened['target_per_s']}/s p50 {opened['p50_ms']} ms p99 {opened['p99_ms']} ms, "
+            f"{opened['errors']} errors"
         )
     print(f"wrote {args.out}")
     return 0

@@ -146,6 +146,12 @@ from csi_ota.controller import ADMIN_ROLES, DEFAULT_MQTT_CONTROLLER_USER, DEFAUL
     help="Firmware downloads one device token may have in flight (a new one closes the oldest).",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes serving the device port (default: one per CPU core).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="warning",
@@ -176,6 +182,7 @@ def serve_command(
     max_connections: int,
     max_connections_per_client: int,
     downloads_per_device: int,
+    workers: int | None,
     log_level: str,
 ) -> None:
     """Run the OTA controller: device API (8080) and management API (8081).
@@ -229,7 +236,9 @@ def serve_command(
         max_connections=max_connections,
         max_connections_per_client=max_connections_per_client,
     )
-    serve(settings, listen, mqtt, limits)
+    from csi_ota.controller.workers import default_worker_count
+
+    serve(settings, listen, mqtt, limits, workers=workers or default_worker_count())
 
 
 # --------------------------------------------------------------------------- releases

@@ -85,8 +85,11 @@ class ControllerContext:
         self.engine.dispose()
 
 
-def build_context(settings: ControllerSettings, *, pool_size: int = 20) -> ControllerContext:
-    """Opens the (already migrated) registry and the firmware store; loads the trusted keys."""
+def build_context(settings: ControllerSettings, *, pool_size: int = 20, metrics=None) -> ControllerContext:
+    """Opens the (already migrated) registry and the firmware store; loads the trusted keys.
+
+    ``metrics``: what the counters are written to (default: this process's Prometheus registry).
+    """
     from csi_ota.keys import load_public_key
 
     trusted = [load_public_key(path) for path in settings.trusted_key_paths]
@@ -94,7 +97,7 @@ def build_context(settings: ControllerSettings, *, pool_size: int = 20) -> Contr
     factory = session_factory(engine)
     store = FirmwareStore(settings.firmware_dir)
     store.prepare()
-    metrics = ControllerMetrics()
+    metrics = ControllerMetrics() if metrics is None else metrics
     metrics.add_fleet_collector(FleetCollector(factory, settings.health_check_interval_s, utcnow))
     mqtt_sync = None
     if settings.mqtt_acl_dir is not None:

@@ -1,6 +1,7 @@
 """Prometheus metrics of one controller process (served at GET /metrics on the management port).
 
-Counters count this process's work; the device gauges are read from the
+Counters count this process's work (with ``serve --workers N``, the first process adds
+the other workers' counts at each scrape: csi_ota.controller.workers); the device gauges are read from the
 registry at scrape time, so every process of a scale-out reports the same
 fleet view.
 """
@@ -56,9 +57,23 @@ class FleetCollector:
         yield by_health
 
 
+class _BeforeScrape:
+    """Registered first: runs the hooks (e.g. adding other workers' counts) before any metric is read."""
+
+    def __init__(self) -> None:
+        self.hooks: list[Callable[[], None]] = []
+
+    def collect(self):
+        for hook in self.hooks:
+            hook()
+        return iter(())
+
+
 class ControllerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._before_scrape = _BeforeScrape()
+        self.registry.register(self._before_scrape)
         self.downloads = Counter(
             "csi_ota_firmware_downloads",
             "Firmware download responses started",
@@ -67,6 +82,11 @@ class ControllerMetrics:
         )
         self.bytes_served = Counter(
             "csi_ota_firmware_bytes_served", "Firmware bytes sent to devices", registry=self.registry
+        )
+        self.bytes_zero_copy = Counter(
+            "csi_ota_firmware_bytes_zero_copy",
+            "Firmware bytes sent with sendfile(2) (part of csi_ota_firmware_bytes_served)",
+            registry=self.registry,
         )
         self.status_reports = Counter(
             "csi_ota_status_reports",
@@ -86,6 +106,9 @@ class ControllerMetrics:
         self.releases_rejected = Counter(
             "csi_ota_releases_rejected", "Release uploads refused", registry=self.registry
         )
+
+    def before_scrape(self, hook: Callable[[], None]) -> None:
+        self._before_scrape.hooks.append(hook)
 
     def add_fleet_collector(self, collector: FleetCollector) -> None:
         self.registry.register(collector)

@@ -242,3 +242,25 @@ class AdminToken(Base):
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     user: Mapped[AdminUser] = relationship(lazy="joined")
+
+
+class RegistryChange(Base):
+    """A row of the devices/releases/tag_configs tables changed (written by database triggers).
+
+    The controller's in-memory device cache (csi_ota.controller.device_cache) follows this
+    table: every process reloads the rows named here, so a revocation, an assignment or a
+    config push made by any process, the rollout engine or a direct SQL update reaches the
+    version-check hot path of every process. The triggers are (re)created at each start by
+    csi_ota.controller.change_feed.install_triggers, over the columns the table has then.
+    """
+
+    __tablename__ = "registry_changes"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    table_name: Mapped[str] = mapped_column(String(32), nullable=False)
+    row_key: Mapped[str] = mapped_column(String(64), nullable=False)
+    changed_at: Mapped[dt.datetime] = mapped_column(
+        DateTime, nullable=False, server_default=text("CURRENT_TIMESTAMP"), index=True
+    )

@@ -1,8 +1,10 @@
-"""`csi-ota serve`: both ports in one process — two uvicorn servers on one asyncio loop.
+"""`csi-ota serve`: both ports, two uvicorn servers on one asyncio loop, plus device workers.
 
-Start-up order: validate settings (exit 2 on a bad variable), migrate the
-registry (``alembic upgrade heads``), remove half-written uploads, build the
-apps (the management app gets the rollout engine via
+Start-up order: validate settings (exit 2 on a bad variable), bind both ports, migrate the
+registry (``alembic upgrade heads``) and (re)create its change triggers, fork the device
+workers (``--workers``, csi_ota.controller.workers), remove half-written uploads, load the
+device cache (csi_ota.controller.device_cache), build the apps (the device app behind the
+hot path, csi_ota.controller.hot_path; the management app gets the rollout engine via
 ``csi_ota.controller.rollout.attach`` when that module exists), start the MQTT
 bridge and the CSI counter flusher, then listen. SIGTERM/SIGINT stop both
 servers gracefully.
@@ -27,15 +29,21 @@ import uvicorn
 from fastapi import FastAPI
 
 from csi_ota.controller import DEFAULT_MQTT_SHARE_GROUP
+from csi_ota.controller.change_feed import ChangeFollower, ChangeSignal, install_triggers, watch_sessions
 from csi_ota.controller.context import ControllerContext, build_context
-from csi_ota.controller.db import safe_url, upgrade_database
+from csi_ota.controller.db import make_engine, safe_url, upgrade_database
 from csi_ota.controller.device_api import create_device_app
+from csi_ota.controller.device_cache import DeviceCache
+from csi_ota.controller.hot_path import HotPath
 from csi_ota.controller.limits import ServerLimits, fit_to_fd_limit, install_log_rate_limit
 from csi_ota.controller.management_api import create_management_app
 from csi_ota.controller.settings import ControllerSettings
+from csi_ota.controller.workers import MAX_WORKERS, SharedCounts, WorkerMetrics, fork_worker, stop_workers
+from csi_ota.controller.write_batcher import WriteBatcher
 from csi_ota.errors import CsiOtaError
 
 CSI_FLUSH_INTERVAL_S = 1.0
+LISTEN_BACKLOG = 2048
 log = logging.getLogger("csi_ota.serve")
 
 
@@ -98,13 +106,22 @@ def create_apps(ctx: ControllerContext) -> tuple[FastAPI, FastAPI]:
 
 def check_port_free(host: str, port: int) -> None:
     """Raises CsiOtaError (exit 1) if ``host:port`` cannot be bound now."""
+    bind_socket(host, port).close()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (shared by every worker); CsiOtaError (exit 1) if taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise CsiOtaError(f"cannot listen on {host}:{port}: {exc.strerror}", exit_code=1) from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise CsiOtaError(f"cannot listen on {host}:{port}: {exc.strerror}", exit_code=1) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def check_listen_options(options: ListenOptions) -> None:
@@ -141,24 +158,24 @@ def _flush_loop(ctx: ControllerContext, stop: threading.Event) -> None:
             log.exception("flushing CSI counters failed")
 
 
-async def _run_servers(servers: list[uvicorn.Server]) -> None:
+async def _run_servers(servers: list[tuple[uvicorn.Server, socket.socket]]) -> None:
     loop = asyncio.get_running_loop()
 
     def request_exit() -> None:
-        for server in servers:
+        for server, _sock in servers:
             server.should_exit = True
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, request_exit)
-    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    request_exit()  # one server stopped (e.g. its port was taken): stop the other too
+    request_exit()  # one server stopped: stop the other too
     await asyncio.gather(*tasks, return_exceptions=True)
     for task in done:
         if task.exception() is not None:
             raise task.exception()
-    if not all(server.started for server in servers):
+    if not all(server.started for server, _sock in servers):
         raise CsiOtaError("a port could not be opened (already in use?)", exit_code=1)
 
 
@@ -176,46 +193,143 @@ def _sync_mqtt_files(ctx: ControllerContext, mqtt: MqttOptions | None) -> MqttOp
     return mqtt
 
 
+def _uvicorn_config(app, listen: ListenOptions, limits: ServerLimits, *, tls: bool) -> uvicorn.Config:
+    """One port's server: limits (header timeout, connection caps) on uvicorn's protocol class.
+
+    That class is uvicorn's "auto" one: httptools when installed (a dependency), whose transport
+    the hot path sends firmware on with sendfile(2).
+    """
+    return uvicorn.Config(
+        app,
+        host=listen.host,
+        log_level=listen.log_level,
+        access_log=False,
+        loop="asyncio",
+        ssl_certfile=str(listen.tls_cert) if tls else None,
+        ssl_keyfile=str(listen.tls_key) if tls else None,
+        **limits.uvicorn_kwargs(),  # one call per port: each port counts its own connections
+    )
+
+
+@dataclass
+class _DevicePlane:
+    """What serves the device port in one process: the hot path over the FastAPI app."""
+
+    app: HotPath
+    cache: DeviceCache
+    batcher: WriteBatcher
+    follower: ChangeFollower
+
+    def stop(self) -> None:
+        self.follower.stop()
+        self.batcher.stop()
+        self.batcher.join(timeout=5)
+
+
+def _device_plane(ctx: ControllerContext, device_app: FastAPI, signal_: ChangeSignal) -> _DevicePlane:
+    cache = DeviceCache(ctx.engine, ctx.settings.firmware_dir, signal_)
+    watch_sessions(ctx.session_factory, signal_, on_commit=lambda: None)
+    cache.load()
+    batcher = WriteBatcher(ctx.session, ctx.engine.dialect.name)
+    batcher.start()
+    follower = ChangeFollower(ctx.engine, cache.catch_up)
+    follower.start()
+    return _DevicePlane(HotPath(device_app, ctx, cache, batcher), cache, batcher, follower)
+
+
+def _start_flusher(ctx: ControllerContext) -> tuple[threading.Thread, threading.Event]:
+    stop_flusher = threading.Event()
+    flusher = threading.Thread(target=_flush_loop, args=(ctx, stop_flusher), name="csi-flush", daemon=True)
+    flusher.start()
+    return flusher, stop_flusher
+
+
+def _run_device_worker(
+    settings: ControllerSettings,
+    listen: ListenOptions,
+    device_socket: socket.socket,
+    signal_: ChangeSignal,
+    counts: SharedCounts,
+    index: int,
+    limits: ServerLimits,
+) -> None:
+    """A forked device worker: the device port only, counters in shared memory."""
+    ctx = build_context(settings, metrics=WorkerMetrics(counts, index))
+    plane = _device_plane(ctx, create_device_app(ctx), signal_)
+    flusher, stop_flusher = _start_flusher(ctx)
+    config = _uvicorn_config(plane.app, listen, limits, tls=not listen.insecure_http)
+    install_log_rate_limit(limits.log_records_per_minute)
+    try:
+        asyncio.run(_run_servers([(_Server(config), device_socket)]))
+    finally:
+        plane.stop()
+        stop_flusher.set()
+        flusher.join(timeout=5)
+        ctx.close()
+
+
 def serve(
     settings: ControllerSettings,
     listen: ListenOptions,
     mqtt: MqttOptions | None = None,
     limits: ServerLimits | None = None,
+    *,
+    workers: int = 1,
 ) -> None:
-    """Runs the controller until SIGTERM/SIGINT."""
+    """Runs the controller until SIGTERM/SIGINT (``workers`` processes on the device port)."""
     check_listen_options(listen)
-    for port in (listen.device_port, listen.management_port):
-        check_port_free(listen.host, port)
+    limits = fit_to_fd_limit(limits or ServerLimits(), ports=2)
+    if not 1 <= workers <= MAX_WORKERS:
+        raise CsiOtaError(f"--workers must be 1..{MAX_WORKERS}")
+    device_socket = bind_socket(listen.host, listen.device_port)
+    management_socket = bind_socket(listen.host, listen.management_port)
     logging.basicConfig(level=getattr(logging, listen.log_level.upper(), logging.WARNING))
     upgrade_database(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        install_triggers(engine)
+    finally:
+        engine.dispose()
+    signal_ = ChangeSignal(shared=workers > 1)
+    counts = SharedCounts(workers)
+    # Fork the device workers before this process starts any thread or opens any connection.
+    worker_pids = [
+        fork_worker(lambda i=index: _run_device_worker(settings, listen, device_socket, signal_, counts, i))
+        for index in range(1, workers)
+    ]
+    try:
+        _serve_primary(
+            settings, listen, mqtt, limits, device_socket, management_socket, signal_, counts, workers
+        )
+    finally:
+        stop_workers(worker_pids)
+
+
+def _serve_primary(
+    settings: ControllerSettings,
+    listen: ListenOptions,
+    mqtt: MqttOptions | None,
+    limits: ServerLimits,
+    device_socket: socket.socket,
+    management_socket: socket.socket,
+    signal_: ChangeSignal,
+    counts: SharedCounts,
+    workers: int,
+) -> None:
     ctx = build_context(settings)
+    if workers > 1:
+        ctx.metrics.before_scrape(lambda: counts.absorb_into(ctx.metrics))
     removed = ctx.store.clean_incoming()
     if removed:
         log.warning("removed %d half-written upload(s) from %s", removed, ctx.store.incoming)
     mqtt = _sync_mqtt_files(ctx, mqtt)
     device_app, management_app = create_apps(ctx)
-    limits = fit_to_fd_limit(limits or ServerLimits(), ports=2)
-    common = {"log_level": listen.log_level, "access_log": False}
-    device_config = uvicorn.Config(
-        device_app,
-        host=listen.host,
-        port=listen.device_port,
-        ssl_certfile=None if listen.insecure_http else str(listen.tls_cert),
-        ssl_keyfile=None if listen.insecure_http else str(listen.tls_key),
-        **common,
-        **limits.uvicorn_kwargs(),  # one call per port: each port counts its own connections
-    )
-    management_config = uvicorn.Config(  # admin tokens travel here: TLS unless explicitly refused
-        management_app,
-        host=listen.host,
-        port=listen.management_port,
-        ssl_certfile=str(listen.tls_cert) if listen.management_tls else None,
-        ssl_keyfile=str(listen.tls_key) if listen.management_tls else None,
-        **common,
-        **limits.uvicorn_kwargs(),
-    )
+    plane = _device_plane(ctx, device_app, signal_)
+    device_config = _uvicorn_config(plane.app, listen, limits, tls=not listen.insecure_http)
+    # Admin tokens travel on the management port: TLS unless explicitly refused.
+    management_config = _uvicorn_config(management_app, listen, limits, tls=listen.management_tls)
     install_log_rate_limit(limits.log_records_per_minute)
-    servers = [_Server(device_config), _Server(management_config)]
+    servers = [(_Server(device_config), device_socket), (_Server(management_config), management_socket)]
     bridge = None
     if mqtt is not None:
         from csi_ota.controller.mqtt_bridge import MqttBridge
@@ -231,9 +345,7 @@ def serve(
             tls_ca=None if mqtt.tls_ca is None else str(mqtt.tls_ca),
         )
         bridge.start()
-    stop_flusher = threading.Event()
-    flusher = threading.Thread(target=_flush_loop, args=(ctx, stop_flusher), name="csi-flush", daemon=True)
-    flusher.start()
+    flusher, stop_flusher = _start_flusher(ctx)
     if not ctx.trusted_keys:
         print(
             "csi-ota serve: warning: no trusted release keys (--trusted-key / TRUSTED_KEYS_DIR); "
@@ -244,7 +356,8 @@ def serve(
     print(
         f"csi-ota serve: devices on {'http' if listen.insecure_http else 'https'}://{listen.host}:{listen.device_port}, "
         f"management on {'https' if listen.management_tls else 'http'}://{listen.host}:{listen.management_port}, "
-        f"registry {safe_url(settings.database_url)}",
+        f"registry {safe_url(settings.database_url)}, "
+        f"{workers} worker process{'es' if workers > 1 else ''}, {len(plane.cache.by_id)} devices cached",
         flush=True,
     )
     try:
@@ -254,6 +367,7 @@ def serve(
             f"the server stopped at start-up (exit {exc.code}); is a port in use?", exit_code=1
         ) from None
     finally:
+        plane.stop()
         stop_flusher.set()
         flusher.join(timeout=5)
         if bridge is not None:

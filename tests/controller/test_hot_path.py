@@ -1,0 +1,238 @@
+"""The device port's hot path (cache, group commit, sendfile, workers) against real `csi-ota serve` processes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+
+import httpx
+import pytest
+from controller_helpers import BACKENDS, new_device, upload
+from sqlalchemy import select, update
+
+from csi_ota.controller.db import make_engine
+from csi_ota.controller.models import Device
+from services import controller_server
+
+WAIT_S = 15.0
+CONNECTIONS = 8  # separate keep-alive connections: the kernel spreads them over the workers
+
+
+def _metric(text: str, name: str) -> float:
+    match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def _device_row(database_url: str, device_id: str) -> Device:
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(Device.__table__).where(Device.id == device_id)).one()
+    finally:
+        engine.dispose()
+
+
+def _clients(server, token: str, count: int = CONNECTIONS) -> list[httpx.Client]:
+    return [server.device_client(token, timeout=10) for _ in range(count)]
+
+
+def test_hot_path_answers_as_the_fastapi_path(controller, make_release):
+    """A repeated parameter sends a check to the FastAPI path: both paths answer the same bytes."""
+    release = make_release()
+    assert upload(controller, release).status_code == 201
+    device_id, token = new_device(controller, tags=["hot"])
+    with controller.management_client() as mgmt:
+        assert (
+            mgmt.put(f"/api/devices/{device_id}/assignment", json={"release": release.version}).status_code
+            == 200
+        )
+        assert (
+            mgmt.put(
+                f"/api/devices/{device_id}/config", json={"config": {"check_interval_sec": 600}}
+            ).status_code
+            == 200
+        )
+    cases = [
+        {"device_id": device_id, "version": "1.0.0", "slot": "0", "state": "valid"},  # 200 + manifest
+        {"device_id": device_id, "version": release.version, "slot": "1", "state": "valid"},  # 204
+        {"device_id": "someone_else", "version": "1.0.0"},  # 403
+    ]
+    with controller.device_client(token) as device, controller.device_client("dev_unknown") as stranger:
+        for params in cases:
+            query = "&".join(f"{k}={v}" for k, v in params.items())
+            hot = device.get(f"/api/ota/version?{query}")
+            slow = device.get(
+                f"/api/ota/version?{query}&device_id={params['device_id']}"
+            )  # repeated: FastAPI
+            assert (hot.status_code, hot.content) == (slow.status_code, slow.content)
+            for header in (
+                "content-type",
+                "content-length",
+                "x-firmware-url",
+                "x-device-config",
+                "www-authenticate",
+            ):
+                assert hot.headers.get(header) == slow.headers.get(header), header
+        hot, slow = stranger.get("/api/ota/version"), stranger.get("/api/ota/version?version=1&version=1")
+        assert (hot.status_code, hot.content, hot.headers.get("www-authenticate")) == (
+            slow.status_code,
+            slow.content,
+            slow.headers.get("www-authenticate"),
+        )
+        assert hot.status_code == 401
+        # What the hot path refuses to parse, FastAPI explains (422).
+        assert device.get("/api/ota/version", params={"slot": "99"}).status_code == 422
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_revocation_and_assignment_reach_every_worker_at_once(
+    backend, backend_url, tmp_path, make_release, release_public_key
+):
+    with controller_server(
+        tmp_path / "data",
+        database_url=backend_url(backend),
+        trusted_keys=[release_public_key],
+        extra_args=["--workers", "2", "--device-rate", "0"],
+    ) as server:
+        release = make_release()
+        assert upload(server, release).status_code == 201
+        device_id, token = new_device(server)
+        clients = _clients(server, token)
+        try:
+            for client in clients:  # a device registered a moment ago is known to every worker
+                assert client.get("/api/ota/version", params={"version": "1.0.0"}).status_code == 204
+            with server.management_client() as mgmt:
+                assert (
+                    mgmt.put(
+                        f"/api/devices/{device_id}/assignment", json={"release": release.version}
+                    ).status_code
+                    == 200
+                )
+            for client in clients:
+                offer = client.get("/api/ota/version", params={"version": "1.0.0"})
+                assert offer.status_code == 200 and offer.content == release.manifest
+            with server.management_client() as mgmt:
+                assert mgmt.post(f"/api/devices/{device_id}/token/revoke").status_code in (200, 204)
+            for client in clients:  # no grace period on any worker
+                assert client.get("/api/ota/version", params={"version": "1.0.0"}).status_code == 401
+                assert client.get(f"/api/ota/firmware/{release.sha256}").status_code == 401
+        finally:
+            for client in clients:
+                client.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_change_written_by_another_host_reaches_the_hot_path(backend, backend_url, tmp_path):
+    """An UPDATE made outside this controller (another host, psql) is followed through registry_changes."""
+    with controller_server(
+        tmp_path / "data", database_url=backend_url(backend), extra_args=["--workers", "2"]
+    ) as server:
+        device_id, token = new_device(server)
+        with server.device_client(token) as device:
+            assert device.get("/api/ota/version").status_code == 204
+            engine = make_engine(server.database_url, pool_size=1)
+            try:
+                with engine.begin() as conn:
+                    conn.execute(update(Device).where(Device.id == device_id).values(token_hash=None))
+            finally:
+                engine.dispose()
+            deadline = time.monotonic() + WAIT_S
+            status = 204
+            while status != 401 and time.monotonic() < deadline:
+                time.sleep(0.05)
+                status = device.get("/api/ota/version").status_code
+            assert status == 401
+
+
+def test_version_checks_group_commit_last_seen_and_reconcile_before_answering(controller):
+    devices = [new_device(controller) for _ in range(5)]
+    before = time.time()
+    for device_id, token in devices:
+        with controller.device_client(token) as device:
+            # The first check changes what the registry knows: committed before the answer.
+            assert (
+                device.get(
+                    "/api/ota/version", params={"version": "3.1.4", "slot": 1, "state": "valid"}
+                ).status_code
+                == 204
+            )
+        row = _device_row(controller.database_url, device_id)
+        assert (row.version, row.slot, row.ota_state) == ("3.1.4", 1, "valid")
+        first_seen = row.last_seen
+        with controller.device_client(token) as device:  # nothing new: only last_seen moves, in a later group
+            assert device.get("/api/ota/version", params={"version": "3.1.4", "slot": 1}).status_code == 204
+        deadline = time.monotonic() + WAIT_S
+        while (
+            _device_row(controller.database_url, device_id).last_seen <= first_seen
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+        assert _device_row(controller.database_url, device_id).last_seen > first_seen
+        assert first_seen.timestamp() >= before - 5  # naive UTC from the row; generous clock margin
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_firmware_goes_out_with_sendfile_and_metrics_count_every_worker(
+    workers, tmp_path, make_release, release_public_key
+):
+    with controller_server(
+        tmp_path / "data", trusted_keys=[release_public_key], extra_args=["--workers", str(workers)]
+    ) as server:
+        release = make_release(target_size_bytes=300_000)
+        assert upload(server, release).status_code == 201
+        device_id, token = new_device(server)
+        with server.management_client() as mgmt:  # a device downloads only its assigned image
+            assert (
+                mgmt.put(
+                    f"/api/devices/{device_id}/assignment", json={"release": release.version}
+                ).status_code
+                == 200
+            )
+        downloads = 6
+        clients = _clients(server, token, downloads)
+        try:
+            for client in clients:
+                full = client.get(f"/api/ota/firmware/{release.sha256}")
+                assert full.status_code == 200 and hashlib.sha256(full.content).hexdigest() == release.sha256
+                assert full.headers["etag"] == f'"{release.sha256}"'
+                partial = client.get(
+                    f"/api/ota/firmware/{release.sha256}", headers={"Range": "bytes=100-199"}
+                )
+                assert partial.status_code == 206 and partial.content == release.image[100:200]
+                assert client.get("/api/ota/version").status_code == 200  # offered: it runs nothing yet
+        finally:
+            for client in clients:
+                client.close()
+        text = httpx.get(f"{server.management_url}/metrics").text
+        assert _metric(text, "csi_ota_firmware_bytes_zero_copy_total") == downloads * len(release.image)
+        assert _metric(text, "csi_ota_firmware_bytes_served_total") == downloads * (len(release.image) + 100)
+        assert _metric(text, 'csi_ota_version_checks_total\\{result="offer"\\}') == downloads
+
+
+def test_tls_downloads_are_streamed_not_sendfile(tmp_path, make_release, release_public_key):
+    from csi_ota import certs
+
+    certs.create_ca(tmp_path / "ca")
+    certs.create_server_cert(tmp_path / "ca", tmp_path / "server")
+    with controller_server(
+        tmp_path / "data",
+        trusted_keys=[release_public_key],
+        tls_cert=tmp_path / "server" / "server.crt",
+        tls_key=tmp_path / "server" / "server.key",
+    ) as server:
+        release = make_release(target_size_bytes=200_000)
+        assert upload(server, release).status_code == 201
+        device_id, token = new_device(server)
+        with server.management_client() as mgmt:
+            assert (
+                mgmt.put(
+                    f"/api/devices/{device_id}/assignment", json={"release": release.version}
+                ).status_code
+                == 200
+            )
+        with server.device_client(token) as device:
+            assert device.get(f"/api/ota/firmware/{release.sha256}").content == release.image
+        text = httpx.get(f"{server.management_url}/metrics").text
+        assert _metric(text, "csi_ota_firmware_bytes_served_total") == len(release.image)
+        assert _metric(text, "csi_ota_firmware_bytes_zero_copy_total") == 0
