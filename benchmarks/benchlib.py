@@ -48,6 +48,11 @@ def token_for(index: int) -> str:
     return "dev_" + hashlib.sha256(f"{TOKEN_SEED}:{index}".encode()).hexdigest()[:43]
 
 
+def running_version_for(index: int) -> str:
+    """Half the fleet already runs the benchmark release (204), half runs an older one (200 + manifest)."""
+    return "9.0.0" if index % 2 else "8.0.0"
+
+
 def bulk_register(
     database_url: str,
     start: int,
@@ -57,7 +62,9 @@ def bulk_register(
 ) -> float:
     """Inserts devices start..start+count-1 (ids device_id_for, tokens token_for); returns seconds taken.
 
-    On PostgreSQL the rows are copied with triggers off (``session_replication_role =
+    Each device is in the steady state of a polling fleet: it has checked in before (running
+    version running_version_for(i), slot 0, otadata state valid), so a check with those values
+    changes nothing but ``last_seen``. On PostgreSQL the rows are copied with triggers off (``session_replication_role =
     replica``): a benchmark's bulk load, read whole by the controller's cache at its next start.
     """
     from sqlalchemy import insert
@@ -76,8 +83,9 @@ def bulk_register(
                 cursor = raw.cursor()
                 cursor.execute("SET session_replication_role = replica")
                 copy_sql = (
-                    "COPY devices (id, token_hash, tags, created, decommissioned, health, "
-                    "csi_messages_received, csi_bytes_received, config_revision, assigned_release_id) FROM STDIN"
+                    "COPY devices (id, token_hash, tags, created, decommissioned, health, csi_messages_received, "
+                    "csi_bytes_received, config_revision, assigned_release_id, version, secure_version, slot, "
+                    "ota_state, last_seen) FROM STDIN"
                 )
                 with cursor.copy(copy_sql) as copy:
                     for index in range(start, start + count):
@@ -94,6 +102,11 @@ def bulk_register(
                                 0,
                                 0,
                                 assigned_release_id,
+                                running_version_for(index),
+                                0,
+                                0,
+                                "valid",
+                                now,
                             )
                         )
                 raw.commit()
@@ -116,6 +129,11 @@ def bulk_register(
                             "csi_bytes_received": 0,
                             "config_revision": 0,
                             "assigned_release_id": assigned_release_id,
+                            "version": running_version_for(index),
+                            "secure_version": 0,
+                            "slot": 0,
+                            "ota_state": "valid",
+                            "last_seen": now.replace(tzinfo=dt.UTC),
                         }
                     )
                     if len(rows) == 20_000:
@@ -186,8 +204,8 @@ async def _open(host: str, port: int, tls: bool):
     )
 
 
-async def _closed_client(host, port, tls, requests, deadline, stats, latencies) -> None:
-    reader, writer = await _open(host, port, tls)
+async def _closed_client(connection, requests, deadline, stats, latencies) -> None:
+    reader, writer = connection
     try:
         while time.monotonic() < deadline:
             request = random.choice(requests)
@@ -205,11 +223,17 @@ async def _closed_client(host, port, tls, requests, deadline, stats, latencies) 
 async def _closed_loop(host, port, tls, requests, concurrency, duration_s) -> dict:
     stats = {"bytes": 0, "responses": 0, "statuses": {}}
     latencies: list[float] = []
+    # Connect (and shake hands) first: the clock runs while requests flow, not during TLS set-up.
+    connections = await asyncio.gather(
+        *[_open(host, port, tls) for _ in range(concurrency)], return_exceptions=True
+    )
+    results = [c for c in connections if isinstance(c, BaseException)]
     started = time.monotonic()
-    results = await asyncio.gather(
+    results += await asyncio.gather(
         *[
-            _closed_client(host, port, tls, requests, started + duration_s, stats, latencies)
-            for _ in range(concurrency)
+            _closed_client(c, requests, started + duration_s, stats, latencies)
+            for c in connections
+            if not isinstance(c, BaseException)
         ],
         return_exceptions=True,
     )

@@ -1,22 +1,24 @@
-"""How many devices polling every 5 minutes does one controller serve with p99 < 100 ms? (not a test)
+"""How many devices polling every 5 minutes does one 2-core controller serve with p99 < 100 ms? (not a test)
 
-For SQLite (WAL, synchronous=FULL — the embedded default) and PostgreSQL 15
-(started on loopback by tests/services.py), one `csi-ota serve` process:
+For SQLite (WAL, synchronous=FULL — the embedded default) and PostgreSQL 15 (fsync on,
+started on loopback by tests/services.py), one `csi-ota serve --workers 2`:
 
-  * registers the devices straight in its registry;
-  * runs a rollout of a 1.2 MB release whose DEVICE_UPDATE_BATCH_SIZE (5)
-    updating devices download the image over and over at the seed's
-    ~250 KB/s per device while the step runs (the "rollout streams firmware" load);
-  * offers version checks at the rate N devices polling every POLL_INTERVAL_S
-    produce (open loop: arrivals do not wait for answers, as a fleet would not),
-    each with a random device's token, for STEP_S seconds per N;
-  * records p50/p99 latency per step and stops at the first N whose p99
-    exceeds the 100 ms target. The answer is the largest N that met it.
+  * holds the largest fleet of the run in its registry (written straight into the
+    database, devices in the steady state of a polling fleet: they have checked in before);
+  * runs a rollout of a 1.2 MB release whose DEVICE_UPDATE_BATCH_SIZE (5) updating devices
+    download the image over and over at the seed's ~250 KB/s per device while the steps
+    run (the "rollout streams firmware" load);
+  * for each fleet size N, offers version checks at the rate N devices polling every
+    POLL_INTERVAL_S produce (open loop: requests start on time whatever the answers do, as
+    a fleet would; latency from when each was due), each with a random device's token,
+    for STEP_S seconds;
+  * records p50/p99 latency per step and stops at the first N whose p99 exceeds 100 ms
+    (or that has errors). The answer is the largest N that met it.
 
-The load generator shares the 2 cores with the server (its CPU share is
-reported). Usage:
+The load generator (benchmarks/benchlib.py) shares the 2 cores with the controller and
+the database (its CPU share is reported). Usage:
 
-    python benchmarks/fleet.py [--step-s 25] [--out benchmarks/results/fleet.json]
+    python benchmarks/fleet.py [--step-s 20] [--backends sqlite,postgresql] [--max-devices 1000000]
 """
 
 from __future__ import annotations
@@ -26,11 +28,10 @@ import asyncio
 import base64
 import json
 import os
-import platform
 import random
-import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -38,34 +39,31 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from benchlib import (  # noqa: E402
+    bulk_register,
+    device_id_for,
+    get_request,
+    machine,
+    open_loop,
+    running_version_for,
+    token_for,
+)
 from csi_ota import imagegen, keys  # noqa: E402
-from csi_ota.controller.db import make_engine, session_factory, session_scope, upgrade_database  # noqa: E402
-from csi_ota.controller.registry import register_device  # noqa: E402
+from csi_ota.controller.db import default_sqlite_url  # noqa: E402
 from csi_ota.manifest import manifest_for_image, sign_manifest  # noqa: E402
-from services import postgres_server, start_controller  # noqa: E402
+from services import controller_server, postgres_server  # noqa: E402
 
 POLL_INTERVAL_S = 300.0  # "polling every 5 minutes"
 P99_TARGET_MS = 100.0
 BATCH_SIZE = 5  # DEVICE_UPDATE_BATCH_SIZE
 IMAGE_SIZE_BYTES = 1_200_000
-FLEET_STEPS = (3_000, 12_000, 48_000, 96_000, 144_000, 192_000)
-MAX_IN_FLIGHT = 512
+FLEET_STEPS = {"sqlite": (100_000, 333_000), "postgresql": (100_000, 333_000, 1_000_000)}
 DEVICE_LINK_BYTES_PER_S = 250_000  # the seed's "~250KB/s per device during updates"
 DOWNLOAD_CHUNK_BYTES = 16 * 1024
 WARMUP_S = 3.0
-
-
-def register(database_url: str, start: int, count: int) -> list[tuple[str, str]]:
-    """Registers devices b<start>..b<start+count-1> straight in the registry (one transaction)."""
-    upgrade_database(database_url)
-    engine = make_engine(database_url, pool_size=1)
-    try:
-        with session_scope(session_factory(engine)) as session:
-            ids = (f"b{i:06d}" for i in range(start, start + count))
-            return [(d, register_device(session, d, actor="bench")) for d in ids]
-    finally:
-        engine.dispose()
+HOST = "127.0.0.1"
 
 
 def upload(server, key_path: Path, version: str, sequence: int, size: int) -> dict:
@@ -85,157 +83,155 @@ def upload(server, key_path: Path, version: str, sequence: int, size: int) -> di
     return response.json()
 
 
-async def stream_firmware(
-    client: httpx.AsyncClient, url: str, token: str, stop: asyncio.Event, counter: list
-):
-    """One updating device: downloads the release again and again at the seed's ~250 KB/s per device."""
-    while not stop.is_set():
-        try:
-            async with client.stream("GET", url, headers={"Authorization": f"Bearer {token}"}) as response:
-                async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK_BYTES):
-                    counter[0] += len(chunk)
-                    if stop.is_set():
-                        break
-                    await asyncio.sleep(len(chunk) / DEVICE_LINK_BYTES_PER_S)
-        except httpx.HTTPError:
-            await asyncio.sleep(0.1)
+class PollRequests:
+    """The i-th version check: a random device among the first ``devices`` (picklable for the load process)."""
+
+    def __init__(self, port: int, devices: int) -> None:
+        self.port, self.devices = port, devices
+
+    def __call__(self, _i: int) -> bytes:
+        index = BATCH_SIZE + random.randrange(self.devices - BATCH_SIZE)
+        query = f"/api/ota/version?device_id={device_id_for(index)}&version={running_version_for(index)}&slot=0&state=valid"
+        return get_request(HOST, self.port, query, token_for(index))
 
 
-async def run_step(server, credentials, updaters, firmware_url: str, devices: int, step_s: float) -> dict:
-    rate = devices / POLL_INTERVAL_S
-    latencies: list[float] = []
-    errors = 0
-    stop = asyncio.Event()
-    downloaded = [0]
-    limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
-    async with httpx.AsyncClient(base_url=server.device_url, limits=limits, timeout=30) as client:
-        streams = [
-            asyncio.create_task(stream_firmware(client, firmware_url, token, stop, downloaded))
-            for _, token in updaters
-        ]
-        in_flight: set[asyncio.Task] = set()
-        started = time.perf_counter()
+class Updaters(threading.Thread):
+    """The rollout's batch: BATCH_SIZE devices downloading the image again and again at ~250 KB/s each."""
 
-        async def check(device_id: str, token: str, record: bool) -> None:
-            nonlocal errors
-            t0 = time.perf_counter()
+    def __init__(self, device_url: str, firmware_url: str) -> None:
+        super().__init__(daemon=True)
+        self.device_url, self.firmware_url = device_url, firmware_url
+        self.bytes = 0
+        self.stopping = threading.Event()
+
+    async def _one(self, client: httpx.AsyncClient, token: str) -> None:
+        while not self.stopping.is_set():
             try:
-                response = await client.get(
-                    "/api/ota/version",
-                    params={"device_id": device_id, "version": "1.0.0", "state": "valid"},
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-                ok = response.status_code in (200, 204)
+                async with client.stream(
+                    "GET", self.firmware_url, headers={"Authorization": f"Bearer {token}"}
+                ) as r:
+                    async for chunk in r.aiter_bytes(DOWNLOAD_CHUNK_BYTES):
+                        self.bytes += len(chunk)
+                        if self.stopping.is_set():
+                            return
+                        await asyncio.sleep(len(chunk) / DEVICE_LINK_BYTES_PER_S)
             except httpx.HTTPError:
-                ok = False
-            if record:
-                if ok:
-                    latencies.append(time.perf_counter() - t0)
-                else:
-                    errors += 1
+                await asyncio.sleep(0.1)
 
-        sent = 0
-        cpu0 = os.times()
-        bytes0 = 0
-        while (elapsed := time.perf_counter() - started) < step_s + WARMUP_S:
-            due = int(elapsed * rate)
-            while sent < due:
-                device_id, token = credentials[random.randrange(devices)]
-                if len(in_flight) >= MAX_IN_FLIGHT:
-                    errors += 1  # the generator cannot even send: count as a miss
-                else:
-                    task = asyncio.create_task(check(device_id, token, elapsed >= WARMUP_S))
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
-                sent += 1
-            if elapsed < WARMUP_S:
-                bytes0 = downloaded[0]
-            await asyncio.sleep(0.002)
-        cpu1 = os.times()
-        stop.set()
-        await asyncio.gather(*in_flight, return_exceptions=True)
-        for task in streams:
-            task.cancel()
-        await asyncio.gather(*streams, return_exceptions=True)
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000 if ordered else float("inf")
-    return {
-        "devices": devices,
-        "version_checks_per_s": round(rate, 2),
-        "samples": len(latencies),
-        "errors": errors,
-        "p50_ms": round(statistics.median(ordered) * 1000, 2) if ordered else None,
-        "p99_ms": round(p99, 2),
-        "firmware_mb_per_s": round((downloaded[0] - bytes0) / step_s / 1e6, 2),
-        "load_generator_cpu_share": round(
-            (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (step_s + WARMUP_S), 2
-        ),
-        "meets_target": bool(ordered) and p99 <= P99_TARGET_MS and errors == 0,
-    }
+    async def _main(self) -> None:
+        async with httpx.AsyncClient(base_url=self.device_url, timeout=30) as client:
+            await asyncio.gather(*[self._one(client, token_for(i)) for i in range(BATCH_SIZE)])
+
+    def run(self) -> None:
+        asyncio.run(self._main())
 
 
-def bench_backend(name: str, database_url: str | None, work: Path, step_s: float) -> dict:
+def bench_backend(name: str, database_url: str | None, work: Path, step_s: float, max_devices: int) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     key_path = work / "release.pem"
     keys.generate_key(key_path)
     data_dir = work / "controller"
-    server = start_controller(
+    database_url = database_url or default_sqlite_url(data_dir)
+    steps_wanted = [n for n in FLEET_STEPS[name] if n <= max_devices] or [max_devices]
+    env = {"DEVICE_UPDATE_BATCH_SIZE": str(BATCH_SIZE)}
+    args = ["--workers", "2", "--log-level", "error"]
+    public = keys.public_key_path_for(key_path)
+    with controller_server(
+        data_dir, database_url=database_url, trusted_keys=[public], extra_env=env
+    ) as server:
+        admin = server.admin_token
+        upload(server, key_path, "8.0.0", 1, 200_000)
+        offered = upload(
+            server, key_path, "9.0.0", 2, 200_000
+        )  # half the fleet runs it (204), half is offered it
+        release = upload(server, key_path, "10.0.0", 3, IMAGE_SIZE_BYTES)
+    registered = steps_wanted[-1]
+    print(f"{name}: registering {registered} devices …", flush=True)
+    seconds = bulk_register(database_url, 0, registered, ("fleet",), offered["id"])
+    print(f"{name}: registered in {seconds:.0f} s", flush=True)
+    t0 = time.perf_counter()
+    with controller_server(
         data_dir,
         database_url=database_url,
-        trusted_keys=[keys.public_key_path_for(key_path)],
-        extra_env={"DEVICE_UPDATE_BATCH_SIZE": str(BATCH_SIZE)},
-    )
-    try:
-        upload(server, key_path, "1.0.0", 1, 200_000)
-        release = upload(server, key_path, "2.0.0", 2, IMAGE_SIZE_BYTES)
-        updaters = register(server.database_url, 0, BATCH_SIZE)
-        credentials: list[tuple[str, str]] = []
+        admin_token=admin,
+        trusted_keys=[public],
+        extra_env=env,
+        extra_args=args,
+        timeout_s=900,
+    ) as server:
+        start_s = time.perf_counter() - t0
+        print(f"{name}: controller up with {registered} devices cached in {start_s:.0f} s", flush=True)
         with server.management_client() as client:
-            response = client.post(
+            client.post(
                 "/api/rollouts",
                 json={
-                    "release": "2.0.0",
-                    "selection": {"devices": [d for d, _ in updaters]},
+                    "release": "10.0.0",
+                    "selection": {"devices": [device_id_for(i) for i in range(BATCH_SIZE)]},
                     "policy": {"stages": [100], "batch_size": BATCH_SIZE},
                     "previous_release": "1.0.0",
                 },
-            )
-            response.raise_for_status()
-        firmware_url = f"/api/ota/firmware/{release['sha256']}"
+            ).raise_for_status()
+        updaters = Updaters(server.device_url, f"/api/ota/firmware/{release['sha256']}")
+        updaters.start()
+        port = int(server.device_url.rsplit(":", 1)[1])
         steps = []
-        for devices in FLEET_STEPS:
-            t0 = time.perf_counter()
-            credentials += register(
-                server.database_url, BATCH_SIZE + len(credentials), devices - len(credentials)
-            )
-            print(f"{name}: {devices} devices registered ({time.perf_counter() - t0:.0f} s)", flush=True)
-            step = asyncio.run(run_step(server, credentials, updaters, firmware_url, devices, step_s))
-            steps.append(step)
-            print(f"{name}: {json.dumps(step)}", flush=True)
-            if not step["meets_target"]:
-                break
-        passing = [s["devices"] for s in steps if s["meets_target"]]
-        return {
-            "backend": name,
-            "max_devices_p99_under_100ms": max(passing) if passing else 0,
-            "steps": steps,
-        }
-    finally:
-        server.stop()
+        try:
+            for devices in steps_wanted:
+                rate = devices / POLL_INTERVAL_S
+                print(
+                    f"{name}: {devices} devices polling → {rate:.0f} checks/s for {step_s:.0f} s …",
+                    flush=True,
+                )
+                bytes0, t_step = updaters.bytes, time.perf_counter()
+                result = open_loop(HOST, port, PollRequests(port, devices), rate, step_s, warmup_s=WARMUP_S)
+                firmware_mb_per_s = (updaters.bytes - bytes0) / (time.perf_counter() - t_step) / 1e6
+                step = {
+                    "devices_polling": devices,
+                    "devices_registered": registered,
+                    "version_checks_per_s": round(rate, 1),
+                    **result,
+                    "firmware_mb_per_s": round(firmware_mb_per_s, 2),
+                    "meets_target": bool(result["responses"])
+                    and result["p99_ms"] <= P99_TARGET_MS
+                    and result["errors"] == 0,
+                }
+                steps.append(step)
+                print(f"{name}: {json.dumps(step)}", flush=True)
+                if not step["meets_target"]:
+                    break
+        finally:
+            updaters.stopping.set()
+            updaters.join(timeout=10)
+    passing = [s["devices_polling"] for s in steps if s["meets_target"]]
+    return {
+        "backend": name,
+        "max_devices_p99_under_100ms": max(passing) if passing else 0,
+        "registered_devices": registered,
+        "controller_start_s": round(start_s, 1),
+        "steps": steps,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--step-s", type=float, default=20.0, help="measured seconds per fleet size")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--max-devices", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fleet.json")
     args = parser.parse_args()
+    backends = [b for b in args.backends.split(",") if b]
+    if not set(backends) <= set(FLEET_STEPS) or not 1_000 <= args.max_devices <= 1_000_000:
+        parser.error("--backends: sqlite and/or postgresql; --max-devices 1000..1000000")
     results = []
     with tempfile.TemporaryDirectory(prefix="csi-ota-bench-fleet-") as tmp:
-        results.append(bench_backend("sqlite", None, Path(tmp) / "sqlite", args.step_s))
-        with postgres_server(fsync=True) as pg:
-            results.append(
-                bench_backend("postgresql", pg.create_database("fleet"), Path(tmp) / "pg", args.step_s)
-            )
+        if "sqlite" in backends:
+            results.append(bench_backend("sqlite", None, Path(tmp) / "sqlite", args.step_s, args.max_devices))
+        if "postgresql" in backends:
+            with postgres_server(fsync=True) as pg:
+                url = pg.create_database("fleet")
+                results.append(
+                    bench_backend("postgresql", url, Path(tmp) / "pg", args.step_s, args.max_devices)
+                )
     report = {
         "benchmark": "fleet",
         "question": "devices polling every 5 min served with p99 version-check latency < 100 ms during a rollout",
@@ -244,11 +240,8 @@ def main() -> None:
         "batch_size_streaming": BATCH_SIZE,
         "image_bytes": IMAGE_SIZE_BYTES,
         "streaming_device_bytes_per_s": DEVICE_LINK_BYTES_PER_S,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "controller_workers": 2,
+        "machine": machine(),
         "reference": "Mender's published sizing: 100,000 devices on 16 vCPU / 24 GB",
         "results": results,
     }

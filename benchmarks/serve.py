@@ -41,6 +41,7 @@ from benchlib import (  # noqa: E402
     get_request,
     machine,
     open_loop,
+    running_version_for,
     token_for,
 )
 from csi_ota import certs, imagegen, keys  # noqa: E402
@@ -91,7 +92,7 @@ class VersionCheckRequests:
 
     def __call__(self, _i: int) -> bytes:
         index = random.randrange(self.devices)
-        running = "9.0.0" if index % 2 else "8.0.0"
+        running = running_version_for(index)
         query = f"/api/ota/version?device_id={device_id_for(index)}&version={running}&secure_version=0&slot=0&state=valid"
         return get_request(HOST, self.port, query, token_for(index))
 

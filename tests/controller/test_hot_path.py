@@ -16,6 +16,7 @@ from csi_ota.controller.models import Device
 from services import controller_server
 
 WAIT_S = 15.0
+START_S = 120.0  # several worker processes start slowly on a machine 8 agents share
 CONNECTIONS = 8  # separate keep-alive connections: the kernel spreads them over the workers
 
 
@@ -94,6 +95,7 @@ def test_revocation_and_assignment_reach_every_worker_at_once(
         database_url=backend_url(backend),
         trusted_keys=[release_public_key],
         extra_args=["--workers", "2", "--device-rate", "0"],
+        timeout_s=START_S,
     ) as server:
         release = make_release()
         assert upload(server, release).status_code == 201
@@ -126,7 +128,7 @@ def test_revocation_and_assignment_reach_every_worker_at_once(
 def test_a_change_written_by_another_host_reaches_the_hot_path(backend, backend_url, tmp_path):
     """An UPDATE made outside this controller (another host, psql) is followed through registry_changes."""
     with controller_server(
-        tmp_path / "data", database_url=backend_url(backend), extra_args=["--workers", "2"]
+        tmp_path / "data", database_url=backend_url(backend), extra_args=["--workers", "2"], timeout_s=START_S
     ) as server:
         device_id, token = new_device(server)
         with server.device_client(token) as device:
@@ -177,7 +179,10 @@ def test_firmware_goes_out_with_sendfile_and_metrics_count_every_worker(
     workers, tmp_path, make_release, release_public_key
 ):
     with controller_server(
-        tmp_path / "data", trusted_keys=[release_public_key], extra_args=["--workers", str(workers)]
+        tmp_path / "data",
+        trusted_keys=[release_public_key],
+        extra_args=["--workers", str(workers)],
+        timeout_s=START_S,
     ) as server:
         release = make_release(target_size_bytes=300_000)
         assert upload(server, release).status_code == 201

@@ -292,11 +292,13 @@ def serve(
         engine.dispose()
     signal_ = ChangeSignal(shared=workers > 1)
     counts = SharedCounts(workers)
+
     # Fork the device workers before this process starts any thread or opens any connection.
-    worker_pids = [
-        fork_worker(lambda i=index: _run_device_worker(settings, listen, device_socket, signal_, counts, i))
-        for index in range(1, workers)
-    ]
+    def run_worker(index: int) -> None:
+        management_socket.close()  # the first process alone serves the management port
+        _run_device_worker(settings, listen, device_socket, signal_, counts, index)
+
+    worker_pids = [fork_worker(lambda i=index: run_worker(i)) for index in range(1, workers)]
     try:
         _serve_primary(
             settings, listen, mqtt, limits, device_socket, management_socket, signal_, counts, workers
