@@ -110,6 +110,9 @@ class Updaters(threading.Thread):
                 async with client.stream(
                     "GET", self.firmware_url, headers={"Authorization": f"Bearer {token}"}
                 ) as r:
+                    if r.status_code != 200:  # the rollout has not assigned it yet
+                        await asyncio.sleep(1.0)
+                        continue
                     async for chunk in r.aiter_bytes(DOWNLOAD_CHUNK_BYTES):
                         self.bytes += len(chunk)
                         if self.stopping.is_set():
