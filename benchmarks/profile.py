@@ -37,6 +37,18 @@ from services import controller_server  # noqa: E402
 DEVICES = 10_000
 SAMPLE_RATE_HZ = 200
 TOP = 15
+# Frames on every stack (process start, event loop, thread bootstrap): left out of "total".
+FRAMEWORK_ROOTS = (
+    "click/",
+    "<frozen runpy>",
+    "asyncio/runners.py",
+    "asyncio/base_events.py",
+    "threading.py",
+    "csi_ota/cli/",
+    "controller/server.py",
+    "asyncio/events.py",
+    "uvicorn/server.py",
+)
 
 
 def top_functions(raw_path: Path) -> dict:
@@ -57,7 +69,8 @@ def top_functions(raw_path: Path) -> dict:
         samples += count
         self_counts[frames[-1]] += count
         for frame in set(frames):
-            total_counts[frame] += count
+            if not any(root in frame for root in FRAMEWORK_ROOTS):
+                total_counts[frame] += count
 
     def share(counter):
         return [

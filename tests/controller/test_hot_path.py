@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
 import time
 
 import httpx
@@ -184,6 +185,8 @@ def test_firmware_goes_out_with_sendfile_and_metrics_count_every_worker(
         extra_args=["--workers", str(workers)],
         timeout_s=START_S,
     ) as server:
+        children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True)
+        assert len(children.stdout.split()) == workers - 1  # the device workers are up (and stay up)
         release = make_release(target_size_bytes=300_000)
         assert upload(server, release).status_code == 201
         device_id, token = new_device(server)

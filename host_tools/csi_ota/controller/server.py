@@ -296,7 +296,7 @@ def serve(
     # Fork the device workers before this process starts any thread or opens any connection.
     def run_worker(index: int) -> None:
         management_socket.close()  # the first process alone serves the management port
-        _run_device_worker(settings, listen, device_socket, signal_, counts, index)
+        _run_device_worker(settings, listen, device_socket, signal_, counts, index, limits)
 
     worker_pids = [fork_worker(lambda i=index: run_worker(i)) for index in range(1, workers)]
     try:
