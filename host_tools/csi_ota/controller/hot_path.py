@@ -252,16 +252,9 @@ class HotPath:
             )
         prefix = self.ctx.settings.accel_redirect_prefix
         slots = getattr(getattr(self.app, "state", None), "download_slots", None)
-        holds_slot = False
+        slot = None
         if slots is not None and not prefix:
-            if not slots.acquire(device.id):
-                refusal = JSONResponse(
-                    {"detail": f"at most {slots.per_device} downloads at once per device"},
-                    429,
-                    headers={"Retry-After": "5"},
-                )
-                return await refusal(scope, receive, send)
-            holds_slot = True
+            slot = slots.acquire(device.id)  # evicts the device's oldest download beyond the cap
         self._count_download()
         if prefix:  # nginx in front sends the file; the controller only authorises
             headers = [
@@ -298,11 +291,17 @@ class HotPath:
                 return
             await server_send(message)
 
+        if slot is not None:
+            slot.bind()
         try:
             await response(scope, receive, counting_send)
+        except asyncio.CancelledError:
+            if slot is None or not slot.evicted:
+                raise
+            # A newer download of the same device evicted this one; uvicorn closes the connection.
         finally:
-            if holds_slot:
-                slots.release(device.id)
+            if slot is not None:
+                slots.release(device.id, slot)
 
     async def _pathsend(self, send: Send, path: str, size: int) -> int:
         """sendfile(2) of the whole file onto uvicorn's transport, then the end of the response."""
