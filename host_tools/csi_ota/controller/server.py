@@ -279,6 +279,12 @@ def serve(
     """Runs the controller until SIGTERM/SIGINT (``workers`` processes on the device port)."""
     check_listen_options(listen)
     limits = fit_to_fd_limit(limits or ServerLimits(), ports=2)
+    if workers > 1:  # every worker counts its own connections: share the caps out so the host keeps them
+        limits = dataclasses.replace(
+            limits,
+            max_connections=max(1, -(-limits.max_connections // workers)),
+            max_connections_per_client=max(1, -(-limits.max_connections_per_client // workers)),
+        )
     if not 1 <= workers <= MAX_WORKERS:
         raise CsiOtaError(f"--workers must be 1..{MAX_WORKERS}")
     device_socket = bind_socket(listen.host, listen.device_port)
