@@ -36,3 +36,10 @@ if [ -x scripts/test_hw_sim.sh ]; then
   echo "== tests_hw on the virtual ESP32-S3 =="
   ./scripts/test_hw_sim.sh
 fi
+
+# tests_hw in hardware mode (esptool over RFC 2217, DTR/RTS resets, pytest-embedded-idf) against
+# the virtual ESP32-S3 board, following README's "QA with a USB ESP32-S3" block (docs/vboard.md).
+if [ -x scripts/test_hw_board.sh ]; then
+  echo "== tests_hw in hardware mode on the virtual ESP32-S3 board =="
+  ./scripts/test_hw_board.sh
+fi
