@@ -60,10 +60,11 @@ mkdir -p "$csi_ota_bin"
 if ! command -v csi-ota >/dev/null; then  # not pip-installed: the same CLI from the tree
   printf '#!/bin/sh\nexec python3 -m csi_ota "$@"\n' > "$csi_ota_bin/csi-ota" && chmod +x "$csi_ota_bin/csi-ota"
 fi
+addopts="--junitxml=out/tests_hw-esp32s3.junit.xml -o junit_suite_name=tests_hw-esp32s3 -o junit_family=xunit1"
+addopts+=" --root-logdir=out/tests_hw-esp32s3-logs -p no:cacheprovider"
+[ $# -eq 0 ] || addopts+=" $(printf '%q ' "$@")"
 rc=0
-PATH="$PWD/$csi_ota_bin:$PATH" \
-PYTEST_ADDOPTS="--junitxml=out/tests_hw-esp32s3.junit.xml -o junit_suite_name=tests_hw-esp32s3 -o junit_family=xunit1 --root-logdir=out/tests_hw-esp32s3-logs -p no:cacheprovider $(printf '%q ' "$@")" \
-  bash "$work/qa.sh" || rc=$?
+PATH="$PWD/$csi_ota_bin:$PATH" PYTEST_ADDOPTS="$addopts" bash "$work/qa.sh" || rc=$?
 
 python3 - <<'PY'
 import xml.etree.ElementTree as ET
