@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/host_tools${PYTHONPATH:+:$PYTHONPATH}"
 work=out/vboard
-rm -rf "$work" && mkdir -p "$work"
+rm -rf "$work" out/qa out/tests_hw-esp32s3.junit.xml out/tests_hw-esp32s3-logs && mkdir -p "$work"
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
