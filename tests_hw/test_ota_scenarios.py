@@ -21,7 +21,7 @@ BOTH_TARGETS = [pytest.mark.sim, pytest.mark.esp32s3]
 pytestmark = BOTH_TARGETS
 
 BAD_IMAGES = ["truncate", "truncate-header", "random", "wrong-chip", "chip-rev"]  # scenario 2
-HW_DOWNLOAD_S = 10.0  # s8's download on hardware: long enough for two resets inside it
+HW_DOWNLOAD_S = 20.0  # s8's download on hardware: long enough for two resets inside it
 BAD_RELEASES = ["bad-checksum", "bad-sha256", "bad-signature", "unknown-key", "other-image", "too-large"]  # 3
 
 

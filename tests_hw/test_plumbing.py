@@ -38,16 +38,40 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # -- esptool command lines (hardware device actions) ------------------------------------------
+class RecordingLines:
+    """The serial port's modem lines; counts EN pulses through the auto-reset circuit."""
+
+    def __init__(self) -> None:
+        self.dtr = False
+        self._rts = False
+        self.en_pulses = 0
+
+    @property
+    def rts(self) -> bool:
+        return self._rts
+
+    @rts.setter
+    def rts(self, value: bool) -> None:
+        if self._rts and not value and not self.dtr:  # EN low -> high with GPIO0 high: a reset
+            self.en_pulses += 1
+        self._rts = value
+
+
 class RecordingSerial:
     """Stands in for pytest-embedded's EspSerial only to capture what would be sent to esptool."""
 
     port = "/dev/ttyUSB0"
 
     def __init__(self) -> None:
-        self.resets = 0
+        self.proc = RecordingLines()
 
-    def hard_reset(self) -> None:
-        self.resets += 1
+    @property
+    def resets(self) -> int:
+        return self.proc.en_pulses
+
+    @resets.setter
+    def resets(self, value: int) -> None:
+        self.proc.en_pulses = value
 
 
 def test_esptool_command_lines_for_each_device_action(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ ESPTOOL_CHIP = "esp32s3"
 ESPTOOL_BEFORE = "default-reset"
 ESPTOOL_AFTER = "hard-reset"
 ESPTOOL_NO_RESET = "no-reset"
+EN_LOW_S = 0.1  # how long a reset holds EN low (esptool's hard reset)
 
 
 @dataclass(frozen=True)
@@ -305,9 +307,19 @@ class EsptoolActions:
             self.serial.proc.apply_settings(settings)
 
     def reset(self) -> None:
-        """Drop what the DUT has buffered (the old app's lines), then pulse EN."""
+        """Drop what the DUT has buffered (the old app's lines), then pulse EN.
+
+        The pulse is esptool's hard reset on the auto-reset circuit (RTS asserted with DTR
+        released pulls EN low) done on the port's lines directly: pytest-embedded's
+        ``hard_reset()`` first sends the ROM loader a register write, which a running app
+        never answers (3 s lost, and SLIP bytes on the app's console).
+        """
         self._drain()
-        self.serial.hard_reset()
+        port = self.serial.proc
+        port.dtr = False
+        port.rts = True  # EN low: the chip stops
+        time.sleep(EN_LOW_S)
+        port.rts = False  # EN high, GPIO0 high: it boots from flash
 
     def flash_build(self, app: Any) -> None:
         """Write every file of the build (bootloader, partition table, ota_data_initial, app)."""
