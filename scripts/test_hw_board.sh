@@ -29,7 +29,7 @@ python3 -m csi_ota board serve --flash "$work/flash.bin" --port 0 --port-file "$
   --config firmware/build_v1/config/csi-ota-sim.conf -v > "$work/board.log" 2>&1 &
 board_pid=$!
 trap 'kill "$board_pid" 2>/dev/null || true; wait "$board_pid" 2>/dev/null || true' EXIT
-for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.1; done
+for _ in $(seq 600); do [ -s "$work/port" ] && break; sleep 0.1; done  # up to 60 s on a busy machine
 [ -s "$work/port" ] || { echo "test_hw_board.sh: the board did not start:"; cat "$work/board.log"; exit 1; }
 
 # 2. README.md's "QA with a USB ESP32-S3" block, as written, with the virtual board's values
