@@ -21,6 +21,7 @@ APT_PACKAGES=(
   mosquitto mosquitto-clients postgresql nginx-light
   clang-format openssl tzdata
   chromium chromium-driver
+  clang libclang-rt-14-dev
 )
 
 die() {
