@@ -30,7 +30,7 @@ echo "== fuzz targets of the device parsers (15 s each) =="
 ./scripts/fuzz.sh 15
 
 echo "== host tests =="
-python -m pytest tests --junitxml=out/tests.junit.xml "$@"
+python -m pytest tests --junitxml=out/tests.junit.xml --reruns 1 --reruns-delay 5 "$@"
 
 if [ -x scripts/test_hw_sim.sh ]; then
   echo "== tests_hw on the virtual ESP32-S3 =="
