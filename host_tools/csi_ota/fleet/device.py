@@ -37,6 +37,11 @@ LATE_FRACTION = 0.5
 STATUS_PATH = "/api/ota/status"
 VERSION_PATH = "/api/ota/version"
 HEARTBEAT_PATH = "/api/devices/{device_id}/heartbeat"
+MAX_REPORTED_INTERVAL_S = 7 * 24 * 3600  # the device API's bound on reported intervals
+
+
+def _reported_interval_s(virtual_s: float) -> int:
+    return min(MAX_REPORTED_INTERVAL_S, max(1, round(virtual_s)))
 
 
 @dataclass
@@ -313,9 +318,11 @@ class SimulatedDevice:
             "slot": self.slot,
             # The intervals it runs with, in the controller's (virtual) seconds: the rollout engine
             # judges reach and silence against them.
-            "check_interval_sec": max(1, round(self.check_interval_s * self.ctx.timing.time_scale)),
-            "heartbeat_interval_sec": max(
-                1, round(self.ctx.timing.heartbeat_interval_s * self.ctx.timing.time_scale)
+            # Clamped to what the device API accepts (1 s .. 7 days): at a large --time-scale the
+            # virtual interval can exceed it, and an out-of-range field refuses the whole heartbeat.
+            "check_interval_sec": _reported_interval_s(self.check_interval_s * self.ctx.timing.time_scale),
+            "heartbeat_interval_sec": _reported_interval_s(
+                self.ctx.timing.heartbeat_interval_s * self.ctx.timing.time_scale
             ),
         }
 
