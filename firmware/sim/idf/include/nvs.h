@@ -49,6 +49,8 @@ typedef enum {
     NVS_TYPE_I32 = 0x14,
     NVS_TYPE_U64 = 0x08,
     NVS_TYPE_I64 = 0x18,
+    NVS_TYPE_FLOAT = 0x24,
+    NVS_TYPE_DOUBLE = 0x28,
     NVS_TYPE_STR = 0x21,
     NVS_TYPE_BLOB = 0x42,
     NVS_TYPE_ANY = 0xff,
@@ -57,15 +59,28 @@ typedef enum {
 esp_err_t nvs_open(const char *namespace_name, nvs_open_mode_t open_mode, nvs_handle_t *out_handle);
 void nvs_close(nvs_handle_t handle);
 esp_err_t nvs_find_key(nvs_handle_t handle, const char *key, nvs_type_t *out_type);
-esp_err_t nvs_get_u8(nvs_handle_t handle, const char *key, uint8_t *out_value);
-esp_err_t nvs_get_u32(nvs_handle_t handle, const char *key, uint32_t *out_value);
-esp_err_t nvs_get_str(nvs_handle_t handle, const char *key, char *out_value, size_t *length);
-esp_err_t nvs_get_blob(nvs_handle_t handle, const char *key, void *out_value, size_t *length);
+esp_err_t nvs_set_i8(nvs_handle_t handle, const char *key, int8_t value);
 esp_err_t nvs_set_u8(nvs_handle_t handle, const char *key, uint8_t value);
+esp_err_t nvs_set_i16(nvs_handle_t handle, const char *key, int16_t value);
+esp_err_t nvs_set_u16(nvs_handle_t handle, const char *key, uint16_t value);
+esp_err_t nvs_set_i32(nvs_handle_t handle, const char *key, int32_t value);
 esp_err_t nvs_set_u32(nvs_handle_t handle, const char *key, uint32_t value);
+esp_err_t nvs_set_i64(nvs_handle_t handle, const char *key, int64_t value);
+esp_err_t nvs_set_u64(nvs_handle_t handle, const char *key, uint64_t value);
 esp_err_t nvs_set_str(nvs_handle_t handle, const char *key, const char *value);
 esp_err_t nvs_set_blob(nvs_handle_t handle, const char *key, const void *value, size_t length);
+esp_err_t nvs_get_i8(nvs_handle_t handle, const char *key, int8_t *out_value);
+esp_err_t nvs_get_u8(nvs_handle_t handle, const char *key, uint8_t *out_value);
+esp_err_t nvs_get_i16(nvs_handle_t handle, const char *key, int16_t *out_value);
+esp_err_t nvs_get_u16(nvs_handle_t handle, const char *key, uint16_t *out_value);
+esp_err_t nvs_get_i32(nvs_handle_t handle, const char *key, int32_t *out_value);
+esp_err_t nvs_get_u32(nvs_handle_t handle, const char *key, uint32_t *out_value);
+esp_err_t nvs_get_i64(nvs_handle_t handle, const char *key, int64_t *out_value);
+esp_err_t nvs_get_u64(nvs_handle_t handle, const char *key, uint64_t *out_value);
+esp_err_t nvs_get_str(nvs_handle_t handle, const char *key, char *out_value, size_t *length);
+esp_err_t nvs_get_blob(nvs_handle_t handle, const char *key, void *out_value, size_t *length);
 esp_err_t nvs_erase_key(nvs_handle_t handle, const char *key);
+esp_err_t nvs_erase_all(nvs_handle_t handle);
 esp_err_t nvs_commit(nvs_handle_t handle);
 
 #ifdef __cplusplus
