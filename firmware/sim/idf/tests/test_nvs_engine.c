@@ -375,6 +375,55 @@ static void test_load_skips_an_entry_written_without_its_bitmap(void **state) {
     stop(&f);
 }
 
+/* ESP-IDF's load, modelled as it is: a blob overwrite cut after its new data chunk became the
+ * last item of the active page and before the new BLOB_IDX was written. The "last item is not
+ * duplicate" check searches BLOB_DATA with CHUNK_ANY, finds the old version's chunk on the same
+ * page and erases it; Storage::init then drops the old index (its chunk is gone) and the new
+ * chunk (no index owns it): the key is lost. A half-written index entry instead ends the scan
+ * with an ERASED entry and the old value stays. */
+static void test_load_as_esp_idf_loses_a_blob_cut_before_its_index(void **state) {
+    (void)state;
+    fixture_t f;
+    start(&f, "nvs-blobcut", 4);
+    uint8_t ns = open_ns(&f, "csi_ota");
+    uint8_t old_rec[40], new_rec[40];
+    memset(old_rec, 0x11, sizeof(old_rec));
+    memset(new_rec, 0x22, sizeof(new_rec));
+    assert_int_equal(
+        nvs_storage_write(&f.st, ns, NVS_ITEM_BLOB, "rec", old_rec, sizeof(old_rec), false),
+        ESP_OK);
+    assert_int_equal(
+        nvs_storage_write(&f.st, ns, NVS_ITEM_BLOB, "other", old_rec, sizeof(old_rec), false),
+        ESP_OK);
+    nvs_page_t *page = nvs_pagemanager_back(&f.st.pm);
+    assert_int_equal(nvs_page_write_item(page, ns, NVS_ITEM_BLOB_DATA, "rec", new_rec,
+                                         sizeof(new_rec), NVS_VER_1),
+                     ESP_OK);
+    reboot(&f);
+    size_t size = 0;
+    assert_int_equal(nvs_storage_data_size(&f.st, ns, NVS_ITEM_BLOB, "rec", &size),
+                     ESP_ERR_NVS_NOT_FOUND);
+    assert_int_equal(live_copies(&f, ns, "rec", NVS_ITEM_BLOB_DATA), 0);
+    expect_blob(&f, ns, "other", old_rec, sizeof(old_rec));
+
+    /* The same cut, but the index entry half-written: the old value survives. */
+    assert_int_equal(
+        nvs_storage_write(&f.st, ns, NVS_ITEM_BLOB, "rec", old_rec, sizeof(old_rec), false),
+        ESP_OK);
+    page = nvs_pagemanager_back(&f.st.pm);
+    assert_int_equal(nvs_page_write_item(page, ns, NVS_ITEM_BLOB_DATA, "rec", new_rec,
+                                         sizeof(new_rec), NVS_VER_1),
+                     ESP_OK);
+    nvs_item_t index;
+    nvs_item_init(&index, ns, NVS_ITEM_BLOB_IDX, 1, "rec", NVS_CHUNK_ANY);
+    index.crc32 = nvs_item_crc(&index);
+    uint32_t at = NVS_TEST_BASE + page->base + 64u + (uint32_t)page->next_free * 32u;
+    assert_int_equal(sim_flash_write(f.flash.flash, at, &index, 16), SIM_FLASH_OK);
+    reboot(&f);
+    expect_blob(&f, ns, "rec", old_rec, sizeof(old_rec));
+    stop(&f);
+}
+
 /* The provisioning image of `csi-ota provision` (esp-idf-nvs-partition-gen) loads as it is,
  * and the engine's writes land in the same pages beside it. */
 static void test_reads_and_extends_the_generator_image(void **state) {
@@ -445,6 +494,7 @@ int main(void) {
         cmocka_unit_test(test_load_drops_the_older_of_two_copies),
         cmocka_unit_test(test_load_finishes_a_freeing_page),
         cmocka_unit_test(test_load_skips_an_entry_written_without_its_bitmap),
+        cmocka_unit_test(test_load_as_esp_idf_loses_a_blob_cut_before_its_index),
         cmocka_unit_test(test_reads_and_extends_the_generator_image),
         cmocka_unit_test(test_newer_format_is_reported),
     };
