@@ -67,9 +67,11 @@ static ota_status_t ota_boot_verify_new_image(ota_agent_t *client,
             client->highest_sequence = pending->sequence;
             ota_store_save_u32(OTA_KV_HIGHEST_SEQ, pending->sequence);
         }
+        /* The success report is persisted before the pending record goes: a power cut in
+         * between leaves the record, and the next boot's "already confirmed" path finishes. */
+        ota_report(client, OTA_REPORT_SUCCESS, OTA_OK, &details);
         ota_store_erase(OTA_KV_PENDING);
         ota_store_erase(OTA_KV_RETRY);
-        ota_report(client, OTA_REPORT_SUCCESS, OTA_OK, &details);
         return OTA_OK;
     }
     OTA_LOGE("self-test failed (%s): rolling back", failed);
@@ -155,11 +157,12 @@ ota_status_t ota_agent_on_boot(ota_agent_t *client) {
         /* Confirmed before a reset cut the bookkeeping short. */
         ota_report_details_t details;
         ota_boot_details(client, &pending, true, &details);
-        ota_store_erase(OTA_KV_PENDING);
         OTA_LOGI("%s already confirmed", client->running_version);
         if (strcmp(client->report.state, OTA_REPORT_SUCCESS) != 0) {
             ota_report(client, OTA_REPORT_SUCCESS, OTA_OK, &details);
         }
+        ota_store_erase(OTA_KV_PENDING); /* after the report, for the same reason */
+        ota_store_erase(OTA_KV_RETRY);
         return OTA_OK;
     }
     if (has_pending) {

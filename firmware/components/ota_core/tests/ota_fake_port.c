@@ -49,7 +49,16 @@ ota_status_t ota_port_kv_get(const char *key, void *buf, size_t *len) {
     return OTA_OK;
 }
 
+/* A power cut before the KV write numbered kv_cut_at: it never happens. */
+static void ota_fake_kv_write_op(void) {
+    ota_fake.kv_writes++;
+    if (ota_fake.kv_cut_at != 0 && ota_fake.kv_writes == ota_fake.kv_cut_at) {
+        longjmp(ota_fake_reboot_jump, 2);
+    }
+}
+
 ota_status_t ota_port_kv_set(const char *key, const void *buf, size_t len) {
+    ota_fake_kv_write_op();
     if (strlen(key) > 15 || len > OTA_FAKE_KV_VALUE_BYTES) {
         return OTA_ERR_INVALID_ARG;
     }
@@ -70,6 +79,7 @@ ota_status_t ota_port_kv_set(const char *key, const void *buf, size_t len) {
 }
 
 ota_status_t ota_port_kv_erase(const char *key) {
+    ota_fake_kv_write_op();
     ota_fake_kv_t *entry = ota_fake_kv_find(key);
     if (entry != NULL) {
         memset(entry, 0, sizeof(*entry));

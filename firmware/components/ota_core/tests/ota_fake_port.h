@@ -22,6 +22,8 @@ typedef struct {
     bool has_state[OTA_FAKE_SLOTS];
     char versions[OTA_FAKE_SLOTS][32];
     uint32_t http_requests; /* every request fails with OTA_ERR_HTTP_CONNECT */
+    uint32_t kv_writes;     /* kv_set + kv_erase calls so far */
+    uint32_t kv_cut_at;     /* power cut (longjmp to ota_fake_reboot_jump) at that KV write */
 } ota_fake_device_t;
 
 extern ota_fake_device_t ota_fake;

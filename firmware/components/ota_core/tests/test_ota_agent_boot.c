@@ -120,12 +120,53 @@ static void test_abandoned_update_is_reported_once(void **state) {
     assert_int_equal(client.report.seq, 1);
 }
 
+/* A power cut at any NVS write while v2 confirms itself (pending_verify report, mark valid,
+ * highest sequence, pending and retry records erased, success report): after the reboot the
+ * device still ends on a persisted success report for v2, and no pending record is left. */
+static void test_a_cut_at_any_nvs_write_while_confirming_still_reports_success(void **state) {
+    (void)state;
+    static ota_agent_t client;
+    static uint32_t cut;
+    static bool finished;
+    finished = false;
+    for (cut = 1; cut < 40 && !finished; cut++) {
+        setup(NULL);
+        ota_pending_record_t pending = {.sequence = 41, .slot = 1};
+        strcpy(pending.target_version, "2.0.0");
+        memset(pending.target_sha256, 'a', 64);
+        strcpy(pending.previous_version, "1.0.0");
+        assert_int_equal(ota_store_save_pending(&pending), OTA_OK);
+        ota_fake.has_state[1] = true;
+        ota_fake.states[1] = OTA_IMG_PENDING_VERIFY;
+        ota_fake.kv_writes = 0;
+        ota_fake.kv_cut_at = cut;
+        if (setjmp(ota_fake_reboot_jump) == 0) {
+            fake_boot(&client, 1, 1);
+            assert_int_equal(ota_agent_on_boot(&client), OTA_OK);
+            finished = true; /* no cut: every write of the confirmation was passed */
+        }
+        ota_fake.kv_cut_at = 0;
+        fake_boot(&client, 1, 1);
+        assert_int_equal(ota_agent_on_boot(&client), OTA_OK);
+        assert_int_equal(ota_fake.states[1], OTA_IMG_VALID);
+        if (strcmp(client.report.state, OTA_REPORT_SUCCESS) != 0) {
+            fail_msg("cut at NVS write %u: last report %s, not success", (unsigned)cut,
+                     client.report.state);
+        }
+        ota_pending_record_t left;
+        assert_int_not_equal(ota_store_load_pending(&left), OTA_OK);
+    }
+    assert_true(finished);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_two_different_rollbacks_in_a_row_are_both_reported, setup),
         cmocka_unit_test_setup(test_same_fallback_again_after_a_normal_boot_is_reported_again,
                                setup),
         cmocka_unit_test_setup(test_abandoned_update_is_reported_once, setup),
+        cmocka_unit_test_setup(test_a_cut_at_any_nvs_write_while_confirming_still_reports_success,
+                               setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
