@@ -53,6 +53,13 @@ def running_version_for(index: int) -> str:
     return "9.0.0" if index % 2 else "8.0.0"
 
 
+def _offer_taken(index: int, assigned_release_id: int | None, now) -> tuple:
+    """(offer_release_id, offer_taken_at): devices offered the assigned release took the offer before."""
+    if assigned_release_id is None or running_version_for(index) != "8.0.0":
+        return (None, None)
+    return (assigned_release_id, now)
+
+
 def bulk_register(
     database_url: str,
     start: int,
@@ -63,8 +70,9 @@ def bulk_register(
     """Inserts devices start..start+count-1 (ids device_id_for, tokens token_for); returns seconds taken.
 
     Each device is in the steady state of a polling fleet: it has checked in before (running
-    version running_version_for(i), slot 0, otadata state valid), so a check with those values
-    changes nothing but ``last_seen``. On PostgreSQL the rows are copied with triggers off (``session_replication_role =
+    version running_version_for(i), slot 0, otadata state valid) and, when it does not run the
+    assigned release, has already taken its offer (``offer_taken_at``), so a check with those
+    values changes nothing but ``last_seen``. On PostgreSQL the rows are copied with triggers off (``session_replication_role =
     replica``): a benchmark's bulk load, read whole by the controller's cache at its next start.
     """
     from sqlalchemy import insert
@@ -85,7 +93,7 @@ def bulk_register(
                 copy_sql = (
                     "COPY devices (id, token_hash, tags, created, decommissioned, health, csi_messages_received, "
                     "csi_bytes_received, config_revision, assigned_release_id, version, secure_version, slot, "
-                    "ota_state, last_seen) FROM STDIN"
+                    "ota_state, last_seen, offer_release_id, offer_taken_at) FROM STDIN"
                 )
                 with cursor.copy(copy_sql) as copy:
                     for index in range(start, start + count):
@@ -107,6 +115,7 @@ def bulk_register(
                                 0,
                                 "valid",
                                 now,
+                                *_offer_taken(index, assigned_release_id, now),
                             )
                         )
                 raw.commit()
@@ -134,6 +143,13 @@ def bulk_register(
                             "slot": 0,
                             "ota_state": "valid",
                             "last_seen": now.replace(tzinfo=dt.UTC),
+                            **dict(
+                                zip(
+                                    ("offer_release_id", "offer_taken_at"),
+                                    _offer_taken(index, assigned_release_id, now.replace(tzinfo=dt.UTC)),
+                                    strict=True,
+                                )
+                            ),
                         }
                     )
                     if len(rows) == 20_000:
@@ -292,7 +308,7 @@ async def _open_loop(host, port, tls, make_request, rate_per_s, duration_s, warm
     sent = 0
     cpu0 = os.times()
     while (now := time.perf_counter()) - t0 < warmup_s + duration_s:
-        due_count = int((now - t0) * rate_per_s)
+        due_count = int((now - t0) * rate_per_s) + 1  # request i is due at t0 + i / rate: send it then
         while sent < due_count:
             due = t0 + sent / rate_per_s
             if len(in_flight) >= MAX_CONNECTIONS:

@@ -4,13 +4,22 @@ Two kinds of work, both coalesced per device:
 
 * ``touch(device_id, now)`` — only ``last_seen`` moves. Fire and forget: the check is
   answered at once; the row is updated by the next group commit (at most
-  GROUP_COMMIT_INTERVAL_S later), never backwards in time. Soft state: a crash loses
-  at most the last few milliseconds of it, which the device's next check rewrites.
+  TOUCH_GROUP_INTERVAL_S later), never backwards in time. Soft state: a crash loses
+  at most the last few tens of milliseconds of it, which the device's next check rewrites.
 * ``reconcile(device_id, apply)`` — the check changed what the registry knows (running
   version, slot, otadata state, offer taken...). The caller awaits the returned future:
   the answer leaves only after the change is committed (durable, like before), but one
   commit carries every change of the interval instead of one fsync per check.
-  ``apply(session, device)`` is run on the locked ORM row inside the batch transaction.
+  ``apply(device)`` is run inside the batch transaction on the device as the database
+  holds it (read with ``SELECT ... FOR UPDATE`` on PostgreSQL, one statement for the whole
+  group, into a cache-style device object: the registry's own functions run on it), and
+  the columns it changed are written back with one executemany per set of columns.
+
+No ORM session is involved: a group of a few hundred checks is three statements. The
+commits do not bump the local change signal (csi_ota.controller.change_feed): what they
+write is what the devices themselves report, already in the answering worker's cache;
+the other workers learn it from the change table (LISTEN/NOTIFY, poll) within
+milliseconds, and a worker that answers before that reconciles against the fresh row.
 
 Status reports do not come here: each keeps its own transaction and is acknowledged only
 after its commit.
@@ -19,30 +28,37 @@ after its commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, update
 
 from csi_ota.controller.models import Device
 
 log = logging.getLogger("csi_ota.write_batcher")
 
-GROUP_COMMIT_INTERVAL_S = 0.004
+GROUP_COMMIT_INTERVAL_S = 0.004  # a check waiting for its commit waits at most this (plus the commit)
+TOUCH_GROUP_INTERVAL_S = 0.05  # last_seen alone: bigger groups, fewer transactions (soft state)
 MAX_TOUCHES_PER_STATEMENT = 5_000
 
 
 class WriteBatcher(threading.Thread):
-    def __init__(self, session_scope: Callable[[], Any], dialect: str) -> None:
-        """``session_scope()`` is a context manager yielding one transaction's ORM session."""
+    def __init__(self, engine, cache, transaction_lock: Any = None) -> None:
+        """``cache`` (a DeviceCache) reads devices into its device objects; ``transaction_lock`` (SQLite) is
+        the controller's one-writer lock."""
         super().__init__(name="group-commit", daemon=True)
-        self._session_scope = session_scope
-        self._postgres = dialect == "postgresql"
+        self._engine = engine
+        self._cache = cache
+        self._transaction_lock = transaction_lock
+        self._postgres = engine.dialect.name == "postgresql"
+        self._updates: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._job_waiting = threading.Event()
         self._stopping = threading.Event()
         self._touches: dict[str, dt.datetime] = {}
         self._jobs: list[tuple[str, Callable, asyncio.Future, asyncio.AbstractEventLoop]] = []
@@ -61,6 +77,7 @@ class WriteBatcher(threading.Thread):
         future = loop.create_future()
         with self._lock:
             self._jobs.append((device_id, apply, future, loop))
+        self._job_waiting.set()
         self._wake.set()
         return future
 
@@ -68,6 +85,7 @@ class WriteBatcher(threading.Thread):
 
     def stop(self) -> None:
         self._stopping.set()
+        self._job_waiting.set()
         self._wake.set()
 
     def run(self) -> None:
@@ -76,8 +94,11 @@ class WriteBatcher(threading.Thread):
             if self._stopping.is_set():
                 self.flush()
                 return
+            if not self._job_waiting.is_set():  # only last_seen so far: gather longer
+                self._job_waiting.wait(TOUCH_GROUP_INTERVAL_S)
             self._stopping.wait(GROUP_COMMIT_INTERVAL_S)  # let the group gather
             self._wake.clear()
+            self._job_waiting.clear()
             self.flush()
 
     def flush(self) -> None:
@@ -88,17 +109,11 @@ class WriteBatcher(threading.Thread):
             return
         error: BaseException | None = None
         try:
-            with self._session_scope() as session:
-                for device_id, apply, _future, _loop in jobs:
-                    statement = select(Device).where(Device.id == device_id)
-                    if self._postgres:
-                        statement = statement.with_for_update(of=Device)
-                    device = session.scalar(statement)
-                    if device is not None:
-                        apply(session, device)
-                    touches.pop(device_id, None)  # apply() set last_seen itself
+            with self._transaction(), self._engine.begin() as conn:
+                if jobs:
+                    self._apply_jobs(conn, jobs, touches)
                 if touches:
-                    self._write_touches(session, touches)
+                    self._write_touches(conn, touches)
             self.commits += 1
             self.rows_touched += len(touches) + len(jobs)
         except Exception as exc:  # the registry is unreachable: the checks that wait are told
@@ -107,7 +122,51 @@ class WriteBatcher(threading.Thread):
         for _device_id, _apply, future, loop in jobs:
             loop.call_soon_threadsafe(_resolve, future, error)
 
-    def _write_touches(self, session, touches: dict[str, dt.datetime]) -> None:
+    def _transaction(self):
+        return self._transaction_lock if self._transaction_lock is not None else contextlib.nullcontext()
+
+    def _apply_jobs(self, conn, jobs, touches: dict[str, dt.datetime]) -> None:
+        """Every job's ``apply`` on its device as stored (locked), then the changed columns written back."""
+        cache = self._cache
+        ids = sorted({device_id for device_id, *_ in jobs})  # one lock order for every process
+        statement = cache._device_select(lambda id_column: id_column.in_(ids))
+        if self._postgres:
+            statement = statement.with_for_update()
+        devices = {}
+        for row in conn.execute(statement):
+            device = cache._make_device(cache._convert(row))
+            devices[device.id] = device
+        columns = cache.device_columns
+        before = {device_id: tuple(getattr(d, c) for c in columns) for device_id, d in devices.items()}
+        for device_id, apply, _future, _loop in jobs:
+            device = devices.get(device_id)
+            if device is not None:
+                apply(device)
+            touches.pop(device_id, None)  # apply() set last_seen itself
+        by_columns: dict[tuple[str, ...], list[dict]] = {}
+        for device_id, device in devices.items():
+            old = before[device_id]
+            changed = tuple(c for i, c in enumerate(columns) if getattr(device, c) != old[i])
+            if changed:
+                values = {f"v_{c}": getattr(device, c) for c in changed}
+                values["b_id"] = device_id
+                by_columns.setdefault(changed, []).append(values)
+        for changed, rows in by_columns.items():
+            conn.execute(self._update_statement(changed), rows)
+
+    def _update_statement(self, changed: tuple[str, ...]):
+        statement = self._updates.get(changed)
+        if statement is None:
+            table = Device.__table__
+            statement = (
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values({table.c[c]: bindparam(f"v_{c}") for c in changed})
+            )
+            self._updates[changed] = statement
+        return statement
+
+    def _write_touches(self, connection, touches: dict[str, dt.datetime]) -> None:
         items = sorted(touches.items())  # one lock order for every process: no deadlocks
         table = Device.__table__
         statement = (
@@ -115,9 +174,7 @@ class WriteBatcher(threading.Thread):
             .where(table.c.id == bindparam("b_id"))
             .where((table.c.last_seen.is_(None)) | (table.c.last_seen < bindparam("b_seen")))
             .values(last_seen=bindparam("b_seen"))
-            .execution_options(synchronize_session=False)
         )
-        connection = session.connection()
         for start in range(0, len(items), MAX_TOUCHES_PER_STATEMENT):
             chunk = items[start : start + MAX_TOUCHES_PER_STATEMENT]
             connection.execute(statement, [{"b_id": d, "b_seen": seen} for d, seen in chunk])
