@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 import subprocess
 import time
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -33,6 +35,20 @@ def _device_row(database_url: str, device_id: str) -> Device:
             return conn.execute(select(Device.__table__).where(Device.id == device_id)).one()
     finally:
         engine.dispose()
+
+
+def _raw_get(url: str, path: str, token: str) -> bytes:
+    """The whole response to one GET on its own connection (Connection: close), without its date header."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=WAIT_S) as sock:
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {token}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        chunks = []
+        while chunk := sock.recv(1 << 16):
+            chunks.append(chunk)
+    return re.sub(rb"\r\ndate: [^\r]*", b"", b"".join(chunks), count=1)
 
 
 def _clients(server, token: str, count: int = CONNECTIONS) -> list[httpx.Client]:
@@ -85,6 +101,35 @@ def test_hot_path_answers_as_the_fastapi_path(controller, make_release):
         assert hot.status_code == 401
         # What the hot path refuses to parse, FastAPI explains (422).
         assert device.get("/api/ota/version", params={"slot": "99"}).status_code == 422
+
+
+def test_answers_from_the_http_protocol_are_the_asgi_paths_bytes(controller, make_release):
+    """Version checks and full downloads answered inside the HTTP protocol (csi_ota.controller.fast_http)
+    are byte for byte what the ASGI hot path sends; a percent-encoded path takes the ASGI path."""
+    release = make_release(target_size_bytes=150_000)
+    assert upload(controller, release).status_code == 201
+    device_id, token = new_device(controller)
+    with controller.management_client() as mgmt:
+        assert (
+            mgmt.put(f"/api/devices/{device_id}/assignment", json={"release": release.version}).status_code
+            == 200
+        )
+    url = controller.device_url
+    check = f"?device_id={device_id}&version=1.0.0&slot=0&state=valid"
+    pairs = [
+        (f"/api/ota/version{check}", f"/api/ota/versio%6E{check}"),  # 200 + manifest
+        (f"/version?version={release.version}", f"/versio%6E?version={release.version}"),  # 204
+        (f"/api/ota/firmware/{release.sha256}", f"/api/ota/firmwar%65/{release.sha256}"),  # 200 + image
+        (f"/api/ota/firmware/{'0' * 64}", f"/api/ota/firmwar%65/{'0' * 64}"),  # 404
+    ]
+    for fast, asgi in pairs:
+        assert _raw_get(url, fast, token) == _raw_get(url, asgi, token), fast
+    image = _raw_get(url, f"/api/ota/firmware/{release.sha256}", token)
+    assert image.startswith(b"HTTP/1.1 200 OK\r\n") and image.endswith(release.image)
+    stranger = _raw_get(url, "/api/ota/version", "dev_unknown")
+    assert stranger.startswith(b"HTTP/1.1 401 ") and stranger == _raw_get(
+        url, "/api/ota/versio%6E", "dev_unknown"
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

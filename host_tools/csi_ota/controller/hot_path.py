@@ -23,8 +23,10 @@ of the two paths are the same bytes; tests/controller check that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import operator
 import re
 from urllib.parse import parse_qsl
 
@@ -67,7 +69,7 @@ _QUERY = {
     "last_seq": (_UINT, int, registry.U32_MAX),
     "last_reason": (registry.REASON_PATTERN, None, None),
 }
-_RECONCILED = ("version", "secure_version", "slot", "state")
+_ALL_QUERY = tuple(_QUERY)
 TEXT_PLAIN = b"text/plain; charset=utf-8"
 
 
@@ -146,6 +148,9 @@ class HotPath:
         self._count_download = ctx.metrics.downloads.labels(status="started").inc
         self._count_bytes = ctx.metrics.bytes_served.inc
         self._count_zero_copy = ctx.metrics.bytes_zero_copy.inc
+        # What the registry stores about a cached device but last_seen (one C call: a change is written).
+        self._file_headers: dict[tuple, list[tuple[bytes, bytes]]] = {}
+        self._state_of = operator.attrgetter(*(c for c in cache.device_columns if c != "last_seen"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -163,10 +168,9 @@ class HotPath:
 
     # ------------------------------------------------------------------ shared steps
 
-    def _authenticate(self, scope: Scope, claimed_id):
+    def _authenticate(self, raw: bytes | None, claimed_id):
         """The device, or an error response (401/403/429) — the device API's _authenticate."""
         self.cache.maybe_catch_up()
-        raw = _authorization(scope)
         token = None if raw is None else bearer_token(raw.decode("latin-1"))
         device = None if token is None else self.cache.device_for_token(token)
         if device is None:
@@ -182,21 +186,40 @@ class HotPath:
     # ------------------------------------------------------------------ version check
 
     async def version_check(self, scope: Scope, receive: Receive, send: Send) -> None:
-        query = parse_query(scope["query_string"], tuple(_QUERY))
-        device, refusal = self._authenticate(scope, query.get("device_id"))
+        query = parse_query(scope["query_string"], _ALL_QUERY)
+        device, refusal, pending = self.check_version(query, _authorization(scope))
         if refusal is not None:
             return await refusal(scope, receive, send)
+        if pending is not None:
+            await pending
+        status, headers, body = self.version_answer(device)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def check_version(self, query: dict, authorization: bytes | None):
+        """A version check up to its answer: (device, refusal, pending).
+
+        ``refusal`` is the 401/403/429 response (then nothing else happened); ``pending`` is the
+        group commit to await before answering (None: only ``last_seen`` moved, queued). The answer
+        itself is :meth:`version_answer`, built after that wait (csi_ota.controller.fast_http calls
+        both from the HTTP protocol, the ASGI path above from its coroutine).
+        """
+        device, refusal = self._authenticate(authorization, query.get("device_id"))
+        if refusal is not None:
+            return None, refusal, None
         now = self.ctx.now()
-        before = tuple(getattr(device, name) for name in device.columns if name != "last_seen")
+        state = self._state_of
+        before = state(device)
         apply_version_check(device, query, now)
-        after = tuple(getattr(device, name) for name in device.columns if name != "last_seen")
-        if before != after:
+        if state(device) != before:
             # What the registry knows changes: answer once it is committed (in a group).
-            await self.batcher.reconcile(
-                device.id, lambda _s, orm, q=query, t=now: apply_version_check(orm, q, t)
-            )
-        else:
-            self.batcher.touch(device.id, now)
+            pending = self._commit(device, lambda stored, q=query, t=now: apply_version_check(stored, q, t))
+            return device, None, pending
+        self.batcher.touch(device.id, now)
+        return device, None, None
+
+    def version_answer(self, device) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """(status, headers, body) of a version check: 200 + the stored manifest, or 204."""
         release = registry.offered_release(device)
         headers = []
         config = self.cache.config_header(device)
@@ -204,29 +227,56 @@ class HotPath:
             headers.append((b"x-device-config", config.encode("latin-1")))
         if release is None:
             self._count_none()
-            await send({"type": "http.response.start", "status": 204, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
+            return 204, headers, b""
         self._count_offer()
         body = release.manifest
         headers.append((b"x-firmware-url", FIRMWARE_URL_TEMPLATE.format(sha256=release.sha256).encode()))
         headers.append((b"content-length", str(len(body)).encode()))
         headers.append((b"content-type", TEXT_PLAIN))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        return 200, headers, body
+
+    def release_by_hash(self, device, sha256: str):
+        """The stored release ``device`` may download by this hash (None: unknown or not its own)."""
+        candidates = self.cache.releases_by_sha.get(sha256, ()) if _SHA256.match(sha256) else ()
+        return next((r for r in candidates if registry.may_download(device, r)), None)
+
+    @property
+    def download_slots(self):
+        """The per-device download cap (issue 12 H4) of the device app, if it has one."""
+        return getattr(getattr(self.app, "state", None), "download_slots", None)
+
+    def accel_headers(self, release) -> list[tuple[bytes, bytes]]:
+        """The X-Accel-Redirect answer's headers (``serve --x-accel-redirect``: nginx sends the file)."""
+        return [
+            (b"x-accel-redirect", f"{self.ctx.settings.accel_redirect_prefix}{release.sha256}.bin".encode()),
+            (b"etag", f'"{release.sha256}"'.encode()),
+            (b"content-type", b"application/octet-stream"),
+            (b"content-length", b"0"),
+        ]
+
+    def file_headers(self, release, stat_result) -> list[tuple[bytes, bytes]]:
+        """The headers of a full image's 200, as the FileResponse of the ASGI path makes them (memoised)."""
+        key = (release.sha256, stat_result.st_size, stat_result.st_mtime)
+        headers = self._file_headers.get(key)
+        if headers is None:
+            if len(self._file_headers) > 256:
+                self._file_headers.clear()
+            headers = self._file_headers[key] = list(_file_response(release, stat_result).raw_headers)
+        return headers
 
     async def _commit(self, device, apply) -> None:
         try:
             await self.batcher.reconcile(device.id, apply)
         except Exception:
-            self.cache.reload_device(device.id)  # the cache guessed ahead of a write that failed
+            with contextlib.suppress(Exception):  # the cache guessed ahead of a write that failed
+                self.cache.reload_device(device.id)
             raise
 
     # ------------------------------------------------------------------ firmware
 
     async def firmware(self, scope: Scope, receive: Receive, send: Send, sha256: str | None) -> None:
         query = parse_query(scope["query_string"], ("device_id",)) if sha256 is None else {}
-        device, refusal = self._authenticate(scope, query.get("device_id"))
+        device, refusal = self._authenticate(_authorization(scope), query.get("device_id"))
         if refusal is not None:
             return await refusal(scope, receive, send)
         if sha256 is None:
@@ -236,45 +286,28 @@ class HotPath:
                     scope, receive, send
                 )
         else:
-            candidates = self.cache.releases_by_sha.get(sha256, ()) if _SHA256.match(sha256) else ()
-            release = next((r for r in candidates if registry.may_download(device, r)), None)
+            release = self.release_by_hash(device, sha256)
             if release is None:  # unknown, or not this device's: the same answer
-                return await JSONResponse({"detail": "no such firmware"}, 404)(scope, receive, send)
+                return await JSONResponse(*NO_SUCH_FIRMWARE)(scope, receive, send)
         now = self.ctx.now()
-        before = _state(device)
+        before = self._state_of(device)
         apply_download(device, sha256, now)
-        if _state(device) != before:
-            await self._commit(device, lambda _s, orm, h=sha256, t=now: apply_download(orm, h, t))
+        if self._state_of(device) != before:
+            await self._commit(device, lambda stored, h=sha256, t=now: apply_download(stored, h, t))
         stat_result = self.cache.firmware_stat(release)
         if stat_result is None:
-            return await JSONResponse({"detail": "firmware image missing from the store"}, 404)(
-                scope, receive, send
-            )
+            return await JSONResponse(*FIRMWARE_MISSING)(scope, receive, send)
         prefix = self.ctx.settings.accel_redirect_prefix
-        slots = getattr(getattr(self.app, "state", None), "download_slots", None)
+        slots = self.download_slots
         slot = None
         if slots is not None and not prefix:
             slot = slots.acquire(device.id)  # evicts the device's oldest download beyond the cap
         self._count_download()
         if prefix:  # nginx in front sends the file; the controller only authorises
-            headers = [
-                (b"x-accel-redirect", f"{prefix}{release.sha256}.bin".encode()),
-                (b"etag", f'"{release.sha256}"'.encode()),
-                (b"content-type", b"application/octet-stream"),
-                (b"content-length", b"0"),
-            ]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.start", "status": 200, "headers": self.accel_headers(release)})
             await send({"type": "http.response.body", "body": b""})
             return
-        response = FileResponse(
-            release.path,
-            media_type="application/octet-stream",
-            headers={
-                "ETag": f'"{release.sha256}"',
-                "Cache-Control": "private, max-age=31536000, immutable",
-            },
-            stat_result=stat_result,
-        )
+        response = _file_response(release, stat_result)
         response.chunk_size = FIRMWARE_CHUNK_BYTES
         server_send = send
         zero_copy = _sendfile_target(send) is not None and scope.get("scheme") == "http"
@@ -324,9 +357,20 @@ class HotPath:
         return sent
 
 
-def _state(device) -> tuple:
-    """What the registry stores about a cached device (but last_seen): a change here is written at once."""
-    return tuple(getattr(device, name) for name in device.columns if name != "last_seen")
+NO_SUCH_FIRMWARE = ({"detail": "no such firmware"}, 404)
+FIRMWARE_MISSING = ({"detail": "firmware image missing from the store"}, 404)
+
+
+def _file_response(release, stat_result) -> FileResponse:
+    return FileResponse(
+        release.path,
+        media_type="application/octet-stream",
+        headers={
+            "ETag": f'"{release.sha256}"',
+            "Cache-Control": "private, max-age=31536000, immutable",
+        },
+        stat_result=stat_result,
+    )
 
 
 def _sendfile_target(send: Send):

@@ -34,8 +34,14 @@ from csi_ota.controller.context import ControllerContext, build_context
 from csi_ota.controller.db import make_engine, safe_url, upgrade_database
 from csi_ota.controller.device_api import create_device_app
 from csi_ota.controller.device_cache import DeviceCache
+from csi_ota.controller.fast_http import fast_protocol_class
 from csi_ota.controller.hot_path import HotPath
-from csi_ota.controller.limits import ServerLimits, fit_to_fd_limit, install_log_rate_limit
+from csi_ota.controller.limits import (
+    ServerLimits,
+    fit_to_fd_limit,
+    guarded_protocol_class,
+    install_log_rate_limit,
+)
 from csi_ota.controller.management_api import create_management_app
 from csi_ota.controller.settings import ControllerSettings
 from csi_ota.controller.workers import MAX_WORKERS, SharedCounts, WorkerMetrics, fork_worker, stop_workers
@@ -193,12 +199,18 @@ def _sync_mqtt_files(ctx: ControllerContext, mqtt: MqttOptions | None) -> MqttOp
     return mqtt
 
 
-def _uvicorn_config(app, listen: ListenOptions, limits: ServerLimits, *, tls: bool) -> uvicorn.Config:
+def _uvicorn_config(
+    app, listen: ListenOptions, limits: ServerLimits, *, tls: bool, protocol_base: type | None = None
+) -> uvicorn.Config:
     """One port's server: limits (header timeout, connection caps) on uvicorn's protocol class.
 
-    That class is uvicorn's "auto" one: httptools when installed (a dependency), whose transport
-    the hot path sends firmware on with sendfile(2).
+    That class is uvicorn's "auto" one (httptools, a dependency, whose transport the hot path
+    sends firmware on with sendfile(2)), or ``protocol_base``: on the device port, the
+    subclass that answers version checks itself (csi_ota.controller.fast_http).
     """
+    kwargs = limits.uvicorn_kwargs()  # one call per port: each port counts its own connections
+    if protocol_base is not None:
+        kwargs["http"] = guarded_protocol_class(limits, protocol_base)
     return uvicorn.Config(
         app,
         host=listen.host,
@@ -207,7 +219,7 @@ def _uvicorn_config(app, listen: ListenOptions, limits: ServerLimits, *, tls: bo
         loop="asyncio",
         ssl_certfile=str(listen.tls_cert) if tls else None,
         ssl_keyfile=str(listen.tls_key) if tls else None,
-        **limits.uvicorn_kwargs(),  # one call per port: each port counts its own connections
+        **kwargs,
     )
 
 
@@ -230,11 +242,16 @@ def _device_plane(ctx: ControllerContext, device_app: FastAPI, signal_: ChangeSi
     cache = DeviceCache(ctx.engine, ctx.settings.firmware_dir, signal_)
     watch_sessions(ctx.session_factory, signal_, on_commit=lambda: None)
     cache.load()
-    batcher = WriteBatcher(ctx.session, ctx.engine.dialect.name)
+    batcher = WriteBatcher(ctx.engine, cache, ctx.transaction_lock)
     batcher.start()
     follower = ChangeFollower(ctx.engine, cache.catch_up)
     follower.start()
     return _DevicePlane(HotPath(device_app, ctx, cache, batcher), cache, batcher, follower)
+
+
+def _device_config(plane: _DevicePlane, listen: ListenOptions, limits: ServerLimits) -> uvicorn.Config:
+    base = fast_protocol_class(plane.app)
+    return _uvicorn_config(plane.app, listen, limits, tls=not listen.insecure_http, protocol_base=base)
 
 
 def _start_flusher(ctx: ControllerContext) -> tuple[threading.Thread, threading.Event]:
@@ -257,7 +274,7 @@ def _run_device_worker(
     ctx = build_context(settings, metrics=WorkerMetrics(counts, index))
     plane = _device_plane(ctx, create_device_app(ctx), signal_)
     flusher, stop_flusher = _start_flusher(ctx)
-    config = _uvicorn_config(plane.app, listen, limits, tls=not listen.insecure_http)
+    config = _device_config(plane, listen, limits)
     install_log_rate_limit(limits.log_records_per_minute)
     try:
         asyncio.run(_run_servers([(_Server(config), device_socket)]))
@@ -333,7 +350,7 @@ def _serve_primary(
     mqtt = _sync_mqtt_files(ctx, mqtt)
     device_app, management_app = create_apps(ctx)
     plane = _device_plane(ctx, device_app, signal_)
-    device_config = _uvicorn_config(plane.app, listen, limits, tls=not listen.insecure_http)
+    device_config = _device_config(plane, listen, limits)
     # Admin tokens travel on the management port: TLS unless explicitly refused.
     management_config = _uvicorn_config(management_app, listen, limits, tls=listen.management_tls)
     install_log_rate_limit(limits.log_records_per_minute)
