@@ -354,7 +354,9 @@ def _run(target, args, timeout_s: float) -> dict:
     process = context.Process(target=_in_process, args=(target, args, queue))
     process.start()
     try:
-        return queue.get(timeout=timeout_s)
+        result = queue.get(timeout=timeout_s)
+        result["load_average"] = [round(x, 2) for x in os.getloadavg()]  # 1/5/15 min, at the row's end
+        return result
     finally:
         process.join(timeout=30)
         if process.is_alive():
@@ -375,6 +377,25 @@ def open_loop(host, port, make_request, rate_per_s, duration_s, *, warmup_s=2.0,
 
 
 # --------------------------------------------------------------------------- the machine
+
+
+def tree_cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds so far of these processes and their children (servers under test)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seen: set[int] = set()
+    todo = list(pids)
+    total = 0.0
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            todo += [int(c) for c in children]
+    return total
 
 
 def machine() -> dict:

@@ -49,6 +49,7 @@ from benchlib import (  # noqa: E402
     open_loop,
     running_version_for,
     token_for,
+    tree_cpu_s,
 )
 from csi_ota import imagegen, keys  # noqa: E402
 from csi_ota.controller.db import default_sqlite_url  # noqa: E402
@@ -186,7 +187,9 @@ def bench_backend(name: str, database_url: str | None, work: Path, step_s: float
                     flush=True,
                 )
                 bytes0, t_step = updaters.bytes, time.perf_counter()
+                cpu0 = tree_cpu_s([server.process.pid])
                 result = open_loop(HOST, port, PollRequests(port, devices), rate, step_s, warmup_s=WARMUP_S)
+                server_cpu_share = (tree_cpu_s([server.process.pid]) - cpu0) / (time.perf_counter() - t_step)
                 firmware_mb_per_s = (updaters.bytes - bytes0) / (time.perf_counter() - t_step) / 1e6
                 step = {
                     "devices_polling": devices,
@@ -194,6 +197,7 @@ def bench_backend(name: str, database_url: str | None, work: Path, step_s: float
                     "version_checks_per_s": round(rate, 1),
                     **result,
                     "firmware_mb_per_s": round(firmware_mb_per_s, 2),
+                    "controller_cpu_share": round(server_cpu_share, 2),  # of one core, both workers
                     "meets_target": bool(result["responses"])
                     and result["p99_ms"] <= P99_TARGET_MS
                     and result["errors"] == 0,

@@ -43,6 +43,7 @@ from benchlib import (  # noqa: E402
     open_loop,
     running_version_for,
     token_for,
+    tree_cpu_s,
 )
 from csi_ota import certs, imagegen, keys  # noqa: E402
 from csi_ota.controller.db import default_sqlite_url  # noqa: E402
@@ -157,14 +158,24 @@ def measure_downloads(args, tmp, controller, public_key, sha256, results) -> Non
                 "controller": (tport, [get_request(HOST, tport, path, t) for t in tokens], True),
                 "nginx": (tls_port, [get_request(HOST, tls_port, f"/{sha256}.bin")], True),
             }
+            server_pids = {
+                ("plain", "controller"): [controller.process.pid],
+                ("plain", "nginx"): [plain.process.pid],
+                ("plain", "nginx_x_accel_redirect"): [front.process.pid, offloaded.process.pid],
+                ("tls", "controller"): [controller_tls.process.pid],
+                ("tls", "nginx"): [plain.process.pid],
+            }
             for transport, targets in (("plain", plain_targets), ("tls", tls_targets)):
                 for concurrency in CONCURRENCY_LEVELS:
                     row = {}
                     for name, (target_port, requests, tls) in targets.items():
                         print(f"downloads ({transport}): {name}, {concurrency} clients …", flush=True)
+                        pids = server_pids[transport, name]
+                        cpu0 = tree_cpu_s(pids)
                         row[name] = closed_loop(
                             HOST, target_port, requests, concurrency, args.duration, tls=tls
                         )
+                        _add_server_cpu(row[name], tree_cpu_s(pids) - cpu0)
                     reference = row["nginx"]["mbytes_per_s"] or 1
                     row["ratio_controller_to_nginx"] = round(row["controller"]["mbytes_per_s"] / reference, 3)
                     if "nginx_x_accel_redirect" in row:
@@ -174,14 +185,28 @@ def measure_downloads(args, tmp, controller, public_key, sha256, results) -> Non
                     results["downloads"][transport][str(concurrency)] = row
 
 
-def measure_version_checks(args, controller, devices: int, nginx_port: int, manifest_name: str) -> dict:
+def _add_server_cpu(row: dict, cpu_s: float) -> None:
+    """The servers' CPU during a row (seconds, ms per MB) beside the load generator's."""
+    row["server_cpu_s"] = round(cpu_s, 2)
+    megabytes = row["mbytes_per_s"] * row["seconds"]
+    row["server_cpu_ms_per_mb"] = round(cpu_s * 1000 / megabytes, 3) if megabytes else None
+    row["load_generator_cpu_ms_per_mb"] = (
+        round(row["load_generator_cpu_s"] * 1000 / megabytes, 3) if megabytes else None
+    )
+
+
+def measure_version_checks(args, controller, devices: int, static, manifest_name: str) -> dict:
     """Closed loop (50 clients) beside nginx's static manifest, then open loop at the fleet's polling rate."""
     port = _port(controller.device_url)
+    nginx_port = static.port
     row = {"devices": devices}
     print(f"version checks: {devices} devices, closed loop …", flush=True)
+    cpu0 = tree_cpu_s([controller.process.pid])
     row["closed"] = closed_loop(
         HOST, port, version_check_requests(port, devices), VERSION_CHECK_CONCURRENCY, args.duration
     )
+    _add_cpu_per_request(row["closed"], tree_cpu_s([controller.process.pid]) - cpu0)
+    cpu0 = tree_cpu_s([static.process.pid])
     row["nginx_static_manifest"] = closed_loop(
         HOST,
         nginx_port,
@@ -189,13 +214,23 @@ def measure_version_checks(args, controller, devices: int, nginx_port: int, mani
         VERSION_CHECK_CONCURRENCY,
         args.duration,
     )
+    _add_cpu_per_request(row["nginx_static_manifest"], tree_cpu_s([static.process.pid]) - cpu0)
     row["ratio_closed_to_nginx"] = round(
         row["closed"]["requests_per_s"] / (row["nginx_static_manifest"]["requests_per_s"] or 1), 3
     )
     rate = devices / POLL_INTERVAL_S
     print(f"version checks: {devices} devices, open loop at {rate:.0f}/s …", flush=True)
+    cpu0 = tree_cpu_s([controller.process.pid])
     row["open"] = open_loop(HOST, port, VersionCheckRequests(port, devices), rate, args.duration)
+    row["open"]["server_cpu_share"] = round(
+        (tree_cpu_s([controller.process.pid]) - cpu0) / (args.duration + 2.0), 2
+    )  # of one core, over warm-up + measurement
     return row
+
+
+def _add_cpu_per_request(row: dict, cpu_s: float) -> None:
+    row["server_cpu_s"] = round(cpu_s, 2)
+    row["server_cpu_ms_per_request"] = round(cpu_s * 1000 / row["responses"], 3) if row["responses"] else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.skip_downloads:
                     measure_downloads(args, tmp, controller, public_key, sha256, results)
                 results["version_checks"]["sqlite_10000"] = measure_version_checks(
-                    args, controller, SQLITE_DEVICES, static.port, "manifest.txt"
+                    args, controller, SQLITE_DEVICES, static, "manifest.txt"
                 )
             if not args.skip_postgres:
                 with postgres_server(fsync=True) as pg:
@@ -266,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                             timeout_s=600,
                         ) as controller:
                             results["version_checks"][f"postgres_{fleet}"] = measure_version_checks(
-                                args, controller, fleet, static.port, "manifest.txt"
+                                args, controller, fleet, static, "manifest.txt"
                             )
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
