@@ -5,6 +5,11 @@ times faster than the wall clock, so 24 h soaks take 8 s. Devices check for
 updates every CHECK_REAL_S wall-clock seconds and heart-beat every
 HEARTBEAT_REAL_S — the request rate that one controller on this 2-core
 machine sustains for 1,000 devices. Every wait is bounded.
+
+The policies name the fleet's intervals (as an operator does for a fleet
+configured so): the engine judges reach and silence against them until a
+device's heartbeat reports its own (each simulated device heart-beats once at
+boot, as the firmware does).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ pytestmark = [
 
 SCALE = 10_800.0  # 24 h of virtual time = 8 s
 CHECK_REAL_S = 20.0
-HEARTBEAT_REAL_S = 120.0
+HEARTBEAT_REAL_S = 50.0  # 6.25 virtual days: within the device API's 7-day bound on intervals
 FLEET_SIZE = int(os.environ.get("ROLLOUT_TEST_FLEET_SIZE", "1000"))  # smaller only to debug locally
 RUN_BOUND_S = 300.0
 
@@ -62,6 +67,8 @@ def base_policy(**overrides) -> dict:
         "success_percent": 95,
         "failure_percent": 10,
         "failure_min_count": 5,
+        "check_interval_s": real_to_virtual_s(CHECK_REAL_S),
+        "heartbeat_interval_s": real_to_virtual_s(HEARTBEAT_REAL_S),
     }
     policy.update(overrides)
     return policy
@@ -251,6 +258,8 @@ def test_silent_devices_trip_the_health_timeout(tmp_path):
             health_timeout_s=real_to_virtual_s(12),
             failure_percent=15,
             success_percent=85,
+            check_interval_s=real_to_virtual_s(3),
+            heartbeat_interval_s=real_to_virtual_s(6),
         )
         rollout = create_rollout(world, "2.0.0", policy)
         config = fleet_config(
