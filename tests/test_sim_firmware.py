@@ -89,6 +89,10 @@ def test_firmware_boots_its_tasks_on_the_virtual_board(bench: Bench) -> None:
         assert sim.stop() == 0
     heartbeat = bench.server.records.heartbeats[-1]
     assert (heartbeat["device_id"], heartbeat["rssi"]) == ("csi_sensor_fw", -55)
+    # The running slot and the intervals it runs with (SimConfig's defaults: the seed's 3600 s
+    # check, 300 s heartbeat), which the rollout engine judges reach and silence against.
+    intervals = (heartbeat["slot"], heartbeat["check_interval_sec"], heartbeat["heartbeat_interval_sec"])
+    assert intervals == (0, 3600, 300)
     # CSI frames from the synthetic radio reach POST /api/csi/data in batches.
     assert bench.server.records.csi_posts > 0
     assert bench.server.records.csi_bytes % 168 == 0  # 40-byte header + 128 CSI bytes per frame
@@ -126,6 +130,7 @@ def test_update_succeeds_and_is_marked_valid(bench: Bench) -> None:
     ]
     states = [h["ota_state"] for h in bench.server.records.heartbeats]
     assert "pending_verify" in states and states[-1] == "valid"
+    assert bench.server.records.heartbeats[-1]["slot"] == 1  # the slot it runs now
 
 
 def test_selftest_failure_rolls_back_to_v1(bench: Bench) -> None:

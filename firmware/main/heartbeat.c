@@ -1,6 +1,8 @@
 /*
- * heartbeat.c — {"device_id","version","uptime_s","rssi","csi_frames","free_heap","ota_state"}
- * to csi/<id>/heartbeat or POST /api/devices/<id>/heartbeat.
+ * heartbeat.c — {"device_id","version","uptime_s","rssi","csi_frames","free_heap","ota_state",
+ * "slot","check_interval_sec","heartbeat_interval_sec"} to csi/<id>/heartbeat or
+ * POST /api/devices/<id>/heartbeat (docs/device-protocol.md). The intervals let the
+ * controller's rollout engine judge reach and silence against this device's own.
  */
 #include "heartbeat.h"
 
@@ -21,10 +23,11 @@
 
 static const char *TAG = "heartbeat";
 
-#define HEARTBEAT_JSON_BYTES 320
+#define HEARTBEAT_JSON_BYTES 384
 #define HEARTBEAT_STATS_EVERY 5u
 #define HEARTBEAT_ACK_TIMEOUT_MS 5000u
 #define HEARTBEAT_TASK_STACK_BYTES 4096
+#define HEARTBEAT_MAX_INTERVAL_SEC (7u * 24u * 3600u) /* the device API's bound on the fields */
 
 static const char *s_device_id;
 static uint32_t s_interval_sec;
@@ -34,6 +37,11 @@ static char s_json[HEARTBEAT_JSON_BYTES];
 
 static uint32_t heartbeat_uptime_s(void) {
     return (uint32_t)(esp_timer_get_time() / 1000000);
+}
+
+/* An interval as the protocol carries it (1 s .. 7 days); 0 = unknown, not sent. */
+static uint32_t heartbeat_protocol_interval(uint32_t interval_sec) {
+    return interval_sec > HEARTBEAT_MAX_INTERVAL_SEC ? HEARTBEAT_MAX_INTERVAL_SEC : interval_sec;
 }
 
 static bool heartbeat_send_locked(uint32_t timeout_ms) {
@@ -46,6 +54,17 @@ static bool heartbeat_send_locked(uint32_t timeout_ms) {
     ota_json_u64(&json, "csi_frames", csi_capture_frames_total());
     ota_json_u64(&json, "free_heap", esp_get_free_heap_size());
     ota_json_string(&json, "ota_state", ota_running_img_state_name());
+    const int slot = ota_port_running_slot();
+    if (slot != OTA_SLOT_NONE) {
+        ota_json_u64(&json, "slot", (uint64_t)slot);
+    }
+    const uint32_t check_sec = heartbeat_protocol_interval(ota_client_check_interval_sec());
+    if (check_sec != 0) {
+        ota_json_u64(&json, "check_interval_sec", check_sec);
+    }
+    if (s_interval_sec != 0) {
+        ota_json_u64(&json, "heartbeat_interval_sec", heartbeat_protocol_interval(s_interval_sec));
+    }
     if (ota_json_end(&json) >= sizeof(s_json)) {
         ESP_LOGE(TAG, "heartbeat JSON truncated");
         return false;

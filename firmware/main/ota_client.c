@@ -65,6 +65,7 @@ static ota_agent_t s_agent;
 static QueueHandle_t s_commands;
 static SemaphoreHandle_t s_agent_lock;
 static char s_status_snapshot[OTA_CLIENT_STATUS_BYTES] = "{}";
+static volatile uint32_t s_check_interval_sec; /* effective (pushed) value, for the heartbeat */
 
 /* ------------------------------------------------------------ self-tests -- */
 
@@ -151,6 +152,7 @@ static void ota_client_add_selftest(ota_agent_config_t *config, const char *name
 
 static void ota_client_snapshot(void) {
     ota_agent_status_json(&s_agent, s_status_snapshot, sizeof(s_status_snapshot));
+    s_check_interval_sec = ota_agent_deployment(&s_agent)->check_interval_sec;
 }
 
 static void ota_client_apply(const ota_client_cmd_t *cmd) {
@@ -290,6 +292,10 @@ esp_err_t ota_client_fail_next_selftest(void) {
 #else
     return ESP_ERR_NOT_SUPPORTED;
 #endif
+}
+
+uint32_t ota_client_check_interval_sec(void) {
+    return s_check_interval_sec;
 }
 
 void ota_client_status_json(char *buf, size_t cap) {

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "esp_err.h"
 #include "provisioning.h"
@@ -23,6 +24,10 @@ esp_err_t ota_client_set_manifest_url(const char *url);
 
 /* Console `selftest fail-next` (test builds only): the next self-test fails. */
 esp_err_t ota_client_fail_next_selftest(void);
+
+/* The check interval the client runs with now (provisioned, or pushed by the controller);
+ * 0 before ota_client_start(). Sent in every heartbeat. */
+uint32_t ota_client_check_interval_sec(void);
 
 /* Console `ota status`: the client's status JSON (waits up to 200 ms for a running
  * check; otherwise the snapshot taken after the last one, with "busy":true). */
