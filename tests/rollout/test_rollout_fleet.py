@@ -1,10 +1,14 @@
 """Complete rollouts on simulated fleets against the real controller process (uvicorn on loopback).
 
 Time is virtual: the controller and the fleet share a clock running SCALE
-times faster than the wall clock, so 24 h soaks take 8 s. Devices check for
+times faster than the wall clock, so 24 h soaks take 12 s. Devices check for
 updates every CHECK_REAL_S wall-clock seconds and heart-beat every
-HEARTBEAT_REAL_S — the request rate that one controller on this 2-core
-machine sustains for 1,000 devices. Every wait is bounded.
+HEARTBEAT_REAL_S: about 45 requests/s for 1,000 devices, well below what one
+controller, PostgreSQL and the fleet share of a busy 2-core machine (two CPU
+hogs beside them) answer, so requests are answered in a fraction of an
+interval and every verdict has its margin — the engine gives a device two of
+its check intervals to take an offer and three heartbeat intervals before it
+calls it silent. Every wait is bounded.
 
 The policies name the fleet's intervals (as an operator does for a fleet
 configured so): the engine judges reach and silence against them until a
@@ -46,11 +50,12 @@ pytestmark = [
     pytest.mark.xfail(reason="issue 11: real-time fleet rollouts under investigation", strict=False),
 ]
 
-SCALE = 10_800.0  # 24 h of virtual time = 8 s
-CHECK_REAL_S = 20.0
-HEARTBEAT_REAL_S = 50.0  # 6.25 virtual days: within the device API's 7-day bound on intervals
+SCALE = 7_200.0  # 24 h of virtual time = 12 s
+CHECK_REAL_S = 30.0
+HEARTBEAT_REAL_S = 80.0  # 6.7 virtual days: within the device API's 7-day bound on intervals
 FLEET_SIZE = int(os.environ.get("ROLLOUT_TEST_FLEET_SIZE", "1000"))  # smaller only to debug locally
-RUN_BOUND_S = 300.0
+RUN_BOUND_S = 480.0
+STAGE_2_BOUND_S = 300.0
 
 
 def real_to_virtual_s(real_s: float) -> int:
@@ -62,7 +67,7 @@ def base_policy(**overrides) -> dict:
         "stages": [10, 50, 100],
         "soak_s": DAY_S,
         "batch_size": 150,
-        "health_timeout_s": real_to_virtual_s(90),
+        "health_timeout_s": real_to_virtual_s(120),
         "max_retries": 1,
         "success_percent": 95,
         "failure_percent": 10,
@@ -162,7 +167,11 @@ def test_healthy_release_reaches_all_1000_devices_within_batch_and_window_across
         rollout = create_rollout(world, "2.0.0", policy)
         mix = "healthy=94,slow_link=2,flaky_link=2,power_cut_mid_download=2"
         runner = FleetThread(fleet_config(world, behaviours=mix, rollout_id=rollout["id"], **fleet_timing()))
-        wait_for(lambda: rollout_detail(world, rollout["id"])["current_stage"] >= 2, 120, "stage 2 to open")
+        wait_for(
+            lambda: rollout_detail(world, rollout["id"])["current_stage"] >= 2,
+            STAGE_2_BOUND_S,
+            "stage 2 to open",
+        )
         old = world.server
         old.kill9()  # as a power cut would: no shutdown code runs
         world.servers[0] = start_controller(
@@ -255,20 +264,20 @@ def test_silent_devices_trip_the_health_timeout(tmp_path):
         policy = base_policy(
             stages=[100],
             batch_size=200,
-            health_timeout_s=real_to_virtual_s(12),
+            health_timeout_s=real_to_virtual_s(40),
             failure_percent=15,
             success_percent=85,
-            check_interval_s=real_to_virtual_s(3),
-            heartbeat_interval_s=real_to_virtual_s(6),
+            check_interval_s=real_to_virtual_s(10),
+            heartbeat_interval_s=real_to_virtual_s(20),
         )
         rollout = create_rollout(world, "2.0.0", policy)
         config = fleet_config(
             world,
             behaviours="healthy=90,silent=10",
             rollout_id=rollout["id"],
-            check_interval_s=real_to_virtual_s(3),
-            heartbeat_interval_s=real_to_virtual_s(6),
-            duration_s=90,
+            check_interval_s=real_to_virtual_s(10),
+            heartbeat_interval_s=real_to_virtual_s(20),
+            duration_s=240,
         )
         fleet, summary = run_fleet(config)
         detail = rollout_detail(world, rollout["id"])
@@ -307,20 +316,28 @@ def test_fail_over_between_two_controllers_keeps_the_rollout_going(tmp_path, pos
         rollout = create_rollout(world, "2.0.0", base_policy(stages=[10, 100], batch_size=200))
         runner = FleetThread(fleet_config(world, rollout_id=rollout["id"], **fleet_timing()))
         wait_for(
-            lambda: rollout_detail(world, rollout["id"], 1 - holder)["current_stage"] >= 2, 120, "stage 2"
+            lambda: rollout_detail(world, rollout["id"], 1 - holder)["current_stage"] >= 2,
+            STAGE_2_BOUND_S,
+            "stage 2",
         )
-        generation = engine(1 - holder)["generation"]
+        # The lease may have changed hands meanwhile (a tick slower than the lease's 2 s on a busy
+        # machine lets the other engine take it): kill whichever process holds it now.
+        holders = wait_for(
+            lambda: [i for i in (0, 1) if engine(i)["this_process_active"]] or None, 15, "a lease holder"
+        )
+        holder = holders[0]
+        generation = engine(holder)["generation"]
         world.servers[holder].kill9()
         survivor = 1 - holder
-        wait_for(lambda: engine(survivor)["this_process_active"], 15, "the other controller to take over")
-        assert engine(survivor)["generation"] == generation + 1
+        wait_for(lambda: engine(survivor)["this_process_active"], 30, "the other controller to take over")
+        assert engine(survivor)["generation"] > generation  # it took the lease over: a new generation
         # Collect the summary from the survivor (the fleet's management URL may be the dead one).
         runner.fleet.config.management_url = world.servers[survivor].management_url
         runner.fleet.config.admin_token = world.servers[survivor].admin_token
         try:
             wait_for(
                 lambda: rollout_detail(world, rollout["id"], survivor)["state"] == "completed",
-                240,
+                RUN_BOUND_S,
                 "completion",
             )
         except AssertionError:

@@ -61,7 +61,7 @@ class FleetStats:
     version_check_latencies_s: list[float] = field(default_factory=list)
     # Load: periodic checks and heartbeats due (per the intervals) and how late they were sent.
     actions_due: int = 0
-    actions_late: int = 0  # sent more than LATE_FRACTION of an interval after they were due
+    actions_late: int = 0  # done (answered) more than LATE_FRACTION of an interval after they were due
 
     def download_started(self) -> None:
         self.downloads_in_flight += 1
@@ -140,6 +140,7 @@ class SimulatedDevice:
         self.refused_sequences: set[int] = set()
         self.installs = 0
         self.holding_slot = False
+        self._due: tuple[float, float] | None = None  # (monotonic due time, interval) of the action running
 
     # ------------------------------------------------------------------ transport
 
@@ -210,21 +211,30 @@ class SimulatedDevice:
         while not self.ctx.stop.is_set() and not self.silent:
             now = time.monotonic()
             if now >= next_check:
-                self._count_due(now - next_check, self.check_interval_s)
+                self._due = (next_check, self.check_interval_s)
                 with contextlib.suppress(_Unreachable):
                     await self.check_for_update()
+                self._answered()
                 next_check = time.monotonic() + self._jitter(self.check_interval_s)
             if self.silent:
                 break
             now = time.monotonic()
             if now >= next_heartbeat:
-                self._count_due(now - next_heartbeat, timing.heartbeat_interval_s)
+                self._due = (next_heartbeat, timing.heartbeat_interval_s)
                 with contextlib.suppress(_Unreachable):
                     await self.heartbeat()
+                self._answered()
                 next_heartbeat = time.monotonic() + self._jitter(timing.heartbeat_interval_s)
             wait_s = max(0.0, min(next_check, next_heartbeat) - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.ctx.stop.wait(), timeout=wait_s)
+
+    def _answered(self) -> None:
+        """The periodic action due at ``self._due`` got its answer (or gave up) now: on time or late."""
+        if self._due is not None:
+            due, interval_s = self._due
+            self._due = None
+            self._count_due(time.monotonic() - due, interval_s)
 
     def _count_due(self, late_s: float, interval_s: float) -> None:
         self.ctx.stats.actions_due += 1
@@ -252,6 +262,7 @@ class SimulatedDevice:
         started = time.perf_counter()
         response = await self._request("GET", VERSION_PATH, "version_check", params=self.version_query())
         self.ctx.stats.version_check_latencies_s.append(time.perf_counter() - started)
+        self._answered()  # the check is answered; an install it starts is not lateness
         self._apply_config(response.headers.get("X-Device-Config"))
         if response.status_code != 200:
             return
