@@ -25,6 +25,9 @@ def test_rollout_completes_over_simulated_and_virtual_esp32_devices(tmp_path):
             "batch_size": SIMULATED + VIRTUAL,
             "health_timeout_s": int(30 * SCALE),
             "max_retries": 1,
+            # The fleet's intervals, for devices that have not reported theirs in a heartbeat yet.
+            "check_interval_s": 3600,
+            "heartbeat_interval_s": 7200,
         }
         rollout = create_rollout(world, "2.0.0", policy)
         config = fleet_config(
