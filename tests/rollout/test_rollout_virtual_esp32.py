@@ -14,6 +14,10 @@ from csi_ota.fleet.runner import run_fleet
 SCALE = 3600.0  # 1 h virtual per real second (within csi-ota-sim's --time-scale limit)
 SIMULATED = 20
 VIRTUAL = 2
+# Real seconds between checks and heartbeats: a device has two check intervals to take an offer,
+# so they must be long against request latency on a busy machine.
+CHECK_REAL_S = 3
+HEARTBEAT_REAL_S = 6
 
 
 def test_rollout_completes_over_simulated_and_virtual_esp32_devices(tmp_path):
@@ -26,17 +30,17 @@ def test_rollout_completes_over_simulated_and_virtual_esp32_devices(tmp_path):
             "health_timeout_s": int(30 * SCALE),
             "max_retries": 1,
             # The fleet's intervals, for devices that have not reported theirs in a heartbeat yet.
-            "check_interval_s": 3600,
-            "heartbeat_interval_s": 7200,
+            "check_interval_s": int(CHECK_REAL_S * SCALE),
+            "heartbeat_interval_s": int(HEARTBEAT_REAL_S * SCALE),
         }
         rollout = create_rollout(world, "2.0.0", policy)
         config = fleet_config(
             world,
             rollout_id=rollout["id"],
             virtual_esp32=VIRTUAL,
-            check_interval_s=1 * SCALE,
-            heartbeat_interval_s=2 * SCALE,
-            duration_s=45,
+            check_interval_s=CHECK_REAL_S * SCALE,
+            heartbeat_interval_s=HEARTBEAT_REAL_S * SCALE,
+            duration_s=120,
         )
         _, summary = run_fleet(config)
         detail = rollout_detail(world, rollout["id"])
