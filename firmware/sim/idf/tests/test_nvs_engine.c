@@ -1,6 +1,7 @@
 /* test_nvs_engine.c — the NVS storage engine on the flash model: typed values, strings and
  * multi-page blobs, overwrites, erases, garbage collection over many writes, a full partition,
  * the provisioning image of ESP-IDF's generator, and load-time repair of crafted cut states. */
+#define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -462,6 +463,48 @@ static void test_reads_and_extends_the_generator_image(void **state) {
     stop(&f);
 }
 
+/* Damaged items of the provisioning image (a flipped bit in a string's data, in a value):
+ * NVS drops them — the string at its read (data CRC), the value at load (entry CRC) — and
+ * every other key still reads; the partition still takes writes. */
+static void test_damaged_items_are_dropped_and_the_rest_reads(void **state) {
+    (void)state;
+    char fixture[600];
+    snprintf(fixture, sizeof(fixture), "%s/nvs_provision.bin", FIXTURE_DIR);
+    FILE *in = fopen(fixture, "rb");
+    assert_non_null(in);
+    static uint8_t image[64 * 1024];
+    size_t len = fread(image, 1, sizeof(image), in);
+    fclose(in);
+    const uint8_t *id = memmem(image, len, "device_id", 10);
+    const uint8_t *interval = memmem(image, len, "check_int_sec", 14);
+    assert_non_null(id);
+    assert_non_null(interval);
+    image[(size_t)(id - image) - 8u + 32u + 3u] ^= 0x01;  /* a byte of the string */
+    image[(size_t)(interval - image) - 8u + 24u] ^= 0x01; /* the u32 value */
+    fixture_t f;
+    nvs_test_flash_path(f.path, sizeof(f.path), "nvs-damaged");
+    nvs_test_flash_open(&f.flash, f.path, true);
+    assert_int_equal(sim_flash_write(f.flash.flash, NVS_TEST_BASE, image, len), SIM_FLASH_OK);
+    f.pages = (uint32_t)(len / NVS_PAGE_BYTES);
+    assert_int_equal(nvs_storage_init(&f.st, &f.flash.io, f.pages), ESP_OK);
+    uint8_t ns = open_ns(&f, "csi_ota");
+    uint32_t v = 0;
+    assert_int_equal(nvs_storage_read(&f.st, ns, NVS_ITEM_U32, "check_int_sec", &v, 4),
+                     ESP_ERR_NVS_NOT_FOUND);
+    size_t size = 0;
+    assert_int_equal(nvs_storage_data_size(&f.st, ns, NVS_ITEM_SZ, "device_id", &size), ESP_OK);
+    char text[64];
+    assert_int_equal(nvs_storage_read(&f.st, ns, NVS_ITEM_SZ, "device_id", text, size),
+                     ESP_ERR_NVS_NOT_FOUND);
+    assert_int_equal(nvs_storage_data_size(&f.st, ns, NVS_ITEM_SZ, "device_id", &size),
+                     ESP_ERR_NVS_NOT_FOUND); /* erased when its CRC failed */
+    expect_str(&f, ns, "update_url", "https://ota.example:8080/api/ota/firmware");
+    put_str(&f, ns, "device_id", "csi_sensor_044");
+    reboot(&f);
+    expect_str(&f, ns, "device_id", "csi_sensor_044");
+    stop(&f);
+}
+
 /* A header of a newer NVS format: ESP_ERR_NVS_NEW_VERSION_FOUND, as nvs_flash_init reports. */
 static void test_newer_format_is_reported(void **state) {
     (void)state;
@@ -496,6 +539,7 @@ int main(void) {
         cmocka_unit_test(test_load_skips_an_entry_written_without_its_bitmap),
         cmocka_unit_test(test_load_as_esp_idf_loses_a_blob_cut_before_its_index),
         cmocka_unit_test(test_reads_and_extends_the_generator_image),
+        cmocka_unit_test(test_damaged_items_are_dropped_and_the_rest_reads),
         cmocka_unit_test(test_newer_format_is_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
