@@ -5,7 +5,9 @@ no header timeout); the version check and /healthz timed out and asyncio logged 
 files" 1.47 M times. One device token held 399 stalled downloads. Now (limits lowered for a
 bounded test): 300 stalled TLS connections from two addresses, a per-client cap of 100, a 2 s
 header timeout — the APIs keep answering, every stalled connection is closed, the log stays small;
-and a device token has at most --downloads-per-device downloads at once (a new one evicts the oldest).
+with one worker process and with two (`serve --workers 2`: the caps hold for the whole serve);
+and a device token has at most --downloads-per-device downloads at once (a new one evicts the oldest),
+host-wide, over sendfile, TLS and Range downloads.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def _watch_closed(sock: ssl.SSLSocket, closed_at: dict, key: int) -> None:
 
 
 @pytest.mark.slow
-def test_stalled_tls_connections_are_capped_and_closed(tmp_path, release_key, release_public_key):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_stalled_tls_connections_are_capped_and_closed(tmp_path, release_key, release_public_key, workers):
     certs.create_ca(tmp_path / "ca")
     certs.create_server_cert(tmp_path / "ca", tmp_path / "server")
     server = start_controller(
@@ -65,6 +68,8 @@ def test_stalled_tls_connections_are_capped_and_closed(tmp_path, release_key, re
             str(PER_CLIENT),
             "--max-connections",
             "400",
+            "--workers",
+            str(workers),
         ],
     )
     port = int(server.device_url.rsplit(":", 1)[1])
@@ -135,20 +140,68 @@ def test_stalled_tls_connections_are_capped_and_closed(tmp_path, release_key, re
         server.stop()
 
 
-@pytest.mark.xfail(
-    reason="issue 12 H4 left open: since the zero-copy hot path (issue 14) serves downloads, an evicted "
-    "download's connection is not closed; the per-device cap held on the FastAPI route",
-    strict=False,
-)
-def test_one_device_token_cannot_hold_many_downloads(tmp_path, release_key, release_public_key):
+EVICTION_MARGIN_S = 3.0  # a worker notices an eviction within download_slots.POLL_INTERVAL_S (0.2 s)
+EVICTED_CLOSE_BOUND_S = 20.0
+
+
+def _read_head(sock) -> tuple[bytes, int, bytes]:
+    """(status line, Content-Length, body bytes read with the head) of a response."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, "the connection closed before the response head"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    length = next(
+        int(v) for n, _, v in (line.partition(b":") for line in lines[1:]) if n.lower() == b"content-length"
+    )
+    return lines[0], length, body
+
+
+def _read_body(sock, expected: int, already: int, deadline: float) -> tuple[int, bool]:
+    """(bytes of the body received, whether the server closed the connection) once ``expected``
+    bytes arrived, the connection closed, or ``deadline`` passed."""
+    received = already
+    while received < expected:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            data = sock.recv(1 << 20)
+        except TimeoutError:
+            return received, False
+        except (ConnectionError, ssl.SSLError):
+            return received, True
+        if not data:
+            return received, True
+        received += len(data)
+    return received, False
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_one_device_token_cannot_hold_many_downloads(tmp_path, release_key, release_public_key, scheme):
+    """Five downloads of one token (full images and Range requests) with a cap of 3, on two workers.
+
+    Over plain HTTP full images go out with sendfile(2) and ranges are streamed; over TLS
+    everything is streamed. The two oldest are closed mid-image, the three newest run to the end,
+    whichever worker process holds which connection.
+    """
     # Big enough that a reader that does not read stays mid-download (socket buffers hold a few MB).
     release = build_release(release_key, target_size_bytes=12 * 1024 * 1024)
+    tls = {}
+    if scheme == "https":
+        certs.create_ca(tmp_path / "ca")
+        certs.create_server_cert(tmp_path / "ca", tmp_path / "server")
+        tls = {"tls_cert": tmp_path / "server" / "server.crt", "tls_key": tmp_path / "server" / "server.key"}
     server = start_controller(
         tmp_path / "data",
         trusted_keys=[release_public_key],
-        extra_args=["--downloads-per-device", "3"],
+        extra_args=["--downloads-per-device", "3", "--workers", "2"],
         extra_env={"FIRMWARE_MAX_SIZE": str(16 * 1024 * 1024)},
+        **tls,
     )
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
     sockets = []
     try:
         assert upload(server, release).status_code == 201
@@ -156,28 +209,34 @@ def test_one_device_token_cannot_hold_many_downloads(tmp_path, release_key, rele
             token = mgmt.post("/api/devices", json={"device_id": "h4_dl"}).json()["token"]
             mgmt.put("/api/devices/h4_dl/assignment", json={"release": release.version}).raise_for_status()
         port = int(server.device_url.rsplit(":", 1)[1])
-        request = (
-            f"GET /api/ota/firmware/{release.sha256} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
-        ).encode()
+        range_start = 1024
 
-        def start_download() -> bytes:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-            sock.sendall(request)
+        def start_download(ranged: bool) -> tuple[bytes, int, int]:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock = context.wrap_socket(raw, server_hostname="localhost") if scheme == "https" else raw
             sockets.append(sock)
-            return sock.recv(4096)
+            range_header = f"Range: bytes={range_start}-\r\n" if ranged else ""
+            sock.sendall(
+                f"GET /api/ota/firmware/{release.sha256} HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {token}\r\n{range_header}\r\n".encode()
+            )
+            status, length, body = _read_head(sock)
+            return status, length, len(body)
 
-        statuses = [start_download().split(b"\r\n", 1)[0] for _ in range(5)]
-        assert statuses == [b"HTTP/1.1 200 OK"] * 5  # a resuming device is never refused ...
-        for evicted in sockets[:2]:  # ... the oldest downloads beyond the cap are closed instead
-            evicted.settimeout(15)
-            received = 0
-            while received <= len(release.image):
-                data = evicted.recv(1 << 20)
-                if not data:
-                    break
-                received += len(data)
-            assert received < len(release.image), "an evicted download ran to the end"
+        ranged = [False, True, False, True, False]  # evicted: one full image, one range
+        heads = [start_download(r) for r in ranged]
+        expected_status = [b"HTTP/1.1 206 Partial Content" if r else b"HTTP/1.1 200 OK" for r in ranged]
+        assert [h[0] for h in heads] == expected_status  # a resuming device is never refused ...
+        assert [h[1] for h in heads] == [len(release.image) - (range_start if r else 0) for r in ranged]
+        time.sleep(EVICTION_MARGIN_S)
+        for index, (sock, (_status, length, already)) in enumerate(zip(sockets, heads, strict=True)):
+            deadline = time.monotonic() + EVICTED_CLOSE_BOUND_S
+            received, closed = _read_body(sock, length, already, deadline)
+            if index < 2:  # ... the oldest downloads beyond the cap are closed instead
+                assert closed, f"evicted download {index} still open after {received} of {length} bytes"
+                assert received < length, f"evicted download {index} ran to the end"
+            else:
+                assert (received, closed) == (length, False), f"download {index} was cut short"
         for sock in sockets:
             sock.close()
         deadline = time.monotonic() + 10
@@ -191,4 +250,74 @@ def test_one_device_token_cannot_hold_many_downloads(tmp_path, release_key, rele
     finally:
         for sock in sockets:
             sock.close()
+        server.stop()
+
+
+def _held_for(port: int, steps: list, bound_s: float) -> tuple[float, bytes]:
+    """Sends ``steps`` (bytes, or a float: seconds of silence); then (seconds until the server
+    closed the connection, what it answered). bound_s if it was still open then."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=bound_s)
+    started = time.monotonic()
+    answer = b""
+    try:
+        for step in steps:
+            if isinstance(step, float):
+                time.sleep(step)
+            else:
+                sock.sendall(step)
+        sock.settimeout(max(0.1, started + bound_s - time.monotonic()))
+        while data := sock.recv(65536):
+            answer += data
+    except TimeoutError:
+        return bound_s, answer
+    except OSError:
+        pass
+    finally:
+        sock.close()
+    return time.monotonic() - started, answer
+
+
+def test_a_stalled_request_body_is_closed_but_a_slow_one_is_not(tmp_path):
+    """A declared body that never arrives held a connection for good (the header timeout ends with
+    the headers): unauthenticated on the device port, with an admin token on the management port.
+    Now a body that stops for --header-timeout closes the connection; one that keeps trickling in
+    (a byte every half timeout, for twice the timeout) is answered."""
+    server = start_controller(
+        tmp_path / "data", extra_args=["--header-timeout", str(HEADER_TIMEOUT_S), "--workers", "2"]
+    )
+    try:
+        device_port = int(server.device_url.rsplit(":", 1)[1])
+        management_port = int(server.management_url.rsplit(":", 1)[1])
+        head = b"Host: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        stalled_device = [b"POST /api/ota/status HTTP/1.1\r\n" + head + b'{"device_id"']
+        admin = f"Authorization: Bearer {server.admin_token}\r\n".encode()
+        stalled_management = [b"POST /api/devices HTTP/1.1\r\n" + admin + head + b'{"device_id"']
+        body = b'{"device_id": "h4_slow"}'
+        trickle_head = b"Connection: close\r\n" + head.replace(b"100", str(len(body)).encode())
+        trickle = [b"POST /api/devices HTTP/1.1\r\n" + admin + trickle_head]
+        for index in range(0, len(body), 6):
+            trickle += [HEADER_TIMEOUT_S / 2, body[index : index + 6]]
+        results = {}
+        threads = [
+            threading.Thread(target=lambda k=k, p=p, s=s: results.__setitem__(k, _held_for(p, s, 30.0)))
+            for k, p, s in (
+                ("device", device_port, stalled_device),
+                ("management", management_port, stalled_management),
+                ("trickle", management_port, trickle),
+            )
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(40)
+        for name in ("device", "management"):
+            held_s, answer = results[name]
+            assert answer == b"", f"{name}: answered a request whose body never came: {answer[:60]!r}"
+            assert HEADER_TIMEOUT_S * 0.9 <= held_s < HEADER_TIMEOUT_S + CLOSE_MARGIN_S, (
+                f"{name}: a stalled body held its connection {held_s:.1f} s"
+            )
+        held_s, answer = results["trickle"]
+        assert answer.startswith(b"HTTP/1.1 201"), f"a slow but steady body was cut: {answer[:80]!r}"
+        assert held_s > HEADER_TIMEOUT_S * 1.5
+    finally:
         server.stop()

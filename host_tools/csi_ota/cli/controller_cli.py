@@ -122,7 +122,7 @@ from csi_ota.controller import ADMIN_ROLES, DEFAULT_MQTT_CONTROLLER_USER, DEFAUL
     type=click.FloatRange(0.1, 3600),
     default=10.0,
     show_default=True,
-    help="Seconds a client has to send a complete request line and headers.",
+    help="Seconds a client has to send a complete request line and headers; also the longest pause in a request body.",
 )
 @click.option(
     "--max-connections",

@@ -9,6 +9,9 @@ either parser):
 
 - a header timeout: the request line and headers must arrive within ``header_timeout_s`` of a
   connection's first byte (or of its opening), and stay under ``max_header_bytes``;
+- a body idle timeout: a request body that stops arriving for ``header_timeout_s`` (while the
+  server is ready to read it) closes the connection — a declared Content-Length never sent
+  held a connection for good, as half a header did;
 - a total connection cap per port and a cap per client address, enforced when a connection is
   made (over the cap: closed at once, counted, logged at most once a minute);
 - the keep-alive idle timeout and uvicorn's ``limit_concurrency``;
@@ -97,6 +100,8 @@ def guarded_protocol_class(limits: ServerLimits, base: type | None = None) -> ty
             self._guard_client = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
             self._guard_admitted = counter.admit(self._guard_client, limits)
             self._guard_timer: asyncio.TimerHandle | None = None
+            self._guard_body_timer: asyncio.TimerHandle | None = None
+            self._guard_body_at = 0.0
             self._guard_cycle = None
             self._guard_header_bytes = 0
             super().connection_made(transport)
@@ -113,6 +118,9 @@ def guarded_protocol_class(limits: ServerLimits, base: type | None = None) -> ty
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_header_timer()
+            if getattr(self, "_guard_body_timer", None) is not None:
+                self._guard_body_timer.cancel()
+                self._guard_body_timer = None
             if getattr(self, "_guard_admitted", False):
                 self._guard_admitted = False
                 counter.release(self._guard_client)
@@ -124,6 +132,10 @@ def guarded_protocol_class(limits: ServerLimits, base: type | None = None) -> ty
             if self.transport.is_closing():
                 return
             cycle = getattr(self, "cycle", None)
+            if cycle is not None and getattr(cycle, "more_body", False) and not cycle.response_complete:
+                self._guard_body_at = self.loop.time()  # a body is arriving
+                if self._guard_body_timer is None:
+                    self._guard_body_timer = self.loop.call_later(limits.header_timeout_s, self._body_timeout)
             if cycle is not None and cycle is not self._guard_cycle:
                 self._guard_cycle = cycle  # a request's headers are complete
                 self._guard_header_bytes = 0
@@ -149,6 +161,30 @@ def guarded_protocol_class(limits: ServerLimits, base: type | None = None) -> ty
             if getattr(self, "_guard_timer", None) is not None:
                 self._guard_timer.cancel()
                 self._guard_timer = None
+
+        def _body_timeout(self) -> None:
+            self._guard_body_timer = None
+            cycle = getattr(self, "cycle", None)
+            if (
+                cycle is None
+                or not getattr(cycle, "more_body", False)
+                or cycle.response_complete
+                or self.transport.is_closing()
+            ):
+                return  # the body arrived (or the answer went out without it)
+            idle_s = self.loop.time() - self._guard_body_at
+            if self.flow.read_paused or idle_s < limits.header_timeout_s:  # the app is not reading yet
+                self._guard_body_timer = self.loop.call_later(
+                    max(0.05, limits.header_timeout_s - idle_s), self._body_timeout
+                )
+                return
+            counter.timed_out += 1
+            log.warning(
+                "closing a connection from %s: request body stalled for %.0f s",
+                self._guard_client,
+                limits.header_timeout_s,
+            )
+            self.transport.abort()
 
         def _header_timeout(self) -> None:
             self._guard_timer = None

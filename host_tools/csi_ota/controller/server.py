@@ -34,6 +34,7 @@ from csi_ota.controller.context import ControllerContext, build_context
 from csi_ota.controller.db import make_engine, safe_url, upgrade_database
 from csi_ota.controller.device_api import create_device_app
 from csi_ota.controller.device_cache import DeviceCache
+from csi_ota.controller.download_slots import DownloadSlots, SharedDownloadTable
 from csi_ota.controller.fast_http import fast_protocol_class
 from csi_ota.controller.hot_path import HotPath
 from csi_ota.controller.limits import (
@@ -238,7 +239,14 @@ class _DevicePlane:
         self.batcher.join(timeout=5)
 
 
-def _device_plane(ctx: ControllerContext, device_app: FastAPI, signal_: ChangeSignal) -> _DevicePlane:
+def _device_plane(
+    ctx: ControllerContext,
+    device_app: FastAPI,
+    signal_: ChangeSignal,
+    shared_slots: SharedDownloadTable | None = None,
+) -> _DevicePlane:
+    # Download slots count host-wide with --workers N (a device's connections land on any worker).
+    device_app.state.download_slots = DownloadSlots(ctx.settings.downloads_per_device, shared_slots)
     cache = DeviceCache(ctx.engine, ctx.settings.firmware_dir, signal_)
     watch_sessions(ctx.session_factory, signal_, on_commit=lambda: None)
     cache.load()
@@ -269,10 +277,11 @@ def _run_device_worker(
     counts: SharedCounts,
     index: int,
     limits: ServerLimits,
+    shared_slots: SharedDownloadTable | None = None,
 ) -> None:
-    """A forked device worker: the device port only, counters in shared memory."""
+    """A forked device worker: the device port only, counters and download slots in shared memory."""
     ctx = build_context(settings, metrics=WorkerMetrics(counts, index))
-    plane = _device_plane(ctx, create_device_app(ctx), signal_)
+    plane = _device_plane(ctx, create_device_app(ctx), signal_, shared_slots)
     flusher, stop_flusher = _start_flusher(ctx)
     config = _device_config(plane, listen, limits)
     install_log_rate_limit(limits.log_records_per_minute)
@@ -315,16 +324,26 @@ def serve(
         engine.dispose()
     signal_ = ChangeSignal(shared=workers > 1)
     counts = SharedCounts(workers)
+    shared_slots = SharedDownloadTable() if workers > 1 else None
 
     # Fork the device workers before this process starts any thread or opens any connection.
     def run_worker(index: int) -> None:
         management_socket.close()  # the first process alone serves the management port
-        _run_device_worker(settings, listen, device_socket, signal_, counts, index, limits)
+        _run_device_worker(settings, listen, device_socket, signal_, counts, index, limits, shared_slots)
 
     worker_pids = [fork_worker(lambda i=index: run_worker(i)) for index in range(1, workers)]
     try:
         _serve_primary(
-            settings, listen, mqtt, limits, device_socket, management_socket, signal_, counts, workers
+            settings,
+            listen,
+            mqtt,
+            limits,
+            device_socket,
+            management_socket,
+            signal_,
+            counts,
+            workers,
+            shared_slots,
         )
     finally:
         stop_workers(worker_pids)
@@ -340,6 +359,7 @@ def _serve_primary(
     signal_: ChangeSignal,
     counts: SharedCounts,
     workers: int,
+    shared_slots: SharedDownloadTable | None = None,
 ) -> None:
     ctx = build_context(settings)
     if workers > 1:
@@ -349,7 +369,7 @@ def _serve_primary(
         log.warning("removed %d half-written upload(s) from %s", removed, ctx.store.incoming)
     mqtt = _sync_mqtt_files(ctx, mqtt)
     device_app, management_app = create_apps(ctx)
-    plane = _device_plane(ctx, device_app, signal_)
+    plane = _device_plane(ctx, device_app, signal_, shared_slots)
     device_config = _device_config(plane, listen, limits)
     # Admin tokens travel on the management port: TLS unless explicitly refused.
     management_config = _uvicorn_config(management_app, listen, limits, tls=listen.management_tls)
