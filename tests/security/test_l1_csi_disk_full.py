@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from controller_helpers import new_device
@@ -19,8 +20,17 @@ from csi_ota.controller.csi_sink import RECORD_HEADER, read_records
 pytestmark = pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs util-linux prlimit")
 
 
+def _controller_pids(pid: int) -> list[int]:
+    """`serve` and its forked device workers (any of them may take the request)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *map(int, children)]
+
+
 def _set_file_size_limit(pid: int, limit: str) -> None:
-    subprocess.run(["prlimit", "--pid", str(pid), f"--fsize={limit}:unlimited"], check=True, timeout=10)
+    for process in _controller_pids(pid):
+        subprocess.run(
+            ["prlimit", "--pid", str(process), f"--fsize={limit}:unlimited"], check=True, timeout=10
+        )
 
 
 def test_disk_full_does_not_swallow_the_next_record(pg_controller):
