@@ -84,10 +84,12 @@ def test_stalled_tls_connections_are_capped_and_closed(tmp_path, release_key, re
             token = mgmt.post("/api/devices", json={"device_id": "h4_dev"}).json()["token"]
         opened_at: dict[int, float] = {}
         sources: dict[int, str] = {}
+        refused_in_setup = dict.fromkeys(ATTACKERS, 0)  # the reset came before the request went out
         for source in ATTACKERS:
             for _ in range(STALLED_PER_ATTACKER):
                 sock = _stalled_tls(port, source, context)
                 if sock is None:
+                    refused_in_setup[source] += 1
                     continue
                 key = len(sockets)
                 sockets.append(sock)
@@ -116,7 +118,10 @@ def test_stalled_tls_connections_are_capped_and_closed(tmp_path, release_key, re
             mine = [k for k in held if sources[k] == source]
             refused_at_once = [k for k in mine if held[k] < HEADER_TIMEOUT_S / 2]
             admitted = [k for k in mine if held[k] >= HEADER_TIMEOUT_S / 2]
-            assert refused_at_once, f"{source}: the per-client cap never refused a connection"
+            assert refused_at_once or refused_in_setup[source], (
+                f"{source}: the per-client cap never refused a connection "
+                f"({len(admitted)} admitted, held up to {max((held[k] for k in mine), default=0):.1f} s)"
+            )
             # Never more than PER_CLIENT held at once (slots free up as stalled ones time out).
             events = sorted([(opened_at[k], 1) for k in admitted] + [(closed_at[k], -1) for k in admitted])
             open_now = peak = 0
