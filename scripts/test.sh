@@ -43,3 +43,7 @@ if [ -x scripts/test_hw_board.sh ]; then
   echo "== tests_hw in hardware mode on the virtual ESP32-S3 board =="
   ./scripts/test_hw_board.sh
 fi
+
+# --- coverage of the firmware on the virtual ESP32-S3 (issue 9; scripts/coverage_sim.sh) ---
+echo "== coverage: firmware/main + ota_port_espidf on the virtual ESP32-S3 =="
+./scripts/coverage_sim.sh

@@ -1,6 +1,6 @@
 """The virtual ESP32-S3 running the firmware itself: firmware/main and the ESP-IDF port
 (components/ota_port_espidf) over the host layer of firmware/sim/idf, on the flash and
-bootloader model (csi-ota-sim-fw, docs/sim.md). The same end-to-end scenarios as
+bootloader model (csi-ota-sim, docs/sim.md). The same end-to-end scenarios as
 tests/test_sim_e2e.py, asserted on the firmware's own log lines and on what reached the server.
 """
 

@@ -1,7 +1,7 @@
 """A rollout over simulated devices and virtual ESP32-S3 processes (csi-ota-sim) together.
 
 The virtual devices run the real OTA core: they download the release, reboot,
-pass the self-test, mark it valid and heart-beat (firmware/sim/app/sim_heartbeat.c),
+pass the self-test, mark it valid and heart-beat (firmware/main/heartbeat.c on the virtual board),
 so the rollout engine counts them like every other device.
 """
 

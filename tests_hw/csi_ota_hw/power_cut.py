@@ -45,8 +45,8 @@ from csi_ota_hw.sim_env import write_sim_config
 
 POWER_CUT_RE = re.compile(r"POWER CUT at flash op (\d+) \(([^)]*)\)")
 APP_VERSION_RE = re.compile(r"App version:\s+(\S+)")
-READY_RE = re.compile(r"app: ready; console commands on stdin")
-CUT_OR_READY_RE = re.compile(r"POWER CUT at flash op \d+|app: ready; console commands on stdin")
+READY_RE = re.compile(r"ota_client: boot complete: ")
+CUT_OR_READY_RE = re.compile(r"POWER CUT at flash op \d+|ota_client: boot complete: ")
 STATUS_RE = re.compile(r'^\{"phase":')
 RUN_TIMEOUT_S = 20.0
 MAX_STATUS_POLLS = 24

@@ -1,6 +1,6 @@
 """The virtual ESP32-S3's files for one test: a fresh flash file and its configuration.
 
-``csi-ota-sim --flash FILE --config FILE`` (firmware/sim/app/sim_main.c): the flash file is
+``csi-ota-sim --flash FILE --config FILE`` (firmware/sim/idf/board/sim_board.c): the flash file is
 made by :func:`csi_ota.sim.flashfile.create_flash_file` with v1 in ota_0 and otadata erased
 (the state a freshly flashed board is in); the KV store (NVS namespace ``csi_ota`` on the
 board) lives in ``FILE.kv`` beside it. The config file is the simulator's stand-in for the

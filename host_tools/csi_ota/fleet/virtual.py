@@ -23,7 +23,7 @@ from csi_ota import imagegen, keys
 from csi_ota.sim.flashfile import create_flash_file
 from csi_ota.sim.runner import SimConfig, SimProcess, build_sim
 
-SIM_MAX_TIME_SCALE = 10_000.0  # csi-ota-sim --time-scale limit (firmware/sim/app/sim_main.c)
+SIM_MAX_TIME_SCALE = 10_000.0  # csi-ota-sim --time-scale limit (firmware/sim/idf/board/sim_board.c)
 IMAGE_SIZE_BYTES = 24_000
 STOP_TIMEOUT_S = 3.0  # per process and step (exit, terminate, kill)
 VERSION_RE = re.compile(r"cpu_start: App version:\s+(\S+)")

@@ -28,9 +28,9 @@ BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_sim.sh"
 SIM_BINARY = Path(
     os.environ.get("CSI_OTA_SIM_BINARY", REPO_ROOT / "firmware" / "sim" / "build" / "csi-ota-sim")
 )
-# The virtual board running the firmware itself (firmware/main + ota_port_espidf over the
-# host layer firmware/sim/idf), built beside SIM_BINARY.
-SIM_FIRMWARE_BINARY = SIM_BINARY.parent / "csi-ota-sim-fw"
+# csi-ota-sim runs the firmware itself (firmware/main + ota_port_espidf + ota_core) over
+# the host layer firmware/sim/idf and the flash model firmware/sim/flash.
+SIM_FIRMWARE_BINARY = SIM_BINARY
 # Sources whose change makes the binary stale (the firmware's Kconfig and sdkconfig files too).
 SIM_SOURCE_DIRS = (
     REPO_ROOT / "firmware" / "sim",
@@ -40,7 +40,7 @@ SIM_SOURCE_DIRS = (
 SIM_SOURCE_SUFFIXES = (".c", ".h", ".txt", ".projbuild", ".py")
 BUILD_TIMEOUT_S = 600.0
 
-# Exit codes of csi-ota-sim (firmware/sim/app/sim_main.c).
+# Exit codes of csi-ota-sim (firmware/sim/idf/board/sim_board.c).
 EXIT_OK = 0
 EXIT_NO_BOOTABLE_APP = 1
 EXIT_USAGE = 2

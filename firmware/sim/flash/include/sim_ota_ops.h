@@ -21,8 +21,10 @@
  *
  * Writes: the flash takes whole 4-byte words only, so sim_ota_update_write
  * programs every complete word at once and the trailing partial word padded
- * with 0xFF; the next write reprograms that word with the real bytes (only
- * clearing bits). Every byte a write call accepted is therefore on flash
+ * with what the flash holds after it (0xFF when erased; after a resume, the
+ * bytes an interrupted run wrote there, which a real NOR chip keeps when
+ * programmed with 1s); the next write reprograms that word with the real
+ * bytes (only clearing bits). Every byte a write call accepted is therefore on flash
  * when it returns — a resume at any byte offset continues correctly.
  *
  * Files: sim_ota_ops.c (queries, otadata updates), sim_ota_update.c (writing

@@ -201,7 +201,7 @@ ota_status_t sim_ota_update_resume(int slot, uint32_t image_size_bytes, uint32_t
     uint32_t in_word = offset_bytes % SIM_FLASH_WRITE_ALIGN_BYTES;
     if (in_word != 0) {
         uint32_t word_offset = p->offset_bytes + offset_bytes - in_word;
-        if (sim_flash_read(sim_device()->flash, word_offset, update->tail, in_word) !=
+        if (sim_flash_read(sim_device()->flash, word_offset, update->tail, sizeof(update->tail)) !=
             SIM_FLASH_OK) {
             forget_update(update);
             return OTA_ERR_FLASH_READ;
@@ -252,9 +252,14 @@ ota_status_t sim_ota_update_write(sim_ota_update_t *update, const void *data, si
             len -= whole;
             continue;
         }
-        /* A partial word: program it padded with 0xFF; later bytes reprogram it. */
-        if (in_word == 0) {
-            memset(update->tail, 0xFF, sizeof(update->tail));
+        /* A partial word: program it padded with what the flash holds after it (0xFF when
+         * erased; after a resume, bytes an interrupted run already wrote, which a real NOR
+         * chip keeps when programmed with 1s); later bytes reprogram it. */
+        if (in_word == 0 &&
+            sim_flash_read(sim_device()->flash,
+                           update->partition.offset_bytes + update->wrote_size_bytes, update->tail,
+                           sizeof(update->tail)) != SIM_FLASH_OK) {
+            return OTA_ERR_FLASH_READ;
         }
         size_t take = SIM_FLASH_WRITE_ALIGN_BYTES - in_word;
         if (take > len) {

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "esp_log.h"
@@ -33,7 +34,17 @@ struct esp_console_repl_s {
     char prompt[32];
 };
 
+#define CONSOLE_PENDING_ENV "CSI_OTA_SIM_CONSOLE_PENDING"
+
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Held while a line is assembled from bytes already read, and while it runs: a reset from
+ * another task waits for it (sim_console_before_restart), so a command is never cut in half
+ * and the bytes of an unfinished line are handed to the next boot's REPL. */
+static pthread_mutex_t s_line_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t s_repl_thread;
+static bool s_repl_running;
+static char s_line[CONSOLE_LINE_MAX];
+static size_t s_line_len;
 static esp_console_cmd_t s_commands[CONSOLE_COMMANDS_MAX];
 static size_t s_command_count;
 static struct esp_console_repl_s s_repl;
@@ -153,60 +164,84 @@ esp_err_t esp_console_new_repl_stdio(const esp_console_repl_config_t *repl_confi
     return ESP_OK;
 }
 
-/* One line from stdin, byte by byte; false at the end of input. */
-static bool console_read_line(char *line, size_t cap) {
-    size_t len = 0;
-    for (;;) {
-        char c;
-        ssize_t n = read(STDIN_FILENO, &c, 1);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            line[len] = '\0';
-            return len > 0;
-        }
-        if (c == '\n') {
-            break;
-        }
-        if (len + 1 < cap) {
-            line[len++] = c;
-        }
+void sim_console_before_restart(void) {
+    if (!s_repl_running) {
+        return;
     }
+    bool mine = pthread_equal(pthread_self(), s_repl_thread) != 0;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 2;
+    bool locked = !mine && pthread_mutex_timedlock(&s_line_lock, &deadline) == 0;
+    if (s_line_len > 0 && (mine || locked)) {
+        s_line[s_line_len] = '\0';
+        setenv(CONSOLE_PENDING_ENV, mine ? "" : s_line, 1);
+    }
+    /* The lock is never released: the process is replaced. */
+}
+
+/* Runs one complete line (s_line_lock held). */
+static void console_run_line(esp_console_repl_t *repl, char *line) {
+    (void)repl;
+    size_t len = strlen(line);
     if (len > 0 && line[len - 1] == '\r') {
-        len--;
+        line[len - 1] = '\0';
     }
-    line[len] = '\0';
-    return true;
+    if (strcmp(line, "exit") == 0) {
+        ESP_LOGI("sim", "exit: powering off");
+        sim_board_power_off(0);
+    }
+    int ret = 0;
+    esp_err_t err = esp_console_run(line, &ret);
+    sim_board_stdout_lock();
+    if (err == ESP_ERR_NOT_FOUND) {
+        printf("Unrecognized command\n");
+    } else if (err == ESP_OK && ret != ESP_OK) {
+        printf("Command returned non-zero error code: 0x%x (%s)\n", ret, esp_err_to_name(ret));
+    }
+    fflush(stdout);
+    sim_board_stdout_unlock();
 }
 
 static void console_repl_task(void *arg) {
     esp_console_repl_t *repl = arg;
     bool tty = isatty(STDIN_FILENO) != 0;
-    char line[CONSOLE_LINE_MAX];
+    const char *pending = getenv(CONSOLE_PENDING_ENV);
+    pthread_mutex_lock(&s_line_lock);
+    if (pending != NULL) {
+        snprintf(s_line, sizeof(s_line), "%s", pending);
+        s_line_len = strlen(s_line);
+        unsetenv(CONSOLE_PENDING_ENV);
+    }
+    pthread_mutex_unlock(&s_line_lock);
     for (;;) {
-        if (tty) {
+        if (tty && s_line_len == 0) {
             printf("%s ", repl->prompt);
             fflush(stdout);
         }
-        if (!console_read_line(line, sizeof(line))) {
+        char c;
+        ssize_t n = read(STDIN_FILENO, &c, 1);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        pthread_mutex_lock(&s_line_lock);
+        if (n <= 0) {
+            if (s_line_len > 0) {
+                s_line[s_line_len] = '\0';
+                s_line_len = 0;
+                console_run_line(repl, s_line);
+            }
             ESP_LOGI("sim", "console closed; powering off");
             sim_board_power_off(0);
         }
-        if (strcmp(line, "exit") == 0) {
-            ESP_LOGI("sim", "exit: powering off");
-            sim_board_power_off(0);
+        if (c == '\n') {
+            s_line[s_line_len] = '\0';
+            s_line_len = 0;
+            console_run_line(repl, s_line);
+        } else if (s_line_len + 1 < sizeof(s_line)) {
+            s_line[s_line_len++] = c;
         }
-        int ret = 0;
-        esp_err_t err = esp_console_run(line, &ret);
-        sim_board_stdout_lock();
-        if (err == ESP_ERR_NOT_FOUND) {
-            printf("Unrecognized command\n");
-        } else if (err == ESP_OK && ret != ESP_OK) {
-            printf("Command returned non-zero error code: 0x%x (%s)\n", ret, esp_err_to_name(ret));
-        }
-        fflush(stdout);
-        sim_board_stdout_unlock();
+        pthread_mutex_unlock(&s_line_lock);
     }
 }
 
@@ -214,7 +249,11 @@ esp_err_t esp_console_start_repl(esp_console_repl_t *repl) {
     if (repl == NULL) {
         return ESP_ERR_INVALID_ARG;
     }
-    return xTaskCreate(console_repl_task, "console_repl", 4096, repl, 2, NULL) == pdPASS
-               ? ESP_OK
-               : ESP_ERR_NO_MEM;
+    TaskHandle_t task = NULL;
+    if (xTaskCreate(console_repl_task, "console_repl", 4096, repl, 2, &task) != pdPASS) {
+        return ESP_ERR_NO_MEM;
+    }
+    s_repl_thread = (pthread_t)(uintptr_t)task;
+    s_repl_running = true;
+    return ESP_OK;
 }

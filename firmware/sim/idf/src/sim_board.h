@@ -42,11 +42,20 @@ const char *sim_board_bundle_ca_file(void);
 /* The station holds an IP address (esp_wifi.c): the network is reachable only then. */
 bool sim_wifi_has_ip(void);
 
+/* esp_console.c: lets a running console command finish and keeps an unfinished input
+ * line for the next boot (called by sim_board_restart). */
+void sim_console_before_restart(void);
+
 /* Restarts the board: flushes stdout, ends every task (the process re-executes itself
  * with the same flash, arguments, boot count and flash operation counter). */
 void sim_board_restart(void) __attribute__((noreturn));
 /* Powers the board off (console `exit`, end of stdin): exit status `code`. */
 void sim_board_power_off(int code) __attribute__((noreturn));
+
+/* The board's power-on: arguments, configuration, bootloader model, then the firmware's
+ * app_main (app_main_fn). Never
+ * returns except with an exit code (usage, no bootable app, boot loop). */
+int sim_board_run(int argc, char **argv, void (*app_main_fn)(void));
 
 /* Serialises whole lines on stdout between tasks. */
 void sim_board_stdout_lock(void);

@@ -1,5 +1,5 @@
 /*
- * sim_board_main.c — csi-ota-sim, the virtual ESP32-S3 board: the hardware under the
+ * sim_board.c — csi-ota-sim, the virtual ESP32-S3 board: the hardware under the
  * firmware (firmware/main and its components), nothing of the firmware's own logic.
  *
  *   csi-ota-sim --flash FILE --config FILE [--power-cut-at N] [--chip-rev-full N]
@@ -52,8 +52,6 @@
 #define SIM_CONFIG_MAX_ENTRIES 32
 #define SIM_PATH_MAX 1024
 
-void app_main(void);
-
 typedef struct {
     const char *flash_path;
     const char *config_path;
@@ -81,7 +79,7 @@ static struct {
     char bundle_ca[SIM_PATH_MAX];
     char state_dir[SIM_PATH_MAX];
     pthread_mutex_t stdout_lock;
-} s_board = {.stdout_lock = PTHREAD_MUTEX_INITIALIZER};
+} s_board = {.args = {.time_scale = 1.0}, .stdout_lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* --config key → Kconfig symbol of firmware/main/Kconfig.projbuild ('s' string, 'i' int). */
 static const struct {
@@ -197,6 +195,7 @@ void sim_board_power_off(int code) {
 }
 
 void sim_board_restart(void) {
+    sim_console_before_restart();
     char state[160];
     sim_flash_t *f = s_board.flash;
     snprintf(state, sizeof(state), "%" PRIu32 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64,
@@ -456,7 +455,7 @@ static void board_resume_state(void) {
     unsetenv(SIM_RESUME_ENV);
 }
 
-int main(int argc, char **argv) {
+int sim_board_run(int argc, char **argv, void (*app_main_fn)(void)) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     clock_gettime(CLOCK_MONOTONIC, &s_board.boot_real);
     s_board.argv = argv;
@@ -513,7 +512,7 @@ int main(int argc, char **argv) {
         sim_board_restart();
     }
     signal(SIGABRT, board_on_abort);
-    app_main();
+    app_main_fn();
     for (;;) {
         pause(); /* the main task ends; the firmware's tasks run on */
     }
