@@ -550,6 +550,7 @@ int64_t esp_http_client_fetch_headers(esp_http_client_handle_t client) {
     return client->content_length > 0 ? client->content_length : 0;
 }
 
+/* Like ESP-IDF's: fills `buffer` until `len` bytes or the end of the body. */
 int esp_http_client_read(esp_http_client_handle_t client, char *buffer, int len) {
     if (client == NULL || buffer == NULL || len < 0) {
         return ESP_FAIL;
@@ -557,24 +558,31 @@ int esp_http_client_read(esp_http_client_handle_t client, char *buffer, int len)
     if (client->state < HTTP_STATE_RES_ON_DATA_START) {
         return 0;
     }
-    if (http_pump(client, http_data_ready) == ESP_ERR_HTTP_EAGAIN) {
-        return -ESP_ERR_HTTP_EAGAIN;
-    }
-    size_t available = client->buf_len - client->buf_pos;
-    if (available == 0) {
-        if (client->done && client->result != CURLE_OK) {
-            ESP_LOGE(TAG, "transfer ended: %s", client->error);
-            return client->result == CURLE_OPERATION_TIMEDOUT ? -ESP_ERR_HTTP_EAGAIN : 0;
+    int ridx = 0;
+    while (ridx < len) {
+        if (http_pump(client, http_data_ready) == ESP_ERR_HTTP_EAGAIN) {
+            return ridx > 0 ? ridx : -ESP_ERR_HTTP_EAGAIN;
         }
-        client->state = HTTP_STATE_RES_COMPLETE_DATA;
-        return 0;
+        size_t available = client->buf_len - client->buf_pos;
+        if (available == 0) {
+            if (client->done && client->result != CURLE_OK) {
+                ESP_LOGW(TAG, "transfer ended: %s", client->error);
+                if (ridx == 0 && client->result == CURLE_OPERATION_TIMEDOUT) {
+                    return -ESP_ERR_HTTP_EAGAIN;
+                }
+            } else {
+                client->state = HTTP_STATE_RES_COMPLETE_DATA;
+            }
+            break;
+        }
+        size_t n = available < (size_t)(len - ridx) ? available : (size_t)(len - ridx);
+        memcpy(buffer + ridx, client->buf + client->buf_pos, n);
+        client->buf_pos += n;
+        client->data_process += (int64_t)n;
+        http_event(client, HTTP_EVENT_ON_DATA, NULL, NULL, buffer + ridx, (int)n);
+        ridx += (int)n;
     }
-    size_t n = available < (size_t)len ? available : (size_t)len;
-    memcpy(buffer, client->buf + client->buf_pos, n);
-    client->buf_pos += n;
-    client->data_process += (int64_t)n;
-    http_event(client, HTTP_EVENT_ON_DATA, NULL, NULL, buffer, (int)n);
-    return (int)n;
+    return ridx;
 }
 
 int esp_http_client_get_status_code(esp_http_client_handle_t client) {
