@@ -49,7 +49,7 @@ READY_RE = re.compile(r"ota_client: boot complete: ")
 CUT_OR_READY_RE = re.compile(r"POWER CUT at flash op \d+|ota_client: boot complete: ")
 STATUS_RE = re.compile(r'^\{"phase":')
 RUN_TIMEOUT_S = 20.0
-MAX_STATUS_POLLS = 24
+MAX_STATUS_POLLS = 120  # 30 s: the console hands `ota check` to the OTA task (asynchronous)
 STATUS_POLL_INTERVAL_S = 0.25
 MAX_BOOTS_PER_RUN = 10
 PROBE_LIMIT_OPS = 100_000
@@ -151,7 +151,12 @@ class PowerCutSweep:
         return json.loads(sim.expect(STATUS_RE, RUN_TIMEOUT_S).string)
 
     def _confirmed(self, status: dict) -> bool:
-        return status["version"] == self.v2 and status["img_state"] == "valid" and status["phase"] == "idle"
+        return (
+            status["version"] == self.v2
+            and status["img_state"] == "valid"
+            and status["phase"] == "idle"
+            and bool(status["last_report_acked"])
+        )
 
     def _check_until_done(self, sim: SimProcess) -> dict:
         sim.send("ota check")
