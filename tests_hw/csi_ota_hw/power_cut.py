@@ -48,6 +48,7 @@ APP_VERSION_RE = re.compile(r"App version:\s+(\S+)")
 READY_RE = re.compile(r"ota_client: boot complete: ")
 CUT_OR_READY_RE = re.compile(r"POWER CUT at flash op \d+|ota_client: boot complete: ")
 STATUS_RE = re.compile(r'^\{"phase":')
+CHECK_RAN_RE = re.compile(r" ota: checking | ota_client: boot complete: ")
 RUN_TIMEOUT_S = 20.0
 MAX_STATUS_POLLS = 120  # 30 s: the console hands `ota check` to the OTA task (asynchronous)
 STATUS_POLL_INTERVAL_S = 0.25
@@ -158,14 +159,30 @@ class PowerCutSweep:
             and bool(status["last_report_acked"])
         )
 
-    def _check_until_done(self, sim: SimProcess) -> dict:
+    def _check_until_done(self, sim: SimProcess, after_report_seq: int = 0) -> dict:
+        """Ask for a check and poll until v2 runs confirmed, or the device is settled on a
+        rejected / rolled_back report newer than ``after_report_seq``.
+
+        Settled means the requested check has run: the OTA task printed ``checking`` (or the
+        device rebooted and finished its boot) after the request, and the status is not
+        marked ``busy`` (a busy status is the snapshot from before the running check).
+        """
+        mark = len(sim.lines)
         sim.send("ota check")
         status: dict = {}
         for _ in range(MAX_STATUS_POLLS):
             status = self._status(sim)
-            settled = status["phase"] == "idle" and status["last_report_acked"]
-            if self._confirmed(status) or (
-                settled and status["last_report"]["state"] in ("rejected", "rolled_back")
+            report = status.get("last_report") or {}
+            ran = any(CHECK_RAN_RE.search(line) for line in sim.lines[mark:])
+            settled = (
+                ran and status["phase"] == "idle" and status["last_report_acked"] and not status.get("busy")
+            )
+            if settled and (
+                self._confirmed(status)
+                or (
+                    report.get("state") in ("rejected", "rolled_back")
+                    and int(report.get("seq", 0)) > after_report_seq
+                )
             ):
                 break
             time.sleep(STATUS_POLL_INTERVAL_S)
@@ -237,7 +254,7 @@ class PowerCutSweep:
                     outcome = "completed"
                     if not self._confirmed(status) and self._reported(server, "rolled_back", self.v2):
                         self._issue(server)  # the controller's answer to a rollback: a new release
-                        status = self._check_until_done(sim)
+                        status = self._check_until_done(sim, int(status["last_report"]["seq"]))
                         outcome = "reissued"
                     log = " | ".join(line for line in sim.lines if " ota: " in line)
                 if not self._confirmed(status):

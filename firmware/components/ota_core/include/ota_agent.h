@@ -1,7 +1,7 @@
 /*
  * ota_agent.h — the OTA update state machine of csi-ota, written once and run
- * unchanged on the ESP32-S3 (firmware/components/ota_port_espidf) and on the
- * virtual ESP32-S3 (firmware/sim/port). Everything platform-specific goes
+ * unchanged on the ESP32-S3 and on the virtual ESP32-S3, both through the ESP-IDF
+ * port (firmware/components/ota_port_espidf). Everything platform-specific goes
  * through ota_port.h.
  *
  * Typical use (one task / one thread owns the client):

@@ -3,9 +3,9 @@
  *
  * One header of plain functions, in the manner of MCUboot's flash_map_backend.h:
  * every function here is required (no weak symbols), and a port implements
- * them all in its own files. Two ports exist:
- *   - firmware/components/ota_port_espidf  — the ESP32-S3 under ESP-IDF v6
- *   - firmware/sim/port                    — the virtual ESP32-S3 on Linux
+ * them all in its own files. One port exists, firmware/components/ota_port_espidf
+ * (ESP-IDF v6); the virtual ESP32-S3 runs that same port over a host implementation
+ * of the ESP-IDF APIs (firmware/sim/idf) and a NOR flash model (firmware/sim/flash).
  *
  * Slot operations have esp_ota_ops semantics (see docs/architecture.md and
  * ../shared/design/esp-idf-otadata-behaviour.md); in particular mark_valid and

@@ -1,8 +1,8 @@
 /*
  * ota_provisioning_keys.h — where the NVS provisioning image keeps each setting.
  *
- * One list for everything that reads the image: the device (firmware/main/
- * provisioning.c) and the virtual ESP32-S3 (firmware/sim/app/sim_config.c).
+ * One list for everything that reads the image: the firmware (firmware/main/
+ * provisioning.c, on the ESP32-S3 and on the virtual ESP32-S3 alike).
  * The image is written by `csi-ota provision` (csi_ota.provision.PROVISION_FIELDS,
  * docs/provisioning.md); NVS keys are at most 15 characters.
  */

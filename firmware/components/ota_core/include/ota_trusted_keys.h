@@ -1,7 +1,7 @@
 /*
  * ota_trusted_keys.h — the trusted release-key list, one parser for every
- * platform: CONFIG_CSI_OTA_TRUSTED_KEYS on the device (firmware/main) and
- * `trusted_keys=` in the virtual device's config file (firmware/sim/app).
+ * platform: CONFIG_CSI_OTA_TRUSTED_KEYS in the firmware (firmware/main); the virtual
+ * board sets that value from `trusted_keys=` in its config file (firmware/sim/idf).
  *
  * Format (what `csi-ota keys show-public --format kconfig` prints):
  *

@@ -1,6 +1,6 @@
 /*
  * sim_board.h — what the host implementation of the ESP-IDF APIs (src/) asks of the
- * virtual board (board/sim_board_main.c): its clock, its flash and boot result, its
+ * virtual board (board/sim_board.c): its clock, its flash and boot result, its
  * configuration (the values the image was built with), and its reset.
  */
 #pragma once
