@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # coverage_sim.sh — line coverage of the firmware that runs on every sensor
 # (firmware/main and firmware/components/ota_port_espidf), reached by the virtual ESP32-S3:
-# the C unit tests (CTest), tests/test_sim_e2e.py + tests/test_sim_firmware.py and the
+# the C unit tests (CTest), tests/test_sim_e2e.py and the
 # hardware tests on the sim (tests_hw --target sim), all against a gcov build of
 # csi-ota-sim (firmware/sim/build/coverage, -DCSI_OTA_SIM_COVERAGE=ON).
 # Writes out/coverage.txt (gcovr's per-file table and the total) and prints it.
-#   scripts/coverage_sim.sh [--quick]    (--quick: CTest + tests/test_sim_firmware.py only)
+#   scripts/coverage_sim.sh [--quick]    (--quick: CTest + tests/test_sim_e2e.py -m "not slow")
 # Target: >= 85 % of the lines of those two directories; docs/sim.md lists what the
 # virtual board cannot reach (radio-only and MQTT paths).
 set -euo pipefail
@@ -24,9 +24,9 @@ export CSI_OTA_SIM_BINARY="$ROOT/$BUILD/csi-ota-sim"
 export PYTHONPATH="$ROOT/host_tools${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PYTHON:-python3}
 if [ "$QUICK" = 1 ]; then
-  "$PY" -m pytest -q -p no:cacheprovider tests/test_sim_firmware.py >/dev/null
+  "$PY" -m pytest -q -p no:cacheprovider tests/test_sim_e2e.py -m "not slow" >/dev/null
 else
-  "$PY" -m pytest -q -p no:cacheprovider tests/test_sim_e2e.py tests/test_sim_firmware.py >/dev/null
+  "$PY" -m pytest -q -p no:cacheprovider tests/test_sim_e2e.py >/dev/null
   "$PY" -m pytest -q -p no:cacheprovider tests_hw --target sim >/dev/null
 fi
 

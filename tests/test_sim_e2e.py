@@ -1,5 +1,7 @@
-"""End to end on the virtual ESP32-S3: the real OTA core, port and bootloader model
-against a local HTTP server (tests/sim_support.py), with real signed releases.
+"""End to end on the virtual ESP32-S3: the firmware itself (firmware/main, the ESP-IDF port
+and the OTA core) over the host layer of firmware/sim/idf and the flash and bootloader model
+(csi-ota-sim, docs/sim.md), against a local HTTP server (tests/sim_support.py), with real
+signed releases.
 
 Every scenario starts from a 4 MB flash file with v1.0.0 in ota_0, runs
 `ota check` on the device console, and asserts both what the device logs
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,6 +81,34 @@ def status(sim: SimProcess) -> dict[str, object]:
     return json.loads(sim.expect(r"^\{.*\}$").group(0))
 
 
+def test_firmware_boots_its_tasks_on_the_virtual_board(bench: Bench) -> None:
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        # The tasks start in app_main's order; their lines interleave.
+        sim.expect(r'wifi: joining "csi-lab"')
+        sim.expect(r"boot complete: 1\.0\.0 valid", from_start=True)
+        sim.expect(r"heartbeat: sent \(version 1\.0\.0, ota_state valid\)", from_start=True)
+        sim.expect(r"wifi: connected, ip 192\.168\.4\.2", from_start=True)
+        sim.send("version")
+        sim.expect(r"^csi_sensor 1\.0\.0 \(ESP-IDF v6\.\d+, state valid\)$")
+        sim.send("no-such-command")
+        sim.expect(r"^Unrecognized command$")
+        assert status(sim)["version"] == "1.0.0"
+        deadline = time.monotonic() + 10
+        while bench.server.records.csi_posts == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sim.stop() == 0
+    heartbeat = bench.server.records.heartbeats[-1]
+    assert (heartbeat["device_id"], heartbeat["rssi"]) == ("csi_sensor_001", -55)
+    # The running slot and the intervals it runs with (SimConfig's defaults: the seed's 3600 s
+    # check, 300 s heartbeat), which the rollout engine judges reach and silence against.
+    intervals = (heartbeat["slot"], heartbeat["check_interval_sec"], heartbeat["heartbeat_interval_sec"])
+    assert intervals == (0, 3600, 300)
+    # CSI frames from the synthetic radio reach POST /api/csi/data in batches.
+    assert bench.server.records.csi_posts > 0
+    assert bench.server.records.csi_bytes % 168 == 0  # 40-byte header + 128 CSI bytes per frame
+
+
 def test_update_succeeds_and_is_marked_valid(bench: Bench) -> None:
     image = bench.publish("2.0.0")
     with bench.start() as sim:
@@ -127,8 +158,12 @@ def test_update_succeeds_and_is_marked_valid(bench: Bench) -> None:
         "csi_frames",
         "free_heap",
         "ota_state",
+        "slot",
+        "check_interval_sec",
+        "heartbeat_interval_sec",
     }
     assert periodic[0]["device_id"] == "csi_sensor_001" and periodic[0]["csi_frames"] > 0
+    assert heartbeats[-1]["slot"] == 1  # the slot it runs now
     assert bench.server.records.unauthorised == 0
     check = bench.server.records.checks[0]
     assert (check["device_id"], check["version"], check["slot"], check["state"]) == (
@@ -235,6 +270,23 @@ def test_corrupted_download_is_rejected_and_v1_keeps_running(bench: Bench) -> No
         sim.expect(V1_BOOT)
         assert sim.stop() == 0
     assert len(bench.server.records.firmware) == 1, "a digest mismatch is not retried"
+
+
+def test_power_cut_during_the_download_resumes(bench: Bench) -> None:
+    image = bench.publish("2.0.0")
+    with bench.start(power_cut_at=12) as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(r"POWER CUT at flash op 12")
+        assert sim.wait_exit(10) == 75
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.send("ota check")
+        sim.expect(rf"ota: download complete: {len(image)} bytes sha256 ok")
+        sim.expect(V2_BOOT)
+        sim.expect(r"ota: self-test passed; marking 2\.0\.0 valid")
+        bench.server.wait_for_report("success")
+        assert sim.stop() == 0
 
 
 def test_cut_connection_resumes_with_range(bench: Bench) -> None:

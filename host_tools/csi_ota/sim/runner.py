@@ -28,9 +28,6 @@ BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_sim.sh"
 SIM_BINARY = Path(
     os.environ.get("CSI_OTA_SIM_BINARY", REPO_ROOT / "firmware" / "sim" / "build" / "csi-ota-sim")
 )
-# csi-ota-sim runs the firmware itself (firmware/main + ota_port_espidf + ota_core) over
-# the host layer firmware/sim/idf and the flash model firmware/sim/flash.
-SIM_FIRMWARE_BINARY = SIM_BINARY
 # Sources whose change makes the binary stale (the firmware's Kconfig and sdkconfig files too).
 SIM_SOURCE_DIRS = (
     REPO_ROOT / "firmware" / "sim",
