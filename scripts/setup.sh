@@ -17,7 +17,7 @@ APT_PACKAGES=(
   build-essential cmake pkg-config git
   python3 python3-venv python3-dev
   libcurl4-openssl-dev libssl-dev libcmocka-dev
-  libmbedtls-dev
+  libmbedtls-dev libmosquitto-dev
   mosquitto mosquitto-clients postgresql nginx-light
   clang-format openssl tzdata
   chromium chromium-driver

@@ -71,10 +71,15 @@ static esp_err_t publish_http_endpoint_init(publish_endpoint_t *endpoint,
     return err;
 }
 
-/* POSTs body; returns the HTTP status, or -1 when no response arrived. */
+/* POSTs body; returns the HTTP status, or -1 when no response arrived or the endpoint was
+ * never set up (publish_start refused the data URL: the app runs on without publishing). */
 static int publish_http_post(publish_endpoint_t *endpoint, const char *body, size_t len,
                              uint32_t timeout_ms) {
     int status = -1;
+    if (endpoint->lock == NULL || endpoint->client == NULL) {
+        s_errors++;
+        return status;
+    }
     xSemaphoreTake(endpoint->lock, portMAX_DELAY);
     esp_http_client_set_timeout_ms(endpoint->client, (int)timeout_ms);
     esp_http_client_set_post_field(endpoint->client, body, (int)len);

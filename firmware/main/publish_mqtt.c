@@ -7,16 +7,20 @@
 
 #if CONFIG_CSI_OTA_PUBLISH_MQTT
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "esp_event.h"
 #include "esp_log.h"
+#include "esp_netif.h"
 #include "freertos/FreeRTOS.h"
 #include "freertos/semphr.h"
 #include "freertos/task.h"
 #include "mqtt_client.h"
 #include "ota_mqtt_credentials.h"
 #include "publish.h"
+#include "wifi_station.h"
 
 static const char *TAG = "publish_mqtt";
 
@@ -30,6 +34,7 @@ static char s_topic_stats[PUBLISH_TOPIC_MAX_BYTES];
 static char s_topic_heartbeat[PUBLISH_TOPIC_MAX_BYTES];
 static char s_mqtt_password[OTA_MQTT_PASSWORD_BUF_BYTES]; /* esp-mqtt keeps a pointer to it */
 static volatile bool s_connected;
+static atomic_flag s_client_started = ATOMIC_FLAG_INIT;
 static volatile uint32_t s_sent;
 static volatile uint32_t s_errors;
 /* msg_ids of recent PUBACKs: the ack may arrive before publish() returns the id. */
@@ -78,6 +83,27 @@ static bool publish_mqtt_was_acked(int msg_id) {
     return found;
 }
 
+/* Starts the client once: a connection attempt before the station has an address fails and
+ * esp-mqtt waits its reconnect timeout (10 s) before the next one, long enough to fail the
+ * heartbeat_acked self-test of a freshly updated image. */
+static void publish_mqtt_start_client(void) {
+    if (atomic_flag_test_and_set(&s_client_started)) {
+        return;
+    }
+    esp_err_t err = esp_mqtt_client_start(s_client);
+    if (err != ESP_OK) {
+        ESP_LOGE(TAG, "esp_mqtt_client_start: %s", esp_err_to_name(err));
+    }
+}
+
+static void publish_mqtt_on_got_ip(void *arg, esp_event_base_t base, int32_t event_id, void *data) {
+    (void)arg;
+    (void)base;
+    (void)event_id;
+    (void)data;
+    publish_mqtt_start_client();
+}
+
 esp_err_t publish_start(const provisioning_t *config) {
     const char *id = config->deployment.device_id;
     snprintf(s_topic_data, sizeof(s_topic_data), "csi/%s/data", id);
@@ -113,12 +139,17 @@ esp_err_t publish_start(const provisioning_t *config) {
     esp_err_t err =
         esp_mqtt_client_register_event(s_client, MQTT_EVENT_ANY, publish_mqtt_event, NULL);
     if (err == ESP_OK) {
-        err = esp_mqtt_client_start(s_client);
+        err =
+            esp_event_handler_register(IP_EVENT, IP_EVENT_STA_GOT_IP, publish_mqtt_on_got_ip, NULL);
     }
-    if (err == ESP_OK) {
-        ESP_LOGI(TAG, "publishing to %s as %s", config->mqtt_uri, id);
+    if (err != ESP_OK) {
+        return err;
     }
-    return err;
+    ESP_LOGI(TAG, "publishing to %s as %s", config->mqtt_uri, id);
+    if (wifi_station_wait_connected(0)) { /* the address came before the handler */
+        publish_mqtt_start_client();
+    }
+    return ESP_OK;
 }
 
 bool publish_csi(const uint8_t *frames, size_t len) {

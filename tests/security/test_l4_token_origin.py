@@ -2,9 +2,10 @@
 
 The device sends its bearer token only to the controller's own origin (scheme,
 host and port of its version_check_url), never to the origin X-Firmware-Url
-names; and unless the test-only CONFIG_CSI_OTA_ALLOW_PLAIN_HTTP is set
-(the sim's ``allow_plain_http``), it refuses every http:// URL — check, pushed,
-`ota url` or firmware — before a byte leaves the device.
+names; and unless the test-only CONFIG_CSI_OTA_ALLOW_PLAIN_HTTP is set, it refuses every
+http:// URL — check, pushed, `ota url` or firmware — before a byte leaves the device. The
+https-only tests run the firmware built without that option (sdkconfig.ci.https_only,
+csi-ota-sim-https-only).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from csi_ota.certs import create_ca, create_server_cert  # noqa: E402
-from csi_ota.sim.runner import SimConfig, SimProcess, build_sim  # noqa: E402
+from csi_ota.sim.runner import SIM_HTTPS_ONLY_BINARY, SimConfig, SimProcess, build_sim  # noqa: E402
 from sim_support import LOOPBACK, OtaTestServer, ReleaseSigner, app_image, write_flash  # noqa: E402
 
 pytestmark = [pytest.mark.sim]
@@ -78,6 +79,12 @@ def sim_binary() -> Path:
     return build_sim()
 
 
+@pytest.fixture(scope="module")
+def https_only_binary(sim_binary: Path) -> Path:
+    assert SIM_HTTPS_ONLY_BINARY.exists()
+    return SIM_HTTPS_ONLY_BINARY
+
+
 def test_the_token_never_goes_to_the_origin_x_firmware_url_names(tmp_path: Path, sim_binary: Path) -> None:
     signer = ReleaseSigner()
     v2 = app_image("2.0.0", size_bytes=IMAGE_BYTES)
@@ -113,12 +120,13 @@ def tls_bench(tmp_path: Path) -> Iterator[tuple[OtaTestServer, ReleaseSigner, Si
             trusted_keys=signer.trusted_keys,
             auth_token="tok-tls",
             ca_cert=str(ca.cert),
-            extra={"allow_plain_http": "0"},
         )
         yield server, signer, config
 
 
-def test_https_only_refuses_a_plain_http_firmware_url(tmp_path: Path, sim_binary: Path, tls_bench) -> None:
+def test_https_only_refuses_a_plain_http_firmware_url(
+    tmp_path: Path, https_only_binary: Path, tls_bench
+) -> None:
     server, signer, config = tls_bench
     config.write(tmp_path / "device.conf")
     v2 = app_image("2.0.0", size_bytes=IMAGE_BYTES)
@@ -126,7 +134,7 @@ def test_https_only_refuses_a_plain_http_firmware_url(tmp_path: Path, sim_binary
     flash = write_flash(tmp_path / "flash.bin", app_image("1.0.0", size_bytes=IMAGE_BYTES))
     with cdn_server(v2) as cdn:
         server.knobs.firmware_url = cdn.url
-        with SimProcess(flash, tmp_path / "device.conf", binary=sim_binary).start() as sim:
+        with SimProcess(flash, tmp_path / "device.conf", binary=https_only_binary).start() as sim:
             sim.expect(V1_BOOT)
             sim.send("ota check")
             sim.expect(r"ota: rejected: insecure_url")
@@ -140,7 +148,7 @@ def test_https_only_refuses_a_plain_http_firmware_url(tmp_path: Path, sim_binary
 
 
 def test_https_only_refuses_http_check_urls_pushed_and_typed(
-    tmp_path: Path, sim_binary: Path, tls_bench
+    tmp_path: Path, https_only_binary: Path, tls_bench
 ) -> None:
     server, signer, config = tls_bench
     flash = write_flash(tmp_path / "flash.bin", app_image("1.0.0", size_bytes=IMAGE_BYTES))
@@ -148,20 +156,20 @@ def test_https_only_refuses_http_check_urls_pushed_and_typed(
         # A pushed http:// check URL is not applied; `ota url http://…` is refused.
         server.knobs.device_config = f"version_check_url={plain.version_url}&check_interval_sec=900"
         config.write(tmp_path / "device.conf")
-        with SimProcess(flash, tmp_path / "device.conf", binary=sim_binary).start() as sim:
+        with SimProcess(flash, tmp_path / "device.conf", binary=https_only_binary).start() as sim:
             sim.expect(V1_BOOT)
             sim.send("ota check")
             sim.expect(r"ota: config push: invalid value for version_check_url ignored")
             sim.expect(r"ota: up to date \(running 1\.0\.0\)")
             sim.send(f"ota url {plain.version_url}")
-            sim.expect(r"console: ota url: insecure_url")
+            sim.expect(r"ota_client: console command failed: OTA_ERR_INSECURE_URL")
             sim.send("ota check")
             sim.expect(r"ota: up to date \(running 1\.0\.0\)")
             assert sim.stop() == 0
         # Provisioned with an http:// check URL: nothing is sent, the token stays home.
         config.version_check_url = plain.version_url
         config.write(tmp_path / "plain.conf")
-        with SimProcess(flash, tmp_path / "plain.conf", binary=sim_binary).start() as sim:
+        with SimProcess(flash, tmp_path / "plain.conf", binary=https_only_binary).start() as sim:
             sim.expect(V1_BOOT)
             sim.send("ota check")
             sim.expect(r"ota: refusing http://127\.0\.0\.1:\d+/api/ota/version\S*: https only")

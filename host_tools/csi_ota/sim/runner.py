@@ -25,9 +25,14 @@ from csi_ota.fileio import write_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build_sim.sh"
+# csi-ota-sim: the firmware (sdkconfig.ci.v1: HTTP publishing) on the virtual ESP32-S3.
 SIM_BINARY = Path(
     os.environ.get("CSI_OTA_SIM_BINARY", REPO_ROOT / "firmware" / "sim" / "build" / "csi-ota-sim")
 )
+# The same firmware built with other sdkconfig.ci.* variants, beside it: sdkconfig.ci.mqtt
+# (MQTT publishing) and sdkconfig.ci.https_only (no CONFIG_CSI_OTA_ALLOW_PLAIN_HTTP).
+SIM_MQTT_BINARY = SIM_BINARY.parent / "csi-ota-sim-mqtt"
+SIM_HTTPS_ONLY_BINARY = SIM_BINARY.parent / "csi-ota-sim-https-only"
 # Sources whose change makes the binary stale (the firmware's Kconfig and sdkconfig files too).
 SIM_SOURCE_DIRS = (
     REPO_ROOT / "firmware" / "sim",
@@ -63,14 +68,19 @@ def _newest_source_mtime() -> float:
             for name in filenames:
                 if name.endswith(SIM_SOURCE_SUFFIXES):
                     newest = max(newest, os.stat(os.path.join(dirpath, name)).st_mtime)
+    for config in (*(REPO_ROOT / "firmware").glob("sdkconfig.ci.*"), REPO_ROOT / "sdkconfig.defaults"):
+        if config.is_file():
+            newest = max(newest, config.stat().st_mtime)
     return newest
 
 
 def sim_is_stale(binary: Path = SIM_BINARY) -> bool:
-    """True when the binary is missing or older than a source of the simulator."""
-    if not binary.exists():
+    """True when the binary (or a variant build beside the default one) is missing or older
+    than a source of the simulator."""
+    binaries = [binary, SIM_MQTT_BINARY, SIM_HTTPS_ONLY_BINARY] if binary == SIM_BINARY else [binary]
+    if not all(path.exists() for path in binaries):
         return True
-    return _newest_source_mtime() > binary.stat().st_mtime
+    return _newest_source_mtime() > min(path.stat().st_mtime for path in binaries)
 
 
 def build_sim(*, force: bool = False) -> Path:

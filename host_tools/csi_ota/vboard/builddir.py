@@ -196,7 +196,8 @@ def write_build_dir(
         **SIM_TEST_SETTINGS,
         **(extra_settings or {}),
     }
-    settings["allow_plain_http"] = "1" if sdkconfig.get("CSI_OTA_ALLOW_PLAIN_HTTP") is True else "0"
+    # Compile-time options (publishing, CONFIG_CSI_OTA_ALLOW_PLAIN_HTTP, test hooks) are the
+    # virtual board's firmware build (csi-ota-sim, sdkconfig.ci.v1), not settings.
     trusted = sdkconfig.get("CSI_OTA_TRUSTED_KEYS")
     if isinstance(trusted, str) and trusted:
         settings["trusted_keys"] = trusted

@@ -93,6 +93,7 @@ static const struct {
     {"auth_token", "CSI_OTA_AUTH_TOKEN", 's'},
     {"trusted_keys", "CSI_OTA_TRUSTED_KEYS", 's'},
     {"data_url", "CSI_OTA_DATA_URL", 's'},
+    {"mqtt_uri", "CSI_OTA_MQTT_URI", 's'},
     {"wifi_ssid", "CSI_OTA_WIFI_SSID", 's'},
     {"wifi_password", "CSI_OTA_WIFI_PASSWORD", 's'},
     {"check_interval_sec", "CSI_OTA_CHECK_INTERVAL_SEC", 'i'},

@@ -84,6 +84,10 @@ void vTaskDelete(TaskHandle_t task) {
     }
 }
 
+TaskHandle_t xTaskGetCurrentTaskHandle(void) {
+    return (TaskHandle_t)(uintptr_t)pthread_self();
+}
+
 void vTaskDelay(TickType_t ticks) {
     sim_board_sleep_ms(ticks);
 }

@@ -34,6 +34,7 @@ RUNTIME_OPTIONS = {
     "CSI_OTA_AUTH_TOKEN": "str",
     "CSI_OTA_TRUSTED_KEYS": "str",
     "CSI_OTA_DATA_URL": "str",
+    "CSI_OTA_MQTT_URI": "str",
     "CSI_OTA_CHECK_INTERVAL_SEC": "int",
     "CSI_OTA_AUTO_UPDATE": "bool",
     "CSI_OTA_HEARTBEAT_INTERVAL_SEC": "int",
