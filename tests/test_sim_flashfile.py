@@ -251,20 +251,3 @@ def test_cli_errors_exit_2_and_change_nothing(
     assert main(["sim", "create-flash", str(out), "--flash-size", "2MB"]) == 2
     assert main(["sim", "create-flash", str(out), "--otadata", "3:1:valid"]) == 2
     assert not out.exists()
-
-
-def test_new_flash_file_and_nvs_erase_forget_the_device_kv_store(tmp_path):
-    from csi_ota.sim import flashfile
-
-    flash = tmp_path / "dev.bin"
-    flashfile.create_flash_file(flash)
-    kv = flashfile.kv_dir_for(flash)
-    kv.mkdir()
-    (kv / "report").write_bytes(b"old device state")
-    flashfile.erase_partition(flash, "otadata")
-    assert (kv / "report").exists()  # only erasing nvs forgets NVS contents
-    flashfile.erase_partition(flash, "nvs")
-    assert not kv.exists()
-    kv.mkdir()
-    flashfile.create_flash_file(flash)
-    assert not kv.exists()

@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import shutil
 import struct
 import tempfile
 import time
@@ -224,14 +222,9 @@ class SimActions:
             self._flashfile.erase_partition(self.flash_path, name)
 
     def erase_nvs(self) -> None:
-        """Erase the nvs partition and the simulator's KV store (``FLASH.kv``, NVS namespace csi_ota)."""
+        """Erase the nvs partition (provisioning image and the OTA client's records alike)."""
         with self._board_off():
             self._flashfile.erase_partition(self.flash_path, "nvs")
-            kv_dir = self.flash_path.with_name(self.flash_path.name + ".kv")
-            if kv_dir.exists():
-                doomed = kv_dir.with_name(kv_dir.name + f".erased-{os.getpid()}")
-                os.replace(kv_dir, doomed)  # atomic: the device never sees half a store
-                shutil.rmtree(doomed)
 
 
 class EsptoolActions:

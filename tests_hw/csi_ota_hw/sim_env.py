@@ -2,8 +2,8 @@
 
 ``csi-ota-sim --flash FILE --config FILE`` (firmware/sim/idf/board/sim_board.c): the flash file is
 made by :func:`csi_ota.sim.flashfile.create_flash_file` with v1 in ota_0 and otadata erased
-(the state a freshly flashed board is in); the KV store (NVS namespace ``csi_ota`` on the
-board) lives in ``FILE.kv`` beside it. The config file is the simulator's stand-in for the
+(the state a freshly flashed board is in); NVS lives in its nvs partition, as on a board.
+The config file is the simulator's stand-in for the
 NVS provisioning image: URLs, token, the trusted release key, and timings short enough for
 tests.
 """
@@ -78,10 +78,6 @@ class SimEnvironment:
         flash_path = workdir / "flash.bin"
         create_flash_file(flash_path, images={0: v1_image})
         return cls(workdir=workdir, binary=binary, flash_path=flash_path, config_path=config)
-
-    @property
-    def kv_dir(self) -> Path:
-        return self.flash_path.with_name(self.flash_path.name + ".kv")
 
     def args(self) -> list[str]:
         return [

@@ -16,7 +16,6 @@ crc = crc32_le(0xFFFFFFFF, ota_seq) in the ESP ROM convention.
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import zlib
 from collections.abc import Iterator, Mapping
@@ -281,18 +280,7 @@ def create_flash_file(
                 data[start : start + len(raw)] = raw
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, data)
-    _drop_kv_store(out)  # a new chip has no NVS contents
     return out
-
-
-def kv_dir_for(path: str | os.PathLike[str]) -> Path:
-    """The virtual device's NVS stand-in: the key-value directory beside its flash file."""
-    return Path(f"{os.fspath(path)}.kv")
-
-
-def _drop_kv_store(path: str | os.PathLike[str]) -> None:
-    """Forget the device's stored settings, as erasing its nvs partition would."""
-    shutil.rmtree(kv_dir_for(path), ignore_errors=True)
 
 
 def read_layout(path: str | os.PathLike[str]) -> Layout:
@@ -350,8 +338,6 @@ def erase_partition(path: str | os.PathLike[str], name: str) -> None:
     with _edit(path) as (flash, layout, where):
         entry = _find(layout, name, where)
         flash[entry.offset : entry.end] = b"\xff" * entry.size
-    if entry.subtype_name == "nvs":
-        _drop_kv_store(path)
 
 
 def boot_slot_count(layout: Layout) -> int:

@@ -104,7 +104,6 @@ class Board:
         self._frames: queue.Queue[bytes] = queue.Queue()
         self._decoder = slip.Decoder()
         self._app: subprocess.Popen[bytes] | None = None
-        self._nvs_touched = False
         self._threads: list[threading.Thread] = []
 
     # -- lines ----------------------------------------------------------------------------------
@@ -220,7 +219,7 @@ class Board:
         return None
 
     def _download_loop(self, generation: int) -> None:
-        flash = FlashChip(self.config.flash_path, on_change=self._flash_changed)
+        flash = FlashChip(self.config.flash_path)
         loader = Loader(
             flash=flash,
             send=self._emit,
@@ -249,28 +248,8 @@ class Board:
                         self._start_app(self._generation)
                 return
 
-    def _flash_changed(self, start: int, end: int) -> None:
-        span = self._nvs_span()
-        if span is not None and start < span[1] and end > span[0]:
-            self._nvs_touched = True
-
-    def _nvs_span(self) -> tuple[int, int] | None:
-        from csi_ota.sim import flashfile
-
-        try:
-            entry = flashfile.read_layout(self.config.flash_path).find("nvs")
-        except Exception:  # no valid table (yet): nothing to protect
-            return None
-        return entry.offset, entry.offset + entry.size
-
     # -- the app (csi-ota-sim) --------------------------------------------------------------------
     def _start_app(self, generation: int) -> None:
-        if self._nvs_touched:
-            # The simulator keeps NVS namespace csi_ota beside the flash file (FILE.kv); on a
-            # board it lives in the nvs partition, so writing or erasing that partition clears it.
-            self._nvs_touched = False
-            kv_dir = self.config.flash_path.with_name(self.config.flash_path.name + ".kv")
-            shutil.rmtree(kv_dir, ignore_errors=True)
         if not self.config.sim_config.is_file():
             self._emit(
                 f"E board: no app settings at {self.config.sim_config} "

@@ -190,9 +190,19 @@ void sim_board_stdout_unlock(void) {
     pthread_mutex_unlock(&s_board.stdout_lock);
 }
 
+#ifdef CSI_OTA_SIM_COVERAGE
+void __gcov_dump(void); /* libgcov: write the .gcda files now */
+#endif
+
+/* Power off: nothing runs after it — no atexit handlers, which would tear libraries down
+ * under tasks still running (a TLS handshake in libcurl's OpenSSL, say). */
 void sim_board_power_off(int code) {
     fflush(stdout);
-    exit(code);
+    fflush(stderr);
+#ifdef CSI_OTA_SIM_COVERAGE
+    __gcov_dump();
+#endif
+    _exit(code);
 }
 
 void sim_board_restart(void) {
