@@ -50,6 +50,9 @@ CUT_OR_READY_RE = re.compile(r"POWER CUT at flash op \d+|ota_client: boot comple
 STATUS_RE = re.compile(r'^\{"phase":')
 CHECK_RAN_RE = re.compile(r" ota: checking | ota_client: boot complete: ")
 RUN_TIMEOUT_S = 20.0
+STATUS_TIMEOUT_S = 10.0
+STATUS_ATTEMPTS = 3
+CONFIRM_CHECKS = 3  # checks a confirmed v2 makes at most until the server has heard of it
 MAX_STATUS_POLLS = 120  # 30 s: the console hands `ota check` to the OTA task (asynchronous)
 STATUS_POLL_INTERVAL_S = 0.25
 MAX_BOOTS_PER_RUN = 10
@@ -148,8 +151,16 @@ class PowerCutSweep:
             return (sim.wait_exit(RUN_TIMEOUT_S) if not sim.alive() else -2), ""
 
     def _status(self, sim: SimProcess) -> dict:
-        sim.send("ota status")
-        return json.loads(sim.expect(STATUS_RE, RUN_TIMEOUT_S).string)
+        """One status line; asked again when a reset swallowed the command (a line typed while
+        the board restarts is lost, as on a serial console)."""
+        for attempt in range(STATUS_ATTEMPTS):
+            sim.send("ota status")
+            try:
+                return json.loads(sim.expect(STATUS_RE, STATUS_TIMEOUT_S).string)
+            except SimTimeout:
+                if attempt == STATUS_ATTEMPTS - 1 or not sim.alive():
+                    raise
+        raise AssertionError("unreachable")
 
     def _confirmed(self, status: dict) -> bool:
         return (
@@ -256,6 +267,13 @@ class PowerCutSweep:
                         self._issue(server)  # the controller's answer to a rollback: a new release
                         status = self._check_until_done(sim, int(status["last_report"]["seq"]))
                         outcome = "reissued"
+                    # A confirmed v2 tells the server by its success report or, when a cut took
+                    # that report's record, by its next version check (state valid); on a busy
+                    # machine a check can time out, so the device checks again, as it would.
+                    for _ in range(CONFIRM_CHECKS):
+                        if not self._confirmed(status) or self._server_knows(server):
+                            break
+                        status = self._check_until_done(sim)
                     log = " | ".join(line for line in sim.lines if " ota: " in line)
                 if not self._confirmed(status):
                     raise AssertionError(
