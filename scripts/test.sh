@@ -46,4 +46,4 @@ fi
 
 # --- coverage of the firmware on the virtual ESP32-S3 (issue 9; scripts/coverage_sim.sh) ---
 echo "== coverage: firmware/main + ota_port_espidf on the virtual ESP32-S3 =="
-./scripts/coverage_sim.sh
+./scripts/coverage_sim.sh --ci

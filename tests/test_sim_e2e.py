@@ -109,6 +109,111 @@ def test_firmware_boots_its_tasks_on_the_virtual_board(bench: Bench) -> None:
     assert bench.server.records.csi_bytes % 168 == 0  # 40-byte header + 128 CSI bytes per frame
 
 
+def test_console_commands_answer_and_refuse_bad_input(bench: Bench) -> None:
+    """firmware/main/console_cmds.c over the host esp_console: every command and its usage line."""
+    with bench.start() as sim:
+        sim.expect(V1_BOOT)
+        sim.expect(r"boot complete: 1\.0\.0 valid", from_start=True)
+        sim.send("help")
+        for command in (
+            "help",
+            "version",
+            r"ota check\|status\|url <manifest-url>",
+            "reboot",
+            "selftest fail-next",
+        ):
+            sim.expect(rf"^{command}\s*$", from_start=True)
+        sim.send("ota")
+        sim.expect(r"^usage: ota check \| ota status \| ota url <manifest-url>$")
+        sim.send("ota frobnicate")
+        sim.expect(r"^usage: ota check")
+        sim.send("ota url ftp://127.0.0.1/manifest")
+        sim.expect(r"^ota url: expected an http:// or https:// URL of at most 255 characters$")
+        sim.send("ota url http://127.0.0.1/" + "x" * 300)
+        sim.expect(r"^ota url: expected an http:// or https:// URL")
+        sim.send("selftest")
+        sim.expect(r"^usage: selftest fail-next$")
+        sim.send("selftest fail-next")
+        sim.expect(r"^next self-test will fail$")
+        sim.send(f"ota url {bench.server.version_url}")
+        sim.expect(r"^ota url set$")
+        sim.expect(rf"ota: manifest url set to {bench.server.version_url}")
+        sim.send("reboot")
+        sim.expect(r"console: reboot requested from the console")
+        sim.expect(r"boot: ESP-IDF virtual ESP32-S3 2nd stage bootloader \(boot 2\)")
+        sim.expect(V1_BOOT)
+        sim.send("version")
+        sim.expect(r"^csi_sensor 1\.0\.0 \(ESP-IDF v6\.\d+, state valid\)$")
+        assert status(sim)["version_check_url"] == bench.server.version_url  # persisted in NVS
+        assert sim.stop() == 0
+
+
+def test_trusted_key_list_problems_are_logged_and_the_good_key_still_works(
+    bench: Bench, tmp_path: Path
+) -> None:
+    """firmware/main/trusted_keys.c: a malformed entry and an entry whose id is not its key's are
+    ignored with a reason; the good key verifies the release. Without any good key nothing is
+    trusted and every manifest is refused."""
+    good = bench.signer.trusted_keys
+    key_id, key_hex = good.split(":")
+    wrong_id = "00" * 8 if key_id != "00" * 8 else "11" * 8
+    config = SimConfig(
+        device_id="csi_sensor_keys",
+        version_check_url=bench.server.version_url,
+        trusted_keys=f"not-a-key,{wrong_id}:{key_hex},{good}",
+        auth_token="tok-001",
+    ).write(tmp_path / "keys.conf")
+    image = bench.publish("2.0.0")
+    with SimProcess(bench.flash, config, binary=bench.binary).start() as sim:
+        sim.expect(r"trusted_keys: malformed trusted key entry 0, ignored", from_start=True)
+        sim.expect(
+            rf"trusted_keys: trusted key {wrong_id}: id is not SHA-256\(key\)\[0:8\], ignored",
+            from_start=True,
+        )
+        sim.expect(rf"trusted_keys: trusted release key {key_id}", from_start=True)
+        sim.expect(V1_BOOT, from_start=True)
+        sim.send("ota check")
+        sim.expect(rf"ota: download complete: {len(image)} bytes sha256 ok")
+        sim.expect(V2_BOOT)
+        assert sim.stop() == 0
+    none = SimConfig(
+        device_id="csi_sensor_keys",
+        version_check_url=bench.server.version_url,
+        trusted_keys="not-a-key",
+        auth_token="tok-001",
+    ).write(tmp_path / "nokeys.conf")
+    flash = write_flash(tmp_path / "nokeys.bin", app_image("1.0.0", size_bytes=IMAGE_BYTES))
+    with SimProcess(flash, none, binary=bench.binary).start() as sim:
+        sim.expect(r"trusted_keys: no trusted release key: every manifest will be refused", from_start=True)
+        sim.expect(V1_BOOT, from_start=True)
+        sim.send("ota check")
+        sim.expect(r"ota: rejected: manifest_key")
+        assert sim.stop() == 0
+
+
+def test_without_a_device_id_the_firmware_names_itself_after_its_mac(bench: Bench, tmp_path: Path) -> None:
+    """provisioning.c: neither the provisioning image nor the build sets a device id, so the
+    firmware derives csi_<station MAC> (the board derives its MAC from the flash file)."""
+    config = SimConfig(
+        version_check_url=bench.server.version_url,
+        trusted_keys=bench.signer.trusted_keys,
+        auth_token="tok-001",
+    ).write(tmp_path / "anon.conf")
+    with SimProcess(bench.flash, config, binary=bench.binary).start() as sim:
+        sim.expect(
+            r"provisioning: no provisioning image \(NVS namespace csi_ota\): Kconfig defaults",
+            from_start=True,
+        )
+        device = sim.expect(r"publish_http: publishing to \S+ as (csi_[0-9a-f]{12})$", from_start=True).group(
+            1
+        )
+        sim.expect(V1_BOOT, from_start=True)
+        sim.send("ota check")
+        sim.expect(r"ota: up to date \(running 1\.0\.0\)")
+        assert sim.stop() == 0
+    assert bench.server.records.checks[-1]["device_id"] == device
+
+
 def test_update_succeeds_and_is_marked_valid(bench: Bench) -> None:
     image = bench.publish("2.0.0")
     with bench.start() as sim:

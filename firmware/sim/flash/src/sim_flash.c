@@ -169,11 +169,18 @@ static op_verdict_t begin_op(sim_flash_t *flash, op_kind_t kind, const char *wha
     return fails ? OP_FAIL : OP_PROCEED;
 }
 
+#ifdef CSI_OTA_SIM_COVERAGE
+void __gcov_dump(void); /* libgcov (gcov builds): this run's counts before _exit drops them */
+#endif
+
 static void power_off(const sim_flash_t *flash, const char *what, uint32_t offset_bytes,
                       size_t len) {
     printf("POWER CUT at flash op %llu (%s 0x%06x len %zu)\n", (unsigned long long)flash->op_count,
            what, (unsigned)offset_bytes, len);
     fflush(NULL);
+#ifdef CSI_OTA_SIM_COVERAGE
+    __gcov_dump();
+#endif
     _exit(SIM_FLASH_POWER_CUT_EXIT_CODE);
 }
 

@@ -194,14 +194,20 @@ void sim_board_stdout_unlock(void) {
 void __gcov_dump(void); /* libgcov: write the .gcda files now */
 #endif
 
+/* gcov builds (scripts/coverage_sim.sh): the counts of this boot, before _exit or exec
+ * drops them. */
+static void board_coverage_dump(void) {
+#ifdef CSI_OTA_SIM_COVERAGE
+    __gcov_dump();
+#endif
+}
+
 /* Power off: nothing runs after it — no atexit handlers, which would tear libraries down
  * under tasks still running (a TLS handshake in libcurl's OpenSSL, say). */
 void sim_board_power_off(int code) {
     fflush(stdout);
     fflush(stderr);
-#ifdef CSI_OTA_SIM_COVERAGE
-    __gcov_dump();
-#endif
+    board_coverage_dump();
     _exit(code);
 }
 
@@ -215,6 +221,7 @@ void sim_board_restart(void) {
     setenv(SIM_RESUME_ENV, state, 1);
     fflush(stdout);
     fflush(stderr);
+    board_coverage_dump();
     execv("/proc/self/exe", s_board.argv);
     fprintf(stderr, "csi-ota-sim: reset failed: %s\n", strerror(errno));
     _exit(3);
