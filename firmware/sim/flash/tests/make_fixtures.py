@@ -52,7 +52,8 @@ def with_chip_id(image: bytes, chip_id: int) -> bytes:
     return bytes(body) + hashlib.sha256(body).digest()
 
 
-# What test_sim_nvs.c expects to read back from nvs_provision.bin (plus a CA made by certs).
+# What the NVS engine tests (firmware/sim/idf/tests/test_nvs_engine.c) read back from
+# nvs_provision.bin (plus a CA made by certs).
 NVS_CONFIG = ProvisionConfig(
     update_url="https://ota.example:8080/api/ota/firmware",
     version_check_url="https://ota.example:8080/api/ota/version",
