@@ -172,7 +172,7 @@ def bench_backend(name: str, database_url: str | None, work: Path, step_s: float
                     "release": "10.0.0",
                     "selection": {"devices": [device_id_for(i) for i in range(BATCH_SIZE)]},
                     "policy": {"stages": [100], "batch_size": BATCH_SIZE},
-                    "previous_release": "1.0.0",
+                    "previous_release": "9.0.0",  # a stored release (an unknown one is a 404)
                 },
             ).raise_for_status()
         updaters = Updaters(server.device_url, f"/api/ota/firmware/{release['sha256']}")

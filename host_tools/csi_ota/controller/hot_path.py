@@ -83,7 +83,13 @@ def parse_query(query_string: bytes, allowed: tuple[str, ...]) -> dict[str, obje
     if not query_string:
         return result
     try:
-        pairs = parse_qsl(query_string.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+        text = query_string.decode("ascii")
+        if "%" in text or "+" in text:
+            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+        else:  # nothing to unquote: parse_qsl's strict split, without its per-field unquoting
+            pairs = [field.split("=", 1) for field in text.split("&")]
+            if any(len(pair) != 2 for pair in pairs):
+                raise ValueError("bad query field")
     except (UnicodeDecodeError, ValueError):
         raise Fallback from None
     for name, value in pairs:

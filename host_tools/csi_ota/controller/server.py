@@ -116,11 +116,13 @@ def check_port_free(host: str, port: int) -> None:
     bind_socket(host, port).close()
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (shared by every worker); CsiOtaError (exit 1) if taken."""
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening socket on ``host:port``; CsiOtaError (exit 1) if taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
         sock.listen(LISTEN_BACKLOG)
@@ -129,6 +131,29 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise CsiOtaError(f"cannot listen on {host}:{port}: {exc.strerror}", exit_code=1) from None
     sock.set_inheritable(True)
     return sock
+
+
+def bind_device_sockets(host: str, port: int, workers: int) -> list[socket.socket]:
+    """One listening socket per device process on the same port.
+
+    With several workers each gets its own socket in one SO_REUSEPORT group (bound here, before
+    the fork, by the same user): the kernel spreads new connections evenly over the workers. A
+    single shared socket let whichever process woke first accept every queued connection, and a
+    long-lived device connection stays where it was accepted (one worker carried twice the other's
+    load in the open-loop benchmark).
+    """
+    if workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
+        return [bind_socket(host, port)] * max(1, workers)
+    first = bind_socket(host, port, reuse_port=True)
+    sockets = [first]
+    try:
+        for _ in range(workers - 1):
+            sockets.append(bind_socket(host, first.getsockname()[1], reuse_port=True))
+    except CsiOtaError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def check_listen_options(options: ListenOptions) -> None:
@@ -313,7 +338,7 @@ def serve(
         )
     if not 1 <= workers <= MAX_WORKERS:
         raise CsiOtaError(f"--workers must be 1..{MAX_WORKERS}")
-    device_socket = bind_socket(listen.host, listen.device_port)
+    device_sockets = bind_device_sockets(listen.host, listen.device_port, workers)
     management_socket = bind_socket(listen.host, listen.management_port)
     logging.basicConfig(level=getattr(logging, listen.log_level.upper(), logging.WARNING))
     upgrade_database(settings.database_url)
@@ -329,16 +354,24 @@ def serve(
     # Fork the device workers before this process starts any thread or opens any connection.
     def run_worker(index: int) -> None:
         management_socket.close()  # the first process alone serves the management port
-        _run_device_worker(settings, listen, device_socket, signal_, counts, index, limits, shared_slots)
+        for other in device_sockets:
+            if other is not device_sockets[index]:
+                other.close()  # the other workers' sockets (SO_REUSEPORT)
+        _run_device_worker(
+            settings, listen, device_sockets[index], signal_, counts, index, limits, shared_slots
+        )
 
     worker_pids = [fork_worker(lambda i=index: run_worker(i)) for index in range(1, workers)]
+    for other in device_sockets:
+        if other is not device_sockets[0]:
+            other.close()  # each worker holds its own
     try:
         _serve_primary(
             settings,
             listen,
             mqtt,
             limits,
-            device_socket,
+            device_sockets[0],
             management_socket,
             signal_,
             counts,

@@ -56,6 +56,7 @@ class WriteBatcher(threading.Thread):
         self._transaction_lock = transaction_lock
         self._postgres = engine.dialect.name == "postgresql"
         self._updates: dict[tuple[str, ...], Any] = {}
+        self._last_seen_bind: Callable | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._job_waiting = threading.Event()
@@ -167,17 +168,34 @@ class WriteBatcher(threading.Thread):
         return statement
 
     def _write_touches(self, connection, touches: dict[str, dt.datetime]) -> None:
+        """last_seen of every touched device, never backwards: one executemany on the driver's cursor.
+
+        The values go through the column type's own bind processor (UTCDateTime, then the dialect's
+        DATETIME), so the rows hold exactly what the ORM would have written; SQLAlchemy's per-row
+        executemany bookkeeping is skipped (it was most of the committer's time at 3,000 checks/s).
+        """
         items = sorted(touches.items())  # one lock order for every process: no deadlocks
-        table = Device.__table__
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .where((table.c.last_seen.is_(None)) | (table.c.last_seen < bindparam("b_seen")))
-            .values(last_seen=bindparam("b_seen"))
+        bind = self._last_seen_bind
+        if bind is None:
+            bind = self._last_seen_bind = Device.__table__.c.last_seen.type.bind_processor(
+                self._engine.dialect
+            ) or (lambda value: value)
+        mark = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            f"UPDATE devices SET last_seen = {mark} "
+            f"WHERE id = {mark} AND (last_seen IS NULL OR last_seen < {mark})"
         )
-        for start in range(0, len(items), MAX_TOUCHES_PER_STATEMENT):
-            chunk = items[start : start + MAX_TOUCHES_PER_STATEMENT]
-            connection.execute(statement, [{"b_id": d, "b_seen": seen} for d, seen in chunk])
+        cursor = connection.connection.cursor()  # the DB-API connection of this transaction
+        try:
+            for start in range(0, len(items), MAX_TOUCHES_PER_STATEMENT):
+                chunk = items[start : start + MAX_TOUCHES_PER_STATEMENT]
+                rows = []
+                for device_id, seen in chunk:
+                    value = bind(seen)
+                    rows.append((value, device_id, value))
+                cursor.executemany(sql, rows)
+        finally:
+            cursor.close()
 
 
 def _resolve(future: asyncio.Future, error: BaseException | None) -> None:
