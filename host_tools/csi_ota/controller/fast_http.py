@@ -12,16 +12,18 @@ asked for it). A check that changes what the registry knows still waits for its 
 commit: a small task writes the answer after it, and the connection's next request
 waits behind it like any pipelined request.
 
-A full-image download on plain HTTP (``GET /api/ota/firmware/<sha256>``, no Range, no
-query) is authorised the same way and sent by a small task: the headers the ASGI path's
-FileResponse would send (memoised per image), then ``sendfile(2)`` straight onto the
-socket (one call when the socket buffer takes the image; the loop's sendfile waits for
-the rest otherwise). The per-device download cap (csi_ota.controller.download_slots)
+A full-image download (``GET /api/ota/firmware/<sha256>``, no Range, no query) is
+authorised the same way and sent by a small task: the headers the ASGI path's
+FileResponse would send (memoised per image), then on plain HTTP ``sendfile(2)``
+straight onto the socket (one call when the socket buffer takes the image; the loop's
+sendfile waits for the rest otherwise), over TLS the image in 256 KiB writes paced by
+the transport's flow control (read with pread in the loop: an image is a few page-cached
+megabytes; no thread hop per chunk as in the ASGI path). The per-device download cap (csi_ota.controller.download_slots)
 holds the task as it holds the ASGI path's: an evicted download's connection is closed.
 With ``--x-accel-redirect`` the answer is the header-only redirect for nginx.
 
 Every other request goes to the ASGI app unchanged, and so does any hot request this
-protocol does not take exactly (Range requests, TLS downloads, the assigned-image paths): a query the hot path refuses to parse (FastAPI explains
+protocol does not take exactly (Range requests, the assigned-image paths): a query the hot path refuses to parse (FastAPI explains
 it), a body, ``Expect: 100-continue``, an upgrade, a request pipelined behind an
 unfinished one, a connection whose write buffer is full, or the concurrency limit
 reached. H4's guards (csi_ota.controller.limits) stay around this class: the answered
@@ -37,6 +39,7 @@ import os
 from starlette.responses import JSONResponse
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from csi_ota.controller.device_api import FIRMWARE_CHUNK_BYTES
 from csi_ota.controller.hot_path import (
     _ALL_QUERY,
     FIRMWARE_MISSING,
@@ -103,7 +106,7 @@ def fast_protocol_class(hot: HotPath, base: type = HttpToolsProtocol) -> type:
                 firmware = None
                 if b"#" in query_string:
                     return False
-            elif path.startswith(_FIRMWARE_PREFIX) and not query_string and self.scheme == "http":
+            elif path.startswith(_FIRMWARE_PREFIX) and not query_string:
                 firmware = path[len(_FIRMWARE_PREFIX) :]
                 if len(firmware) != _SHA256_HEX_LENGTH:
                     return False
@@ -193,7 +196,10 @@ def fast_protocol_class(hot: HotPath, base: type = HttpToolsProtocol) -> type:
                 if slot is not None:
                     slot.bind()
                 head = self._head(answered, 200, hot.file_headers(release, stat_result))
-                sent = await self._sendfile(head, release.path, stat_result.st_size)
+                if self.scheme == "http":
+                    sent = zero_copy = await self._sendfile(head, release.path, stat_result.st_size)
+                else:  # TLS: the kernel cannot encrypt what sendfile sends
+                    sent, zero_copy = await self._stream(head, release.path, stat_result.st_size), 0
             except asyncio.CancelledError:
                 if slot is None or not slot.evicted:
                     raise
@@ -204,7 +210,8 @@ def fast_protocol_class(hot: HotPath, base: type = HttpToolsProtocol) -> type:
                 if slot is not None:
                     slots.release(device.id, slot)
             hot._count_bytes(sent)
-            hot._count_zero_copy(sent)
+            if zero_copy:
+                hot._count_zero_copy(zero_copy)
             if sent != stat_result.st_size:  # the client went away mid-image
                 answered.disconnected = True
                 self.transport.close()
@@ -231,6 +238,31 @@ def fast_protocol_class(hot: HotPath, base: type = HttpToolsProtocol) -> type:
                         sent += await self.loop.sendfile(transport, file, sent, size - sent)
             except (ConnectionError, OSError, RuntimeError):
                 pass  # the client went away: nothing more to say
+            finally:
+                os.close(fd)
+            return sent
+
+        async def _stream(self, head: bytes, path, size: int) -> int:
+            """The headers, then the image in FIRMWARE_CHUNK_BYTES writes (TLS), paced by the transport's
+            flow control as uvicorn's send is; returns the image bytes written."""
+            transport = self.transport
+            transport.write(head)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                return 0
+            sent = 0
+            try:
+                while sent < size and not transport.is_closing():
+                    chunk = os.pread(fd, min(FIRMWARE_CHUNK_BYTES, size - sent), sent)
+                    if not chunk:
+                        break
+                    transport.write(chunk)
+                    sent += len(chunk)
+                    if self.flow.write_paused:
+                        await self.flow.drain()
+            except (ConnectionError, OSError, RuntimeError):
+                pass  # the client went away
             finally:
                 os.close(fd)
             return sent
