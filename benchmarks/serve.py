@@ -167,22 +167,41 @@ def measure_downloads(args, tmp, controller, public_key, sha256, results) -> Non
             }
             for transport, targets in (("plain", plain_targets), ("tls", tls_targets)):
                 for concurrency in CONCURRENCY_LEVELS:
-                    row = {}
-                    for name, (target_port, requests, tls) in targets.items():
-                        print(f"downloads ({transport}): {name}, {concurrency} clients …", flush=True)
-                        pids = server_pids[transport, name]
-                        cpu0 = tree_cpu_s(pids)
-                        row[name] = closed_loop(
-                            HOST, target_port, requests, concurrency, args.duration, tls=tls
-                        )
-                        _add_server_cpu(row[name], tree_cpu_s(pids) - cpu0)
-                    reference = row["nginx"]["mbytes_per_s"] or 1
-                    row["ratio_controller_to_nginx"] = round(row["controller"]["mbytes_per_s"] / reference, 3)
-                    if "nginx_x_accel_redirect" in row:
-                        row["ratio_x_accel_to_nginx"] = round(
-                            row["nginx_x_accel_redirect"]["mbytes_per_s"] / reference, 3
-                        )
-                    results["downloads"][transport][str(concurrency)] = row
+                    rounds = []
+                    for round_index in range(args.repeat):  # interleaved: each round measures every target
+                        measured = {}
+                        for name, (target_port, requests, tls) in targets.items():
+                            print(
+                                f"downloads ({transport}): {name}, {concurrency} clients, "
+                                f"round {round_index + 1}/{args.repeat} …",
+                                flush=True,
+                            )
+                            pids = server_pids[transport, name]
+                            cpu0 = tree_cpu_s(pids)
+                            measured[name] = closed_loop(
+                                HOST, target_port, requests, concurrency, args.duration, tls=tls
+                            )
+                            _add_server_cpu(measured[name], tree_cpu_s(pids) - cpu0)
+                        rounds.append(measured)
+                    results["downloads"][transport][str(concurrency)] = _median_row(rounds)
+
+
+def _median_row(rounds: list[dict]) -> dict:
+    """Each target's round with the median MB/s, the ratios of those medians, every round kept."""
+    row: dict = {}
+    for name in rounds[0]:
+        ordered = sorted((r[name] for r in rounds), key=lambda m: m["mbytes_per_s"])
+        row[name] = ordered[len(ordered) // 2]
+    reference = row["nginx"]["mbytes_per_s"] or 1
+    row["ratio_controller_to_nginx"] = round(row["controller"]["mbytes_per_s"] / reference, 3)
+    if "nginx_x_accel_redirect" in row:
+        row["ratio_x_accel_to_nginx"] = round(row["nginx_x_accel_redirect"]["mbytes_per_s"] / reference, 3)
+    if len(rounds) > 1:
+        row["rounds"] = rounds
+        row["ratio_controller_to_nginx_per_round"] = [
+            round(r["controller"]["mbytes_per_s"] / (r["nginx"]["mbytes_per_s"] or 1), 3) for r in rounds
+        ]
+    return row
 
 
 def _add_server_cpu(row: dict, cpu_s: float) -> None:
@@ -242,12 +261,15 @@ def main(argv: list[str] | None = None) -> int:
         "--max-devices", type=int, default=POSTGRES_FLEETS[-1], help="largest PostgreSQL fleet"
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="csi-ota serve --workers")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="download rounds (interleaved); each row keeps the median"
+    )
     parser.add_argument("--skip-downloads", action="store_true")
     parser.add_argument("--skip-postgres", action="store_true", help="version checks on SQLite only")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
     args = parser.parse_args(argv)
-    if not 1 <= args.duration <= 120 or not 1 <= args.max_devices <= 1_000_000:
-        parser.error("--duration must be 1..120 s and --max-devices 1..1000000")
+    if not 1 <= args.duration <= 120 or not 1 <= args.max_devices <= 1_000_000 or not 1 <= args.repeat <= 9:
+        parser.error("--duration must be 1..120 s, --max-devices 1..1000000 and --repeat 1..9")
 
     results: dict = {
         "benchmark": "serve",
@@ -255,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers,
         "image_bytes": IMAGE_SIZE_BYTES,
         "duration_s": args.duration,
+        "download_rounds": args.repeat,
         "downloads": {"plain": {}, "tls": {}},
         "version_checks": {},
     }
