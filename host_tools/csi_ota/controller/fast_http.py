@@ -140,16 +140,20 @@ def fast_protocol_class(hot: HotPath, base: type = HttpToolsProtocol) -> type:
             self.scope["method"] = "GET"
             answered = AnsweredCycle(keep_alive)
             self.cycle = answered
-            if firmware is not None:
-                self._start_download(answered, authorization, firmware.decode("latin-1"))
-                return True
-            device, refusal, pending = check_version(query, authorization)
-            if refusal is not None:
-                self._write_answer(answered, refusal.status_code, refusal.raw_headers, refusal.body)
-            elif pending is None:
-                self._write_answer(answered, *version_answer(device))
-            else:
-                self._run(self._answer_after_commit(answered, pending, device))
+            try:
+                if firmware is not None:
+                    self._start_download(answered, authorization, firmware.decode("latin-1"))
+                    return True
+                device, refusal, pending = check_version(query, authorization)
+                if refusal is not None:
+                    self._write_answer(answered, refusal.status_code, refusal.raw_headers, refusal.body)
+                elif pending is None:
+                    self._write_answer(answered, *version_answer(device))
+                else:
+                    self._run(self._answer_after_commit(answered, pending, device))
+            except Exception as exc:  # e.g. the registry unreachable while catching up: 500, as uvicorn
+                if not answered.response_complete:
+                    self._server_error(answered, None, exc)
             return True
 
         def _run(self, coroutine) -> None:
@@ -271,7 +275,7 @@ def fast_protocol_class(hot: HotPath, base: type = HttpToolsProtocol) -> type:
 
         def _server_error(self, answered: AnsweredCycle, device, exc: BaseException) -> None:
             """What uvicorn does for an app that raised before answering: log, 500, close."""
-            log.error("request of %s failed", device.id, exc_info=exc)
+            log.error("request of %s failed", getattr(device, "id", "a device"), exc_info=exc)
             answered.keep_alive = False
             if answered.disconnected:
                 answered.response_complete = True
