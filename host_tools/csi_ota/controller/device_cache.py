@@ -20,12 +20,13 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy import inspect as _inspect
 from sqlalchemy.engine import Engine
 
@@ -37,6 +38,11 @@ log = logging.getLogger("csi_ota.device_cache")
 
 LOAD_BATCH_ROWS = 10_000
 CHANGES_PER_QUERY = 5_000
+# Change ids are taken at INSERT but become visible at COMMIT: on PostgreSQL a long transaction
+# (a rollout engine tick that assigns devices and signs a rollback release) commits ids lower than
+# ones already read. Skipped ids are looked for again for this long (then they were a rollback).
+CHANGE_HOLE_GRACE_S = 120.0
+MAX_CHANGE_HOLES = 10_000
 RELEASE_COLUMNS = ("id", "version", "sha256", "size", "retired", "rollback", "manifest")
 
 
@@ -117,6 +123,7 @@ class DeviceCache:
         self.tag_configs: dict[str, dict[str, str]] = {}
         self.tag_generation = 0
         self.last_change_id = 0
+        self.change_holes: dict[int, float] = {}  # skipped change id -> monotonic time first missed
         self.seen_signal = -1
         self.lock = threading.RLock()
         self._device_table_columns = None
@@ -255,14 +262,28 @@ class DeviceCache:
         applied = 0
         with self.lock, self.engine.connect() as conn:
             while True:
+                now = time.monotonic()
+                self.change_holes = {
+                    i: t for i, t in self.change_holes.items() if now - t < CHANGE_HOLE_GRACE_S
+                }
+                condition = RegistryChange.id > self.last_change_id
+                if self.change_holes:
+                    condition = or_(condition, RegistryChange.id.in_(list(self.change_holes)))
                 rows = conn.execute(
                     select(RegistryChange.id, RegistryChange.table_name, RegistryChange.row_key)
-                    .where(RegistryChange.id > self.last_change_id)
+                    .where(condition)
                     .order_by(RegistryChange.id)
                     .limit(CHANGES_PER_QUERY)
                 ).all()
                 if not rows:
                     return applied
+                expected = self.last_change_id + 1
+                for row in rows:
+                    self.change_holes.pop(row.id, None)
+                    if row.id >= expected:
+                        if row.id - expected <= MAX_CHANGE_HOLES - len(self.change_holes):
+                            self.change_holes.update(dict.fromkeys(range(expected, row.id), now))
+                        expected = row.id + 1
                 keys: dict[str, set[str]] = defaultdict(set)
                 for row in rows:
                     keys[row.table_name].add(row.row_key)
@@ -281,7 +302,7 @@ class DeviceCache:
                     self.tag_generation += 1
                 if "devices" in keys:
                     self._reload_devices(conn, sorted(keys["devices"]))
-                self.last_change_id = rows[-1].id
+                self.last_change_id = max(self.last_change_id, rows[-1].id)
                 applied += len(rows)
                 if len(rows) < CHANGES_PER_QUERY:
                     return applied
