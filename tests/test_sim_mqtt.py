@@ -188,6 +188,23 @@ def test_a_broker_refusing_the_device_fails_the_heartbeat_self_test_and_v2_rolls
             assert sim.stop() == 0
 
 
+def mqtts_flash(path: Path, server: OtaTestServer, ca_pem: str, mqtt_uri: str) -> Path:
+    """A flash file running 1.0.0 whose NVS provisions an mqtts:// broker and the CA to trust."""
+    nvs = build_nvs_image(
+        ProvisionConfig(
+            update_url=server.version_url.replace("/version", "/firmware"),
+            version_check_url=server.version_url,
+            device_id=DEVICE,
+            auth_token=TOKEN,
+            check_interval_sec=3600,
+            auto_update_enabled=False,
+            ca_cert=ca_pem,
+            mqtt_uri=mqtt_uri,
+        )
+    )
+    return create_flash_file(path, images={0: app_image("1.0.0", size_bytes=IMAGE_BYTES)}, nvs=nvs)
+
+
 def test_mqtts_verifies_the_broker_with_the_provisioned_ca(tmp_path: Path, mqtt_binary: Path) -> None:
     ca = create_ca(tmp_path / "ca")
     cert = create_server_cert(tmp_path / "ca", tmp_path / "server", hostnames=["127.0.0.1"])
@@ -208,21 +225,7 @@ def test_mqtts_verifies_the_broker_with_the_provisioned_ca(tmp_path: Path, mqtt_
         watcher = stack.enter_context(watching(broker.host, broker.port))
         signer = ReleaseSigner()
         uri = f"mqtts://127.0.0.1:{tls_port}"
-        nvs = build_nvs_image(
-            ProvisionConfig(
-                update_url=server.version_url.replace("/version", "/firmware"),
-                version_check_url=server.version_url,
-                device_id=DEVICE,
-                auth_token=TOKEN,
-                check_interval_sec=3600,
-                auto_update_enabled=False,
-                ca_cert=ca.cert.read_text(),
-                mqtt_uri=uri,
-            )
-        )
-        flash = create_flash_file(
-            tmp_path / "flash.bin", images={0: app_image("1.0.0", size_bytes=IMAGE_BYTES)}, nvs=nvs
-        )
+        flash = mqtts_flash(tmp_path / "flash.bin", server, ca.cert.read_text(), uri)
         config = SimConfig(trusted_keys=signer.trusted_keys).write(tmp_path / "device.conf")
         with SimProcess(flash, config, binary=mqtt_binary).start() as sim:
             sim.expect(V1_BOOT)
@@ -233,21 +236,7 @@ def test_mqtts_verifies_the_broker_with_the_provisioned_ca(tmp_path: Path, mqtt_
             assert sim.stop() == 0
         # Another CA did not sign the broker's certificate: the TLS handshake fails.
         other = create_ca(tmp_path / "other-ca")
-        nvs = build_nvs_image(
-            ProvisionConfig(
-                update_url=server.version_url.replace("/version", "/firmware"),
-                version_check_url=server.version_url,
-                device_id=DEVICE,
-                auth_token=TOKEN,
-                check_interval_sec=3600,
-                auto_update_enabled=False,
-                ca_cert=other.cert.read_text(),
-                mqtt_uri=uri,
-            )
-        )
-        flash = create_flash_file(
-            tmp_path / "flash2.bin", images={0: app_image("1.0.0", size_bytes=IMAGE_BYTES)}, nvs=nvs
-        )
+        flash = mqtts_flash(tmp_path / "flash2.bin", server, other.cert.read_text(), uri)
         before = len(watcher.payloads(f"csi/{DEVICE}/heartbeat"))
         with SimProcess(flash, config, binary=mqtt_binary).start() as sim:
             sim.expect(V1_BOOT)
