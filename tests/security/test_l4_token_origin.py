@@ -11,67 +11,24 @@ csi-ota-sim-https-only).
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from origin_support import Origin, origin_server  # noqa: E402
+
 from csi_ota.certs import create_ca, create_server_cert  # noqa: E402
 from csi_ota.sim.runner import SIM_HTTPS_ONLY_BINARY, SimConfig, SimProcess, build_sim  # noqa: E402
-from sim_support import LOOPBACK, OtaTestServer, ReleaseSigner, app_image, write_flash  # noqa: E402
+from sim_support import OtaTestServer, ReleaseSigner, app_image, write_flash  # noqa: E402
 
 pytestmark = [pytest.mark.sim]
 
 IMAGE_BYTES = 150_000
 V1_BOOT = r"app: running partition ota_0, version 1\.0\.0"
 V2_BOOT = r"app: running partition ota_1, version 2\.0\.0"
-
-
-@dataclass
-class Cdn:
-    """Another origin serving one image at /fw.bin; records each request's Authorization."""
-
-    image: bytes
-    authorizations: list[str | None] = field(default_factory=list)
-    url: str = ""
-
-
-@contextmanager
-def cdn_server(image: bytes) -> Iterator[Cdn]:
-    cdn = Cdn(image)
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
-            return
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
-            with lock:
-                cdn.authorizations.append(self.headers.get("Authorization"))
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(cdn.image)))
-            self.send_header("Content-Type", "application/octet-stream")
-            self.end_headers()
-            self.wfile.write(cdn.image)
-
-    httpd = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, name="cdn", daemon=True)
-    thread.start()
-    cdn.url = f"http://{LOOPBACK}:{httpd.server_address[1]}/fw.bin"
-    try:
-        yield cdn
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +45,9 @@ def https_only_binary(sim_binary: Path) -> Path:
 def test_the_token_never_goes_to_the_origin_x_firmware_url_names(tmp_path: Path, sim_binary: Path) -> None:
     signer = ReleaseSigner()
     v2 = app_image("2.0.0", size_bytes=IMAGE_BYTES)
-    with OtaTestServer(token="tok-l4") as server, cdn_server(v2) as cdn:
+    with OtaTestServer(token="tok-l4") as server, origin_server(Origin(body=v2)) as cdn:
         server.publish(signer.release(v2))
-        server.knobs.firmware_url = cdn.url  # same host, another port: another origin
+        server.knobs.firmware_url = cdn.url + "/fw.bin"  # same host, another port: another origin
         flash = write_flash(tmp_path / "flash.bin", app_image("1.0.0", size_bytes=IMAGE_BYTES))
         config = SimConfig(
             device_id="csi_l4",
@@ -132,8 +89,8 @@ def test_https_only_refuses_a_plain_http_firmware_url(
     v2 = app_image("2.0.0", size_bytes=IMAGE_BYTES)
     server.publish(signer.release(v2))
     flash = write_flash(tmp_path / "flash.bin", app_image("1.0.0", size_bytes=IMAGE_BYTES))
-    with cdn_server(v2) as cdn:
-        server.knobs.firmware_url = cdn.url
+    with origin_server(Origin(body=v2)) as cdn:
+        server.knobs.firmware_url = cdn.url + "/fw.bin"
         with SimProcess(flash, tmp_path / "device.conf", binary=https_only_binary).start() as sim:
             sim.expect(V1_BOOT)
             sim.send("ota check")
