@@ -76,7 +76,11 @@ ota_status_t ota_port_kv_set(const char *key, const void *buf, size_t len) {
     if (status != OTA_OK) {
         return status;
     }
-    /* NVS writes the new entry before erasing the old one: a power cut keeps one of them. */
+    /* NVS writes the new blob (data chunks, then its index) before erasing the old one, so a
+     * power cut mostly keeps one of them. Not always: a cut after the new chunk became the
+     * active page's last item and before its index is written makes ESP-IDF's page load
+     * erase the old chunk as a duplicate, and the key is gone (docs/sim.md, NVS): the next
+     * ota_port_kv_get answers OTA_ERR_NOT_FOUND, as if the record was never written. */
     esp_err_t err = nvs_set_blob(handle, key, buf, len);
     if (err == ESP_OK) {
         err = nvs_commit(handle);
