@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -124,13 +125,8 @@ def test_plain_images_are_readable_by_their_owner_only(tmp_path: Path) -> None:
 
 
 @pytest.mark.sim
-@pytest.mark.xfail(
-    reason="issue 9: csi-ota-sim is the firmware now; the host NVS engine (firmware/sim/idf, ESP-IDF's "
-    "page format) has no nvs_sec_provider/XTS yet, so the board's eFuse HMAC key (nvs_hmac_key) is "
-    "not modelled",
-    strict=False,
-)
 def test_the_virtual_device_reads_an_encrypted_image_with_its_efuse_key(tmp_path: Path) -> None:
+    """The host NVS engine decrypts with the board's eFuse HMAC key (config nvs_hmac_key)."""
     binary = build_sim()
     key = nvs_encryption.new_hmac_key()
     with OtaTestServer(token="tok-enc") as server:
@@ -146,6 +142,10 @@ def test_the_virtual_device_reads_an_encrypted_image_with_its_efuse_key(tmp_path
         flash = create_flash_file(
             tmp_path / "flash.bin", images={0: app_image("1.0.0", size_bytes=150_000)}, nvs=nvs
         )
+        # The chips without the key boot copies of the same flash (NVS drops what it cannot read).
+        flash_nokey, flash_other = tmp_path / "nokey.bin", tmp_path / "other.bin"
+        shutil.copyfile(flash, flash_nokey)
+        shutil.copyfile(flash, flash_other)
         base = {
             "device_id": "from_the_file",
             "version_check_url": "http://127.0.0.1:9/api/ota/version",  # discard port: nothing listens
@@ -153,16 +153,21 @@ def test_the_virtual_device_reads_an_encrypted_image_with_its_efuse_key(tmp_path
         }
         with_key = SimConfig(**base, extra={"nvs_hmac_key": key.hex()}).write(tmp_path / "efuse.conf")
         with SimProcess(flash, with_key, binary=binary).start() as sim:
-            sim.expect(r"app: provisioning: 6 settings from the nvs partition at 0x9000")
+            sim.expect(r"provisioning: device csi_enc_sim, check http://127\.0\.0\.1:\d+/api/ota/version ")
             sim.send("ota check")
             sim.expect(r"ota: up to date \(running 1\.0\.0\)")
             assert sim.stop() == 0
-        assert server.records.checks[-1]["device_id"] == "csi_enc_sim"
+        assert server.records.checks and {c["device_id"] for c in server.records.checks} == {"csi_enc_sim"}
+        raw = Path(flash).read_bytes()  # what the firmware wrote to NVS is encrypted too
+        assert b"csi_enc_sim" not in raw and b"tok-enc" not in raw and b"csi_ota\x00" not in raw
         # Another chip (no key, or another key in eFuse) cannot read it: the file's settings stay.
         other = SimConfig(**base, extra={"nvs_hmac_key": os.urandom(32).hex()}).write(tmp_path / "other.conf")
-        for config in (SimConfig(**base).write(tmp_path / "nokey.conf"), other):
+        nokey = SimConfig(**base).write(tmp_path / "nokey.conf")
+        for image, config in ((flash_nokey, nokey), (flash_other, other)):
             before = len(server.records.checks)
-            with SimProcess(flash, config, binary=binary).start() as sim:
-                sim.expect(r"app: provisioning: none in nvs; using the config file")
+            with SimProcess(image, config, binary=binary).start() as sim:
+                sim.expect(r"provisioning: no provisioning image \(NVS namespace csi_ota\): Kconfig defaults")
+                sim.send("ota check")
+                sim.expect(r"ota: check failed: http_connect")  # the file's URL, not the image's
                 assert sim.stop() == 0
             assert len(server.records.checks) == before

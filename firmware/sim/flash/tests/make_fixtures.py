@@ -63,6 +63,9 @@ NVS_CONFIG = ProvisionConfig(
     auto_update_enabled=False,
 )
 NVS_SIZE_BYTES = 0x6000
+# The eFuse HMAC key of nvs_provision_enc.bin (`csi-ota provision --encrypt`: the generator's
+# `encrypt` with the XTS keys nvs_sec_provider derives); test_nvs_engine.c has it too.
+NVS_HMAC_KEY = bytes(range(32))
 
 
 def nvs_fixture() -> bytes:
@@ -84,6 +87,9 @@ def main(argv: list[str]) -> int:
             image = with_chip_id(image, 5)
         write_atomic(out / name, image)
     write_atomic(out / "nvs_provision.bin", nvs_fixture())
+    write_atomic(
+        out / "nvs_provision_enc.bin", build_nvs_image(NVS_CONFIG, NVS_SIZE_BYTES, hmac_key=NVS_HMAC_KEY)
+    )
     return 0
 
 

@@ -24,6 +24,7 @@
  * 4 too many boots (--max-boots); 75 power cut (sim_flash).
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -78,6 +79,8 @@ static struct {
     size_t config_count;
     char bundle_ca[SIM_PATH_MAX];
     char state_dir[SIM_PATH_MAX];
+    bool has_nvs_hmac_key;
+    uint8_t nvs_hmac_key[32];
     pthread_mutex_t stdout_lock;
 } s_board = {.args = {.time_scale = 1.0}, .stdout_lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -297,10 +300,33 @@ static bool board_is_uint(const char *value) {
     return strlen(value) <= 10;
 }
 
+bool sim_board_nvs_hmac_key(uint8_t key[32]) {
+    if (s_board.has_nvs_hmac_key) {
+        memcpy(key, s_board.nvs_hmac_key, sizeof(s_board.nvs_hmac_key));
+    }
+    return s_board.has_nvs_hmac_key;
+}
+
 /* One key=value line; false with a reason. */
 static bool board_config_line(const char *key, const char *value, char *why, size_t why_len) {
     if (strcmp(key, "ca_cert") == 0) {
         snprintf(s_board.bundle_ca, sizeof(s_board.bundle_ca), "%s", value);
+        return true;
+    }
+    if (strcmp(key, "nvs_hmac_key") == 0) { /* the eFuse key block of NVS encryption */
+        bool ok = strlen(value) == 2 * sizeof(s_board.nvs_hmac_key);
+        for (size_t i = 0; ok && i < sizeof(s_board.nvs_hmac_key); i++) {
+            unsigned byte = 0;
+            ok = isxdigit((unsigned char)value[2 * i]) &&
+                 isxdigit((unsigned char)value[2 * i + 1]) &&
+                 sscanf(value + 2 * i, "%2x", &byte) == 1;
+            s_board.nvs_hmac_key[i] = (uint8_t)byte;
+        }
+        if (!ok) {
+            snprintf(why, why_len, "invalid value for nvs_hmac_key: 64 hex digits expected");
+            return false;
+        }
+        s_board.has_nvs_hmac_key = true;
         return true;
     }
     if (strcmp(key, "project") == 0) {

@@ -16,8 +16,10 @@
 #include <string.h>
 
 #include "esp_partition.h"
+#include "nvs_crypt.h"
 #include "nvs_flash.h"
 #include "nvs_storage.h"
+#include "sim_board.h"
 
 #define NVS_HANDLES_MAX 32
 
@@ -45,7 +47,8 @@ static esp_err_t nvs_part_erase(void *ctx, uint32_t offset, size_t len) {
     return esp_partition_erase_range(ctx, offset, len);
 }
 
-static nvs_io_t s_io = {NULL, nvs_part_read, nvs_part_write, nvs_part_erase};
+static nvs_io_t s_io = {NULL, nvs_part_read, nvs_part_write, nvs_part_erase, NULL};
+static nvs_crypt_t s_crypt;
 
 static const esp_partition_t *nvs_partition(void) {
     return esp_partition_find_first(ESP_PARTITION_TYPE_DATA, ESP_PARTITION_SUBTYPE_DATA_NVS, "nvs");
@@ -60,6 +63,17 @@ esp_err_t nvs_flash_init(void) {
             err = ESP_ERR_NVS_PART_NOT_FOUND;
         } else {
             s_io.ctx = (void *)part;
+            /* The eFuse HMAC key of the board (config nvs_hmac_key): an encrypted partition,
+             * its XTS keys derived as nvs_sec_provider does at nvs_flash_init. */
+            uint8_t hmac_key[NVS_CRYPT_HMAC_KEY_BYTES];
+            s_io.crypt = NULL;
+            if (sim_board_nvs_hmac_key(hmac_key)) {
+                if (!nvs_crypt_init(&s_crypt, hmac_key)) {
+                    pthread_mutex_unlock(&s_lock);
+                    return ESP_FAIL;
+                }
+                s_io.crypt = &s_crypt;
+            }
             err = nvs_storage_init(&s_storage, &s_io, part->size / NVS_PAGE_BYTES);
             if (err == ESP_OK) {
                 s_initialised = true;

@@ -86,6 +86,8 @@ typedef struct {
     esp_err_t (*read)(void *ctx, uint32_t offset, void *buf, size_t len);
     esp_err_t (*write)(void *ctx, uint32_t offset, const void *buf, size_t len);
     esp_err_t (*erase)(void *ctx, uint32_t offset, size_t len);
+    /* NVS encryption (nvs_crypt.h): entries are XTS-AES encrypted on flash; NULL: in clear. */
+    const struct nvs_crypt *crypt;
 } nvs_io_t;
 
 uint32_t nvs_crc32(uint32_t crc, const void *buf, size_t len);

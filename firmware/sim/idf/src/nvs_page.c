@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "nvs.h"
+#include "nvs_crypt.h"
 
 #define NVS_PAGE_HEADER_CRC_OFFSET 28u
 
@@ -21,7 +22,28 @@ static uint32_t nvs_entry_address(const nvs_page_t *page, size_t index) {
 }
 
 esp_err_t nvs_page_read_entry(const nvs_page_t *page, size_t index, nvs_item_t *item) {
-    return page->io->read(page->io->ctx, nvs_entry_address(page, index), item, sizeof(*item));
+    uint32_t address = nvs_entry_address(page, index);
+    esp_err_t err = page->io->read(page->io->ctx, address, item, sizeof(*item));
+    if (err == ESP_OK && page->io->crypt != NULL) {
+        err = nvs_crypt_decrypt(page->io->crypt, address, (uint8_t *)item, sizeof(*item));
+    }
+    return err;
+}
+
+/* Writes whole entries from `index` on: encrypted first when the partition is (nvs_crypt.h). */
+static esp_err_t nvs_page_write_entries(nvs_page_t *page, size_t index, const void *data,
+                                        size_t size) {
+    uint32_t address = nvs_entry_address(page, index);
+    if (page->io->crypt == NULL) {
+        return page->io->write(page->io->ctx, address, data, size);
+    }
+    static _Thread_local uint8_t buf[NVS_PAGE_BYTES];
+    if (size > sizeof(buf)) {
+        return ESP_ERR_INVALID_SIZE;
+    }
+    memcpy(buf, data, size);
+    esp_err_t err = nvs_crypt_encrypt(page->io->crypt, address, buf, size);
+    return err != ESP_OK ? err : page->io->write(page->io->ctx, address, buf, size);
 }
 
 void nvs_page_list_insert(nvs_page_t *page, const nvs_item_t *item, size_t index) {
@@ -118,8 +140,7 @@ esp_err_t nvs_page_write_entry(nvs_page_t *page, const nvs_item_t *item) {
     if (page->next_free >= NVS_ENTRY_COUNT) {
         return ESP_FAIL;
     }
-    esp_err_t err =
-        page->io->write(page->io->ctx, nvs_entry_address(page, page->next_free), item, 32);
+    esp_err_t err = nvs_page_write_entries(page, page->next_free, item, 32);
     if (err != ESP_OK) {
         page->state = NVS_PAGE_INVALID;
         return err;
@@ -138,8 +159,7 @@ esp_err_t nvs_page_write_entry(nvs_page_t *page, const nvs_item_t *item) {
 
 static esp_err_t nvs_write_entry_data(nvs_page_t *page, const uint8_t *data, size_t size) {
     size_t count = size / NVS_ENTRY_BYTES;
-    esp_err_t err =
-        page->io->write(page->io->ctx, nvs_entry_address(page, page->next_free), data, size);
+    esp_err_t err = nvs_page_write_entries(page, page->next_free, data, size);
     if (err != ESP_OK) {
         page->state = NVS_PAGE_INVALID;
         return err;

@@ -39,6 +39,10 @@ const char *sim_board_state_dir(void);
 /* CA file of the certificate bundle (config ca_cert), "" for the host's default store. */
 const char *sim_board_bundle_ca_file(void);
 
+/* The eFuse HMAC key of NVS encryption (config nvs_hmac_key, 64 hex digits): false when
+ * the board has none (the nvs partition is in clear). */
+bool sim_board_nvs_hmac_key(uint8_t key[32]);
+
 /* The station holds an IP address (esp_wifi.c): the network is reachable only then. */
 bool sim_wifi_has_ip(void);
 

@@ -38,6 +38,7 @@ void nvs_test_flash_open(nvs_test_flash_t *f, const char *path, bool create) {
     f->io.read = nvs_test_read;
     f->io.write = nvs_test_write;
     f->io.erase = nvs_test_erase;
+    f->io.crypt = NULL;
 }
 
 void nvs_test_flash_close(nvs_test_flash_t *f) {

@@ -246,7 +246,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "nvs-image-tool: %s: not a partition image (whole 4 KiB pages)\n", argv[1]);
         return 2;
     }
-    nvs_io_t io = {&img, image_read, image_write, image_erase};
+    nvs_io_t io = {&img, image_read, image_write, image_erase, NULL};
     uint32_t pages = (uint32_t)(img.len / NVS_PAGE_BYTES);
     static nvs_storage_t st;
     esp_err_t err = nvs_storage_init(&st, &io, pages);
