@@ -150,8 +150,8 @@ ota_status_t ota_port_slot_read(int slot, uint32_t offset_bytes, void *buf, size
 
 static ota_status_t slots_new_update(const esp_partition_t *partition, uint32_t image_size_bytes,
                                      ota_port_update_t **out) {
-    if (partition == NULL || out == NULL) {
-        return partition == NULL ? OTA_ERR_NO_UPDATE_SLOT : OTA_ERR_INVALID_ARG;
+    if (partition == NULL) {
+        return OTA_ERR_NO_UPDATE_SLOT;
     }
     if (image_size_bytes == 0) {
         return OTA_ERR_INVALID_ARG;
@@ -171,6 +171,9 @@ static ota_status_t slots_new_update(const esp_partition_t *partition, uint32_t 
 }
 
 ota_status_t ota_port_update_begin(int slot, uint32_t image_size_bytes, ota_port_update_t **out) {
+    if (out == NULL) {
+        return OTA_ERR_INVALID_ARG;
+    }
     ota_port_update_t *update = NULL;
     ota_status_t status = slots_new_update(slots_partition_of(slot), image_size_bytes, &update);
     if (status != OTA_OK) {
@@ -189,7 +192,7 @@ ota_status_t ota_port_update_begin(int slot, uint32_t image_size_bytes, ota_port
 
 ota_status_t ota_port_update_resume(int slot, uint32_t image_size_bytes, uint32_t offset_bytes,
                                     ota_port_update_t **out) {
-    if (offset_bytes > image_size_bytes) {
+    if (out == NULL || offset_bytes > image_size_bytes) {
         return OTA_ERR_INVALID_ARG;
     }
     if (esp_efuse_is_flash_encryption_enabled() &&
