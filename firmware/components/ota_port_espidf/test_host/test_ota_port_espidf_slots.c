@@ -280,6 +280,7 @@ static void test_update_resume_and_install(void **state) {
     assert_int_equal(ota_port_update_resume(1, len, len + 1, &update), OTA_ERR_INVALID_ARG);
     assert_int_equal(ota_port_update_resume(6, len, 0, &update), OTA_ERR_NO_UPDATE_SLOT);
     assert_int_equal(ota_port_update_resume(1, 0, 0, &update), OTA_ERR_INVALID_ARG);
+    assert_int_equal(ota_port_update_resume(1, len, 0, NULL), OTA_ERR_INVALID_ARG);
     assert_int_equal(ota_port_update_resume(1, SLOT_SIZE_BYTES + 16, 0, &update),
                      OTA_ERR_IMAGE_TOO_LARGE);
     /* The running slot: ESP_ERR_OTA_PARTITION_CONFLICT. */
