@@ -25,6 +25,9 @@ esac
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python
 
+# A fresh build each run: .gcno files of sources that were moved or deleted since the last
+# coverage build would otherwise stay in the tree and stop gcovr.
+rm -rf "$BUILD"
 cmake -S firmware/sim -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DCSI_OTA_SIM_COVERAGE=ON \
   -DPython3_EXECUTABLE="$(command -v "$PY")" >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" >/dev/null
