@@ -19,6 +19,7 @@ step is the real tool a user would run:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -211,6 +212,7 @@ def run_demo(
                     check_interval_sec=3600,
                     auto_update_enabled=True,
                     ca_cert=ca_files.cert.read_text(),
+                    data_url=device_url,  # heartbeats and CSI data: the self-test's heartbeat
                 )
             )
             (out_dir / "nvs.bin").write_bytes(nvs)
@@ -227,7 +229,9 @@ def run_demo(
             ).write(out_dir / "device.conf")
             sim = SimProcess(flash_path, config_path).start()
             sim.expect(r"app: running partition ota_0, version 1\.0\.0", timeout_s=30)
-            sim.expect(r"app: provisioning: \d+ settings from the nvs partition", timeout_s=30)
+            sim.expect(
+                rf"provisioning: device {re.escape(DEVICE_ID)}, check https://", timeout_s=30, from_start=True
+            )
             step("device", "virtual ESP32-S3 booted 1.0.0 from ota_0, settings from nvs.bin")
             client.put(f"/api/devices/{DEVICE_ID}/assignment", {"release": "2.0.0"})
             sim.send("ota check")
