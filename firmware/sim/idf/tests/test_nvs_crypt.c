@@ -24,13 +24,6 @@
 #define PAGES 4u
 #define FIXTURE_PAGES 6u /* nvs_provision_enc.bin: 0x6000 bytes */
 
-typedef struct {
-    char path[512];
-    nvs_test_flash_t flash;
-    nvs_storage_t st;
-    uint32_t pages;
-} fixture_t;
-
 static void key_of(uint8_t key[32], uint8_t first) {
     for (int i = 0; i < 32; i++) {
         key[i] = (uint8_t)(first + i);
@@ -38,23 +31,23 @@ static void key_of(uint8_t key[32], uint8_t first) {
 }
 
 /* Powers the partition on with crypt (NULL: no key in eFuse); create erases the chip. */
-static esp_err_t power_on(fixture_t *f, const nvs_crypt_t *crypt, bool create) {
+static esp_err_t power_on(nvs_test_fixture_t *f, const nvs_crypt_t *crypt, bool create) {
     nvs_test_flash_open(&f->flash, f->path, create);
     f->flash.io.crypt = crypt;
     return nvs_storage_init(&f->st, &f->flash.io, f->pages);
 }
 
-static void power_off(fixture_t *f) {
+static void power_off(nvs_test_fixture_t *f) {
     nvs_storage_deinit(&f->st);
     nvs_test_flash_close(&f->flash);
 }
 
-static void put_str(fixture_t *f, uint8_t ns, const char *key, const char *value) {
+static void put_str(nvs_test_fixture_t *f, uint8_t ns, const char *key, const char *value) {
     assert_int_equal(
         nvs_storage_write(&f->st, ns, NVS_ITEM_SZ, key, value, strlen(value) + 1, false), ESP_OK);
 }
 
-static void expect_str(fixture_t *f, uint8_t ns, const char *key, const char *value) {
+static void expect_str(nvs_test_fixture_t *f, uint8_t ns, const char *key, const char *value) {
     char buf[256];
     size_t size = 0;
     assert_int_equal(nvs_storage_data_size(&f->st, ns, NVS_ITEM_SZ, key, &size), ESP_OK);
@@ -64,7 +57,7 @@ static void expect_str(fixture_t *f, uint8_t ns, const char *key, const char *va
 }
 
 /* The raw partition holds none of needles; every page header is in clear (a valid state). */
-static void expect_ciphertext(fixture_t *f, const char *const *needles, size_t count) {
+static void expect_ciphertext(nvs_test_fixture_t *f, const char *const *needles, size_t count) {
     static uint8_t raw[FIXTURE_PAGES * NVS_PAGE_BYTES];
     size_t len = f->pages * NVS_PAGE_BYTES;
     assert_true(len <= sizeof(raw));
@@ -102,7 +95,7 @@ static void test_entries_are_encrypted_and_read_back(void **state) {
     key_of(key, 0x10);
     nvs_crypt_t crypt;
     assert_true(nvs_crypt_init(&crypt, key));
-    fixture_t f;
+    nvs_test_fixture_t f;
     nvs_test_flash_path(f.path, sizeof(f.path), "nvs-crypt");
     f.pages = PAGES;
     assert_int_equal(power_on(&f, &crypt, true), ESP_OK);
@@ -175,7 +168,7 @@ static void test_reads_the_generator_encrypted_image(void **state) {
     nvs_crypt_t crypt;
     assert_true(nvs_crypt_init(&crypt, key));
 
-    fixture_t f;
+    nvs_test_fixture_t f;
     nvs_test_flash_path(f.path, sizeof(f.path), "nvs-crypt-gen");
     f.pages = FIXTURE_PAGES;
     nvs_test_flash_open(&f.flash, f.path, true);

@@ -19,14 +19,7 @@
 
 static uint64_t s_erases; /* page erases over every boot of a test */
 
-typedef struct {
-    char path[512];
-    nvs_test_flash_t flash;
-    nvs_storage_t st;
-    uint32_t pages;
-} fixture_t;
-
-static void start(fixture_t *f, const char *name, uint32_t pages) {
+static void start(nvs_test_fixture_t *f, const char *name, uint32_t pages) {
     nvs_test_flash_path(f->path, sizeof(f->path), name);
     nvs_test_flash_open(&f->flash, f->path, true);
     f->pages = pages;
@@ -34,7 +27,7 @@ static void start(fixture_t *f, const char *name, uint32_t pages) {
 }
 
 /* Power off and on: the engine forgets everything and loads the pages again. */
-static void reboot(fixture_t *f) {
+static void reboot(nvs_test_fixture_t *f) {
     s_erases += sim_flash_erase_count(f->flash.flash);
     nvs_storage_deinit(&f->st);
     nvs_test_flash_close(&f->flash);
@@ -42,24 +35,24 @@ static void reboot(fixture_t *f) {
     assert_int_equal(nvs_storage_init(&f->st, &f->flash.io, f->pages), ESP_OK);
 }
 
-static void stop(fixture_t *f) {
+static void stop(nvs_test_fixture_t *f) {
     nvs_storage_deinit(&f->st);
     nvs_test_flash_close(&f->flash);
     unlink(f->path);
 }
 
-static uint8_t open_ns(fixture_t *f, const char *name) {
+static uint8_t open_ns(nvs_test_fixture_t *f, const char *name) {
     uint8_t ns = 0;
     assert_int_equal(nvs_storage_open_namespace(&f->st, name, true, &ns), ESP_OK);
     return ns;
 }
 
-static void put_str(fixture_t *f, uint8_t ns, const char *key, const char *value) {
+static void put_str(nvs_test_fixture_t *f, uint8_t ns, const char *key, const char *value) {
     assert_int_equal(
         nvs_storage_write(&f->st, ns, NVS_ITEM_SZ, key, value, strlen(value) + 1, false), ESP_OK);
 }
 
-static void expect_str(fixture_t *f, uint8_t ns, const char *key, const char *value) {
+static void expect_str(nvs_test_fixture_t *f, uint8_t ns, const char *key, const char *value) {
     size_t size = 0;
     assert_int_equal(nvs_storage_data_size(&f->st, ns, NVS_ITEM_SZ, key, &size), ESP_OK);
     assert_int_equal(size, strlen(value) + 1);
@@ -69,7 +62,7 @@ static void expect_str(fixture_t *f, uint8_t ns, const char *key, const char *va
     free(buf);
 }
 
-static void expect_blob(fixture_t *f, uint8_t ns, const char *key, const uint8_t *value,
+static void expect_blob(nvs_test_fixture_t *f, uint8_t ns, const char *key, const uint8_t *value,
                         size_t len) {
     size_t size = 0;
     assert_int_equal(nvs_storage_data_size(&f->st, ns, NVS_ITEM_BLOB, key, &size), ESP_OK);
@@ -81,7 +74,7 @@ static void expect_blob(fixture_t *f, uint8_t ns, const char *key, const uint8_t
 }
 
 /* Written items of (ns, key) on flash, counted from the raw pages. */
-static int live_copies(fixture_t *f, uint8_t ns, const char *key, uint8_t type) {
+static int live_copies(nvs_test_fixture_t *f, uint8_t ns, const char *key, uint8_t type) {
     int n = 0;
     for (uint32_t p = 0; p < f->pages; p++) {
         uint8_t page[NVS_PAGE_BYTES];
@@ -105,7 +98,7 @@ static int live_copies(fixture_t *f, uint8_t ns, const char *key, uint8_t type) 
 
 static void test_typed_values_survive_a_reboot(void **state) {
     (void)state;
-    fixture_t f;
+    nvs_test_fixture_t f;
     start(&f, "nvs-types", 4);
     uint8_t ns = open_ns(&f, "csi_ota");
     uint8_t u8 = 200;
@@ -156,7 +149,7 @@ static void test_typed_values_survive_a_reboot(void **state) {
 
 static void test_overwrite_leaves_one_live_copy(void **state) {
     (void)state;
-    fixture_t f;
+    nvs_test_fixture_t f;
     start(&f, "nvs-overwrite", 4);
     uint8_t ns = open_ns(&f, "csi_ota");
     uint8_t blob[300];
@@ -185,7 +178,7 @@ static void test_overwrite_leaves_one_live_copy(void **state) {
 
 static void test_erase_key_and_namespace(void **state) {
     (void)state;
-    fixture_t f;
+    nvs_test_fixture_t f;
     start(&f, "nvs-erase", 4);
     uint8_t a = open_ns(&f, "a");
     uint8_t b = open_ns(&f, "b");
@@ -220,7 +213,7 @@ static void test_erase_key_and_namespace(void **state) {
  * is erased again and again), every value stays readable, one page stays free. */
 static void test_garbage_collection_over_many_writes(void **state) {
     (void)state;
-    fixture_t f;
+    nvs_test_fixture_t f;
     start(&f, "nvs-gc", 4);
     uint8_t ns = open_ns(&f, "csi_ota");
     s_erases = 0;
@@ -250,7 +243,7 @@ static void test_garbage_collection_over_many_writes(void **state) {
 
 static void test_full_partition_reports_no_space_and_keeps_values(void **state) {
     (void)state;
-    fixture_t f;
+    nvs_test_fixture_t f;
     start(&f, "nvs-full", 3);
     uint8_t ns = open_ns(&f, "csi_ota");
     char key[16];
@@ -283,7 +276,7 @@ static void test_full_partition_reports_no_space_and_keeps_values(void **state) 
 
 static void test_multi_page_blob(void **state) {
     (void)state;
-    fixture_t f;
+    nvs_test_fixture_t f;
     start(&f, "nvs-blob", 8);
     uint8_t ns = open_ns(&f, "csi_ota");
     uint8_t *blob = malloc(9000);
@@ -312,7 +305,7 @@ static void test_multi_page_blob(void **state) {
  * old"): the load keeps the newer one and erases the older. */
 static void test_load_drops_the_older_of_two_copies(void **state) {
     (void)state;
-    fixture_t f;
+    nvs_test_fixture_t f;
     start(&f, "nvs-dup", 4);
     uint8_t ns = open_ns(&f, "csi_ota");
     uint32_t v1 = 1, v2 = 2;
@@ -335,7 +328,7 @@ static void test_load_drops_the_older_of_two_copies(void **state) {
  * at load and it is erased. */
 static void test_load_finishes_a_freeing_page(void **state) {
     (void)state;
-    fixture_t f;
+    nvs_test_fixture_t f;
     start(&f, "nvs-freeing", 4);
     uint8_t ns = open_ns(&f, "csi_ota");
     put_str(&f, ns, "keep", "kept across the cut");
@@ -355,7 +348,7 @@ static void test_load_finishes_a_freeing_page(void **state) {
  * ERASED at load, and the next write goes after it. */
 static void test_load_skips_an_entry_written_without_its_bitmap(void **state) {
     (void)state;
-    fixture_t f;
+    nvs_test_fixture_t f;
     start(&f, "nvs-halfwritten", 4);
     uint8_t ns = open_ns(&f, "csi_ota");
     put_str(&f, ns, "a", "first");
@@ -384,7 +377,7 @@ static void test_load_skips_an_entry_written_without_its_bitmap(void **state) {
  * with an ERASED entry and the old value stays. */
 static void test_load_as_esp_idf_loses_a_blob_cut_before_its_index(void **state) {
     (void)state;
-    fixture_t f;
+    nvs_test_fixture_t f;
     start(&f, "nvs-blobcut", 4);
     uint8_t ns = open_ns(&f, "csi_ota");
     uint8_t old_rec[40], new_rec[40];
@@ -437,7 +430,7 @@ static void test_reads_and_extends_the_generator_image(void **state) {
     size_t len = fread(image, 1, sizeof(image), in);
     fclose(in);
     assert_true(len >= 2u * NVS_PAGE_BYTES && len % NVS_PAGE_BYTES == 0);
-    fixture_t f;
+    nvs_test_fixture_t f;
     nvs_test_flash_path(f.path, sizeof(f.path), "nvs-provision");
     nvs_test_flash_open(&f.flash, f.path, true);
     assert_int_equal(sim_flash_write(f.flash.flash, NVS_TEST_BASE, image, len), SIM_FLASH_OK);
@@ -481,7 +474,7 @@ static void test_damaged_items_are_dropped_and_the_rest_reads(void **state) {
     assert_non_null(interval);
     image[(size_t)(id - image) - 8u + 32u + 3u] ^= 0x01;  /* a byte of the string */
     image[(size_t)(interval - image) - 8u + 24u] ^= 0x01; /* the u32 value */
-    fixture_t f;
+    nvs_test_fixture_t f;
     nvs_test_flash_path(f.path, sizeof(f.path), "nvs-damaged");
     nvs_test_flash_open(&f.flash, f.path, true);
     assert_int_equal(sim_flash_write(f.flash.flash, NVS_TEST_BASE, image, len), SIM_FLASH_OK);
@@ -508,7 +501,7 @@ static void test_damaged_items_are_dropped_and_the_rest_reads(void **state) {
 /* A header of a newer NVS format: ESP_ERR_NVS_NEW_VERSION_FOUND, as nvs_flash_init reports. */
 static void test_newer_format_is_reported(void **state) {
     (void)state;
-    fixture_t f;
+    nvs_test_fixture_t f;
     start(&f, "nvs-version", 4);
     uint8_t ns = open_ns(&f, "x");
     put_str(&f, ns, "k", "v");
