@@ -43,14 +43,18 @@ static int setup(void **state) {
 
 /* s6: v2 installed in slot 1 and booted, crashed before confirming; the bootloader
  * marked it ABORTED and booted v1 again. */
-static void crash_before_confirm(void) {
+static void install_v2_in_slot_1(ota_img_state_t state) {
     ota_pending_record_t pending = {.sequence = 41, .slot = 1};
     strcpy(pending.target_version, "2.0.0");
     memset(pending.target_sha256, 'a', 64);
     strcpy(pending.previous_version, "1.0.0");
     assert_int_equal(ota_store_save_pending(&pending), OTA_OK);
     ota_fake.has_state[1] = true;
-    ota_fake.states[1] = OTA_IMG_ABORTED;
+    ota_fake.states[1] = state;
+}
+
+static void crash_before_confirm(void) {
+    install_v2_in_slot_1(OTA_IMG_ABORTED);
 }
 
 static void test_two_different_rollbacks_in_a_row_are_both_reported(void **state) {
@@ -131,13 +135,7 @@ static void test_a_cut_at_any_nvs_write_while_confirming_still_reports_success(v
     finished = false;
     for (cut = 1; cut < 40 && !finished; cut++) {
         setup(NULL);
-        ota_pending_record_t pending = {.sequence = 41, .slot = 1};
-        strcpy(pending.target_version, "2.0.0");
-        memset(pending.target_sha256, 'a', 64);
-        strcpy(pending.previous_version, "1.0.0");
-        assert_int_equal(ota_store_save_pending(&pending), OTA_OK);
-        ota_fake.has_state[1] = true;
-        ota_fake.states[1] = OTA_IMG_PENDING_VERIFY;
+        install_v2_in_slot_1(OTA_IMG_PENDING_VERIFY);
         ota_fake.kv_writes = 0;
         ota_fake.kv_cut_at = cut;
         if (setjmp(ota_fake_reboot_jump) == 0) {
