@@ -243,9 +243,17 @@ class NginxServer:
 
 @contextlib.contextmanager
 def nginx_server(
-    root: Path, *, worker_processes: int = 1, extra_server_config: str = "", extra_http_config: str = ""
+    root: Path,
+    *,
+    worker_processes: int = 1,
+    extra_server_config: str = "",
+    extra_http_config: str = "",
+    listen_options: str = "",
 ) -> Iterator[NginxServer]:
-    """Debian's nginx serving ``root`` on 127.0.0.1 (sendfile, keep-alive, no access log)."""
+    """Debian's nginx serving ``root`` on 127.0.0.1 (sendfile, keep-alive, no access log).
+
+    ``listen_options`` go on the listen line (``sndbuf=32k``: a slow network's socket buffer).
+    """
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     base = Path(tempfile.mkdtemp(prefix="csi-ota-nginx-"))
     port = free_port()
@@ -270,7 +278,7 @@ http {{
     scgi_temp_path {base}/scgi;
     {extra_http_config}
     server {{
-        listen {LOOPBACK}:{port};
+        listen {LOOPBACK}:{port} {listen_options};
         root {root};
         {extra_server_config}
     }}

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "csi_ota.cli.sim_cli",  # csi-ota sim (virtual ESP32-S3 flash files)
     "csi_ota.cli.board_cli",  # csi-ota board serve (the virtual board on an RFC 2217 port)
     "csi_ota.cli.controller_cli",  # csi-ota serve, releases, admin, audit, mqtt-acl, openapi
+    "csi_ota.cli.download_links_cli",  # csi-ota download-links (nginx offload with signed links)
     "csi_ota.cli.devices_cli",  # csi-ota devices
     "csi_ota.cli.rollout_cli",  # csi-ota rollout, csi-ota fleet
     "csi_ota.cli.remote_cli",  # csi-ota remote … (the controller-facing groups), releases alias

@@ -118,6 +118,24 @@ from csi_ota.controller import ADMIN_ROLES, DEFAULT_MQTT_CONTROLLER_USER, DEFAUL
     help="Let nginx in front send firmware: answer downloads with X-Accel-Redirect: PREFIX<sha256>.bin.",
 )
 @click.option(
+    "--signed-download-links",
+    "download_link_secret_file",
+    metavar="SECRET_FILE",
+    type=EXISTING_FILE,
+    envvar="CSI_OTA_DOWNLOAD_LINK_SECRET_FILE",
+    help="Offer firmware as links signed with this secret for nginx's secure_link module, so nginx in "
+    "front serves the bytes itself (csi-ota download-links nginx-config).",
+)
+@click.option(
+    "--download-link-lifetime",
+    "download_link_lifetime_s",
+    metavar="SECONDS",
+    type=click.IntRange(60, 7 * 24 * 3600),
+    default=7200,
+    show_default=True,
+    help="How long a signed link stays valid (also how long a revoked device's last link works).",
+)
+@click.option(
     "--header-timeout",
     type=click.FloatRange(0.1, 3600),
     default=10.0,
@@ -178,6 +196,8 @@ def serve_command(
     device_rate: float,
     device_burst: int,
     accel_redirect_prefix: str | None,
+    download_link_secret_file: Path | None,
+    download_link_lifetime_s: int,
     header_timeout: float,
     max_connections: int,
     max_connections_per_client: int,
@@ -191,6 +211,7 @@ def serve_command(
     FIRMWARE_MAX_SIZE, DEVICE_UPDATE_BATCH_SIZE, ROLLBACK_TIMEOUT_MIN, UPDATE_RETRY_COUNT,
     HEALTH_CHECK_INTERVAL_SEC and TRUSTED_KEYS_DIR (see docs/controller.md).
     """
+    from csi_ota.controller.download_links import load_secret
     from csi_ota.controller.limits import ServerLimits
     from csi_ota.controller.server import ListenOptions, MqttOptions, check_listen_options, serve
     from csi_ota.controller.settings import settings_from_env
@@ -201,6 +222,10 @@ def serve_command(
         device_rate_per_s=device_rate,
         device_rate_burst=device_burst,
         accel_redirect_prefix=accel_redirect_prefix,
+        download_link_secret=None
+        if download_link_secret_file is None
+        else load_secret(download_link_secret_file),
+        download_link_lifetime_s=download_link_lifetime_s,
         reserved_device_ids=(mqtt_username,) if mqtt_username else (),
         mqtt_acl_dir=mqtt_acl_dir,
         mosquitto_pid_file=mosquitto_pid_file,

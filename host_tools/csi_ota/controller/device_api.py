@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from csi_ota.controller import registry
 from csi_ota.controller.context import ControllerContext
+from csi_ota.controller.download_links import firmware_url
 from csi_ota.controller.download_slots import DownloadSlot, DownloadSlots
 from csi_ota.controller.httputil import install_error_handlers, parse_json_model, read_limited_body
 from csi_ota.controller.models import Device, Release
@@ -36,7 +37,6 @@ VERSION_REGEX = registry.VERSION_TEXT_PATTERN.pattern
 REPORTED_VERSION_REGEX = registry.REPORTED_VERSION_PATTERN.pattern
 SHA256_REGEX = r"^[0-9a-f]{64}$"
 STATE_NAME_REGEX = r"^[a-z_]{1,20}$"
-FIRMWARE_URL_TEMPLATE = "/api/ota/firmware/{sha256}"
 U32 = registry.U32_MAX
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 FIRMWARE_CHUNK_BYTES = 256 * 1024
@@ -212,7 +212,7 @@ def create_device_app(ctx: ControllerContext) -> FastAPI:
                 ctx.metrics.version_checks.labels(result="none").inc()
                 return Response(status_code=204, headers=headers)
             registry.note_offer_taken(device, release, ctx.now())
-            headers["X-Firmware-Url"] = FIRMWARE_URL_TEMPLATE.format(sha256=release.sha256)
+            headers["X-Firmware-Url"] = firmware_url(ctx.settings, release.sha256, device.id)
             ctx.metrics.version_checks.labels(result="offer").inc()
             return Response(release.manifest, media_type="text/plain; charset=utf-8", headers=headers)
 

@@ -37,13 +37,13 @@ from csi_ota.controller import registry
 from csi_ota.controller.context import ControllerContext
 from csi_ota.controller.device_api import (
     FIRMWARE_CHUNK_BYTES,
-    FIRMWARE_URL_TEMPLATE,
     SHA256_REGEX,
     STATE_NAME_REGEX,
     UNAUTHORIZED_HEADERS,
     VERSION_REGEX,
 )
 from csi_ota.controller.device_cache import DeviceCache
+from csi_ota.controller.download_links import firmware_url
 from csi_ota.controller.tokens import bearer_token
 from csi_ota.controller.write_batcher import WriteBatcher
 
@@ -236,7 +236,9 @@ class HotPath:
             return 204, headers, b""
         self._count_offer()
         body = release.manifest
-        headers.append((b"x-firmware-url", FIRMWARE_URL_TEMPLATE.format(sha256=release.sha256).encode()))
+        headers.append(
+            (b"x-firmware-url", firmware_url(self.ctx.settings, release.sha256, device.id).encode())
+        )
         headers.append((b"content-length", str(len(body)).encode()))
         headers.append((b"content-type", TEXT_PLAIN))
         return 200, headers, body

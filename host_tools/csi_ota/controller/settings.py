@@ -48,6 +48,10 @@ class ControllerSettings:
     csi_files_kept: int = 3
     # Offload: answer firmware downloads with X-Accel-Redirect: <prefix><sha256>.bin for nginx to send.
     accel_redirect_prefix: str | None = None
+    # Offload: the version check's X-Firmware-Url is a link signed for nginx's secure_link module
+    # (csi_ota.controller.download_links), valid this long; None: the plain /api/ota/firmware/<sha256>.
+    download_link_secret: str | None = field(default=None, repr=False)
+    download_link_lifetime_s: int = 7200
     # Device ids refused at registration besides ota-controller (serve adds its --mqtt-username).
     reserved_device_ids: tuple[str, ...] = ()
     # Firmware downloads one device may have in flight at once (more: 429), issue 12 H4.
