@@ -6,12 +6,13 @@ import datetime as dt
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from csi_ota import keys
 from csi_ota.controller.models import Device, Release
 from csi_ota.controller.problems import Conflict
-from csi_ota.controller.rollout import service
+from csi_ota.controller.rollout import engine as engine_module
+from csi_ota.controller.rollout import lease, service
 from csi_ota.controller.rollout.models import EngineLease, RolloutAlert, RolloutMembership
 from csi_ota.controller.rollout.policy import assign_stages
 from csi_ota.errors import CsiOtaError
@@ -336,6 +337,59 @@ def test_one_engine_holds_the_lease_and_another_takes_over_when_it_dies(make_wor
         world.install(device)
     world.tick(b)
     assert len(world.in_state(rollout_id, "succeeded")) == 4
+    assert len(world.in_state(rollout_id, "offered")) == 4
+
+
+def test_a_tick_slower_than_the_lease_keeps_it_and_the_lease_view_is_the_committed_row(
+    make_world, monkeypatch
+):
+    """The claim runs from the end of a tick: a 7 s tick on a 5 s lease does not hand the lease over."""
+    world = make_world(devices=20)
+    world.create({**FAST, "stages": [100], "batch_size": 4})
+    a, b = world.new_engine("a", ttl_s=5), world.new_engine("b", ttl_s=5)
+    start = world.now
+    wall = [start]  # the wall clock the engine reads: the tick starts at `start`, ends 7 s later
+
+    def slow_wall_clock() -> dt.datetime:
+        now = wall[-1]
+        wall.append(start + dt.timedelta(seconds=7))
+        return now
+
+    monkeypatch.setattr(engine_module, "utcnow", slow_wall_clock)
+    assert a.tick() and a.active and a.generation == 1
+    at = start + dt.timedelta(seconds=7.5)
+    assert not b.tick(now_real=at)  # a's claim runs from the end of its slow tick (old code: b took it)
+    with world.sessions() as session:
+        seen_a, seen_b = lease.view(session, "a", at), lease.view(session, "b", at)
+    assert seen_a.this_process_holds and seen_a.generation == 1 and seen_a.holder == "a"
+    assert not seen_b.this_process_holds and seen_b.holder == "a"
+    # a stops ticking (dies): once its claim from the end of its last tick ran out, b takes over.
+    assert not b.tick(now_real=start + dt.timedelta(seconds=11.9))
+    later = start + dt.timedelta(seconds=12.1)
+    assert b.tick(now_real=later) and b.generation == 2
+    with world.sessions() as session:
+        seen_a = lease.view(session, "a", later)
+    assert not seen_a.this_process_holds and (seen_a.holder, seen_a.generation) == ("b", 2)
+    assert seen_a.acquired_real == later
+
+
+def test_a_tick_whose_lease_changed_hands_rolls_back(make_world, monkeypatch):
+    """The fence: a tick commits only if the lease still names its holder and generation at its end."""
+    world = make_world(devices=20)
+    a = world.new_engine("a", ttl_s=5)
+    assert world.tick(a) and a.generation == 1
+    rollout_id = world.create({**FAST, "stages": [100], "batch_size": 4})
+    confirm = lease.confirm
+
+    def stolen_meanwhile(session, holder, generation, ttl_s, now_real):
+        session.execute(update(EngineLease).values(holder="b", generation=generation + 1))
+        return confirm(session, holder, generation, ttl_s, now_real)
+
+    monkeypatch.setattr(lease, "confirm", stolen_meanwhile)
+    assert not world.tick(a) and not a.active and a.generation == 0
+    assert world.in_state(rollout_id, "offered") == []  # nothing the fenced tick decided was committed
+    monkeypatch.setattr(lease, "confirm", confirm)
+    assert world.tick(a) and a.generation == 1  # the row was never changed: a still holds generation 1
     assert len(world.in_state(rollout_id, "offered")) == 4
 
 

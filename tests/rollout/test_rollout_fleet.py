@@ -62,6 +62,11 @@ FLEET_SIZE = int(os.environ.get("ROLLOUT_TEST_FLEET_SIZE", "200"))  # larger on 
 RUN_BOUND_S = 480.0
 SILENT_FLEET_SIZE = 100
 STAGE_2_BOUND_S = 300.0
+KILL_MARGIN_S = 1.0  # the fail-over test kills the holder only while its claim has this much left
+
+
+def parse_time(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def real_to_virtual_s(real_s: float) -> int:
@@ -311,30 +316,53 @@ def test_fail_over_between_two_controllers_keeps_the_rollout_going(tmp_path, pos
         world.servers.append(second)
 
         def engine(index: int) -> dict:
+            """The lease as process ``index`` reads it: holder, generation, expiry from one committed row."""
             with world.management(index) as client:
                 return client.get("/api/rollouts/engine").json()
 
-        active = [engine(0)["this_process_active"], engine(1)["this_process_active"]]
-        assert sorted(active) == [False, True]  # exactly one engine decides
-        holder = active.index(True)
+        def both() -> list[dict] | None:
+            views = [engine(0), engine(1)]
+            return views if views[0]["generation"] == views[1]["generation"] else None
+
+        views = wait_for(both, 15, "two reads of one lease generation")
+        assert sorted(v["this_process_active"] for v in views) == [False, True]  # exactly one engine decides
+        assert views[0]["holder"] == views[1]["holder"] in {v["this_process"] for v in views}
         rollout = create_rollout(world, "2.0.0", base_policy(stages=[10, 100], batch_size=100))
         runner = FleetThread(fleet_config(world, rollout_id=rollout["id"], **fleet_timing()))
         wait_for(
-            lambda: rollout_detail(world, rollout["id"], 1 - holder)["current_stage"] >= 2,
+            lambda: rollout_detail(world, rollout["id"], 1)["current_stage"] >= 2,
             STAGE_2_BOUND_S,
             "stage 2",
         )
-        # The lease may have changed hands meanwhile (a tick slower than the lease's 2 s on a busy
-        # machine lets the other engine take it): kill whichever process holds it now.
-        holders = wait_for(
-            lambda: [i for i in (0, 1) if engine(i)["this_process_active"]] or None, 15, "a lease holder"
-        )
-        holder = holders[0]
-        generation = engine(holder)["generation"]
-        world.servers[holder].kill9()
+
+        def holder_with_time_left() -> tuple[int, dict] | None:
+            """The holder, read when its claim has at least KILL_MARGIN_S left."""
+            for index in (0, 1):
+                view = engine(index)
+                left = (parse_time(view["expires"]) - dt.datetime.now(dt.UTC)).total_seconds()
+                if view["this_process_active"] and left >= KILL_MARGIN_S:
+                    return index, view
+            return None
+
+        # The lease may have changed hands since the start (a process stalled between two ticks for
+        # longer than the lease loses it; harmless, since every tick is fenced by its generation):
+        # kill whichever process holds it now, while its claim still has KILL_MARGIN_S to run.
+        holder, before = wait_for(holder_with_time_left, 30, "the lease holder", interval_s=0.05)
+        kill_sent = dt.datetime.now(dt.UTC)
+        world.servers[holder].kill9()  # returns once the process is gone
+        claim_ended = parse_time(before["expires"])
         survivor = 1 - holder
-        wait_for(lambda: engine(survivor)["this_process_active"], 30, "the other controller to take over")
-        assert engine(survivor)["generation"] > generation  # it took the lease over: a new generation
+        after = wait_for(
+            lambda: (view := engine(survivor))["this_process_active"] and view,
+            30,
+            "the other controller to take over",
+        )
+        # The killed process was the holder when it died: the only change of hands since it was
+        # read as the holder is the survivor's take-over, which started after the kill and only
+        # once the dead holder's claim had run out.
+        assert after["holder"] == after["this_process"] != before["this_process"]
+        assert after["generation"] == before["generation"] + 1
+        assert parse_time(after["acquired"]) >= max(kill_sent, claim_ended)
         # Collect the summary from the survivor (the fleet's management URL may be the dead one).
         runner.fleet.config.management_url = world.servers[survivor].management_url
         runner.fleet.config.admin_token = world.servers[survivor].admin_token

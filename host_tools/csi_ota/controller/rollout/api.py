@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from csi_ota.controller.admin import authenticate_admin, role_allows
+from csi_ota.controller.models import utcnow
 from csi_ota.controller.rollout import lease, service
 from csi_ota.controller.rollout.models import ROLLOUT_STATES
 from csi_ota.controller.tokens import bearer_token
@@ -101,16 +102,14 @@ def build_router() -> APIRouter:
         _actor(request, "viewer")
         engine = request.app.state.rollout_engine
         with _ctx(request).session() as session:
-            row = lease.current_lease(session)
-            return {
-                "this_process": engine.holder,
-                "this_process_active": engine.active,
-                "holder": row.holder if row else None,
-                "expires": row.expires_real.isoformat() if row else None,
-                "generation": row.generation if row else 0,
-                "virtual_time": engine.clock.now().isoformat(),
-                "time_scale": engine.clock.scale,
-            }
+            # One read of the committed row: holder, generation and "this process holds it" agree.
+            seen = lease.view(session, engine.holder, utcnow())
+        return {
+            **seen.as_dict(),
+            "lease_ttl_s": engine.lease_ttl_s,
+            "virtual_time": engine.clock.now().isoformat(),
+            "time_scale": engine.clock.scale,
+        }
 
     @router.get("/{rollout_id}")
     def show(

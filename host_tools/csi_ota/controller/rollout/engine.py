@@ -732,7 +732,12 @@ class RolloutStep:
 
 
 class RolloutEngine:
-    """Runs ticks while holding the lease; safe to run in every controller process."""
+    """Runs ticks while holding the lease; safe to run in every controller process.
+
+    ``active`` and ``generation`` describe the last tick that *committed*: a tick that
+    took the lease but has not committed yet does not claim it (GET /api/rollouts/engine
+    reads the committed row anyway, lease.view).
+    """
 
     def __init__(
         self,
@@ -751,38 +756,64 @@ class RolloutEngine:
         self.tick_interval_s = tick_interval_s
         self.signing_key = signing_key
         self.active = False
+        self.generation = 0
         self.ticks = 0
 
     def tick(self, now_real: dt.datetime | None = None) -> bool:
-        """One engine pass; returns True when this process held the lease and did the work."""
-        now_real = now_real or utcnow()
-        now_vt = self.clock.to_virtual(now_real)
-        with session_scope(self.sessions) as session:
-            held = lease.try_acquire(session, self.holder, self.lease_ttl_s, now_real)
-            if held and not self.active:
-                log.info("rollout engine %s took the lease", self.holder)
-            self.active = held
-            alerts.ENGINE_ACTIVE.set(1 if held else 0)
-            if not held:
-                return False
-            rollouts = session.scalars(
-                select(Rollout)
-                .where(Rollout.state.in_(OPEN_ROLLOUT_STATES))
-                .order_by(Rollout.id)
-                .with_for_update()
-            ).all()
-            ledger = StallLedger.load(session, self.clock, now_real) if rollouts else None
-            for rollout in rollouts:
-                RolloutStep(session, rollout, self.clock, now_vt, now_real, self.signing_key, ledger).run()
-            if self.ticks % PRUNE_EVERY_TICKS == 0:
-                prune_stalls(session, now_real)
-        self.ticks += 1
-        return True
+        """One engine pass; returns True when this process held the lease and its work committed.
+
+        ``now_real`` freezes the real clock for the whole pass (tests); otherwise the
+        claim is extended from the wall-clock time at which the pass ends.
+        """
+        started_real = now_real or utcnow()
+        now_vt = self.clock.to_virtual(started_real)
+        generation = None
+        try:
+            with session_scope(self.sessions) as session:
+                generation = lease.acquire(session, self.holder, self.lease_ttl_s, started_real)
+                if generation is None:
+                    held = False
+                else:
+                    held = True
+                    rollouts = session.scalars(
+                        select(Rollout)
+                        .where(Rollout.state.in_(OPEN_ROLLOUT_STATES))
+                        .order_by(Rollout.id)
+                        .with_for_update()
+                    ).all()
+                    ledger = StallLedger.load(session, self.clock, started_real) if rollouts else None
+                    for rollout in rollouts:
+                        RolloutStep(
+                            session, rollout, self.clock, now_vt, started_real, self.signing_key, ledger
+                        ).run()
+                    if self.ticks % PRUNE_EVERY_TICKS == 0:
+                        prune_stalls(session, started_real)
+                    lease.confirm(session, self.holder, generation, self.lease_ttl_s, now_real or utcnow())
+        except lease.LeaseLost:
+            log.warning(
+                "rollout engine %s lost the lease during a tick; its work was rolled back", self.holder
+            )
+            held = False
+        except BaseException:  # rolled back: this process claims nothing until a tick commits
+            self.active, self.generation = False, 0
+            alerts.ENGINE_ACTIVE.set(0)
+            raise
+        if held and not self.active:
+            log.info("rollout engine %s took the lease (generation %d)", self.holder, generation)
+        elif self.active and not held:
+            log.warning("rollout engine %s no longer holds the lease", self.holder)
+        self.active = held
+        self.generation = generation if held else 0
+        alerts.ENGINE_ACTIVE.set(1 if held else 0)
+        if held:
+            self.ticks += 1
+        return held
 
     def give_up_lease(self) -> None:
         with session_scope(self.sessions) as session:
             lease.release(session, self.holder, utcnow())
         self.active = False
+        self.generation = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Ticks every ``tick_interval_s`` until ``stop`` is set; delivers alerts in between."""
