@@ -4,8 +4,10 @@ Measures, in one run, every row beside its nginx reference from the same minute:
 
   1. firmware downloads (aggregate MB/s of full 1.2 MB images) at 50 and 200 concurrent
      keep-alive clients, plain HTTP and TLS: the controller sending the image itself
-     (sendfile on plain HTTP), nginx serving the same file, and nginx in front of the
-     controller with X-Accel-Redirect (the controller authorises, nginx sends);
+     (sendfile on plain HTTP), nginx serving the same file, nginx in front of the
+     controller with X-Accel-Redirect (the controller authorises, nginx sends), and nginx
+     serving signed download links (serve --signed-download-links: nginx checks the link
+     itself, no request reaches the controller);
   2. version checks (`GET /api/ota/version`, each with a random device's token): closed
      loop with 50 clients at 10,000 devices (SQLite) and at 100,000 and 1,000,000
      registered devices (PostgreSQL), beside nginx answering a static manifest; and open
@@ -46,6 +48,7 @@ from benchlib import (  # noqa: E402
     tree_cpu_s,
 )
 from csi_ota import certs, imagegen, keys  # noqa: E402
+from csi_ota.controller import download_links  # noqa: E402
 from csi_ota.controller.db import default_sqlite_url  # noqa: E402
 from csi_ota.manifest import manifest_for_image, sign_manifest  # noqa: E402
 from services import controller_server, free_port, nginx_server, postgres_server  # noqa: E402
@@ -134,6 +137,16 @@ def measure_downloads(args, tmp, controller, public_key, sha256, results) -> Non
             server {{ listen {HOST}:{tls_port} ssl; ssl_certificate {cert}; ssl_certificate_key {key};
                       ssl_protocols TLSv1.2 TLSv1.3; root {controller.firmware_dir}; }}
         """
+        secret_file = tmp / "link.secret"
+        download_links.new_secret(secret_file)
+        secret = download_links.load_secret(secret_file)
+        links_http, links_server = download_links.nginx_config(
+            secret, controller.firmware_dir, f"127.0.0.1:{_port(controller.device_url)}"
+        )
+        signed = [
+            download_links.signed_url(sha256, device_id_for(i), secret, 3600) for i in range(DOWNLOAD_TOKENS)
+        ]
+        (tmp / "links-root").mkdir(exist_ok=True)
         with (
             nginx_server(controller.firmware_dir, worker_processes=2, extra_http_config=tls_server) as plain,
             nginx_server(
@@ -142,6 +155,12 @@ def measure_downloads(args, tmp, controller, public_key, sha256, results) -> Non
                 extra_server_config=front_config,
                 extra_http_config=upstream,
             ) as front,
+            nginx_server(
+                tmp / "links-root",
+                worker_processes=2,
+                extra_server_config=links_server,
+                extra_http_config=links_http,
+            ) as links_front,
         ):
             port = _port(controller.device_url)
             plain_targets = {
@@ -150,6 +169,14 @@ def measure_downloads(args, tmp, controller, public_key, sha256, results) -> Non
                 "nginx_x_accel_redirect": (
                     front.port,
                     [get_request(HOST, front.port, path, t) for t in tokens],
+                    False,
+                ),
+                "nginx_signed_link": (
+                    links_front.port,
+                    [
+                        get_request(HOST, links_front.port, link, t)
+                        for link, t in zip(signed, tokens, strict=True)
+                    ],
                     False,
                 ),
             }
@@ -162,6 +189,7 @@ def measure_downloads(args, tmp, controller, public_key, sha256, results) -> Non
                 ("plain", "controller"): [controller.process.pid],
                 ("plain", "nginx"): [plain.process.pid],
                 ("plain", "nginx_x_accel_redirect"): [front.process.pid, offloaded.process.pid],
+                ("plain", "nginx_signed_link"): [links_front.process.pid, controller.process.pid],
                 ("tls", "controller"): [controller_tls.process.pid],
                 ("tls", "nginx"): [plain.process.pid],
             }
@@ -196,11 +224,19 @@ def _median_row(rounds: list[dict]) -> dict:
     row["ratio_controller_to_nginx"] = round(row["controller"]["mbytes_per_s"] / reference, 3)
     if "nginx_x_accel_redirect" in row:
         row["ratio_x_accel_to_nginx"] = round(row["nginx_x_accel_redirect"]["mbytes_per_s"] / reference, 3)
+    if "nginx_signed_link" in row:
+        row["ratio_signed_link_to_nginx"] = round(row["nginx_signed_link"]["mbytes_per_s"] / reference, 3)
     if len(rounds) > 1:
         row["rounds"] = rounds
-        row["ratio_controller_to_nginx_per_round"] = [
-            round(r["controller"]["mbytes_per_s"] / (r["nginx"]["mbytes_per_s"] or 1), 3) for r in rounds
-        ]
+        for name, key in (
+            ("controller", "ratio_controller_to_nginx_per_round"),
+            ("nginx_x_accel_redirect", "ratio_x_accel_to_nginx_per_round"),
+            ("nginx_signed_link", "ratio_signed_link_to_nginx_per_round"),
+        ):
+            if name in rounds[0]:
+                row[key] = [
+                    round(r[name]["mbytes_per_s"] / (r["nginx"]["mbytes_per_s"] or 1), 3) for r in rounds
+                ]
     return row
 
 
@@ -334,12 +370,18 @@ def main(argv: list[str] | None = None) -> int:
     for transport, rows in results["downloads"].items():
         for concurrency, row in rows.items():
             offload = row.get("nginx_x_accel_redirect")
+            signed_link = row.get("nginx_signed_link")
             print(
                 f"downloads {transport:5} {concurrency:>4} clients: controller {row['controller']['mbytes_per_s']} MB/s, "
                 f"nginx {row['nginx']['mbytes_per_s']} MB/s (ratio {row['ratio_controller_to_nginx']})"
                 + (
                     f", X-Accel-Redirect {offload['mbytes_per_s']} MB/s (ratio {row['ratio_x_accel_to_nginx']})"
                     if offload
+                    else ""
+                )
+                + (
+                    f", signed links {signed_link['mbytes_per_s']} MB/s (ratio {row['ratio_signed_link_to_nginx']})"
+                    if signed_link
                     else ""
                 )
             )
