@@ -249,6 +249,7 @@ def nginx_server(
     extra_server_config: str = "",
     extra_http_config: str = "",
     listen_options: str = "",
+    port: int | None = None,
 ) -> Iterator[NginxServer]:
     """Debian's nginx serving ``root`` on 127.0.0.1 (sendfile, keep-alive, no access log).
 
@@ -256,7 +257,7 @@ def nginx_server(
     """
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     base = Path(tempfile.mkdtemp(prefix="csi-ota-nginx-"))
-    port = free_port()
+    port = port or free_port()
     user_line = "user root;" if _running_as_root() else ""
     config = f"""
 {user_line}
