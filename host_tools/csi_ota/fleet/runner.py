@@ -190,6 +190,12 @@ class Fleet:
         limits = httpx.Limits(
             max_connections=config.max_connections, max_keepalive_connections=config.max_connections
         )
+        if config.virtual_esp32 > 0:
+            # Build (or check) csi-ota-sim before any device runs: a build that takes minutes
+            # while the followed rollout offers the release would leave those devices silent.
+            from csi_ota.sim.runner import build_sim
+
+            await asyncio.to_thread(build_sim)
         self.started = time.monotonic()
         if config.mqtt_host and config.mqtt_devices > 0:
             from csi_ota.fleet.mqtt import MqttDevices
