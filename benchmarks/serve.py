@@ -6,7 +6,7 @@ Measures, in one run, every row beside its nginx reference from the same minute:
      keep-alive clients, plain HTTP and TLS: the controller sending the image itself
      (sendfile on plain HTTP), nginx serving the same file, nginx in front of the
      controller with X-Accel-Redirect (the controller authorises, nginx sends), and nginx
-     serving signed download links (serve --signed-download-links: nginx checks the link
+     serving signed download links, plain and TLS (serve --signed-download-links: nginx checks the link
      itself, no request reaches the controller);
   2. version checks (`GET /api/ota/version`, each with a random device's token): closed
      loop with 50 clients at 10,000 devices (SQLite) and at 100,000 and 1,000,000
@@ -147,8 +147,18 @@ def measure_downloads(args, tmp, controller, public_key, sha256, results) -> Non
             download_links.signed_url(sha256, device_id_for(i), secret, 3600) for i in range(DOWNLOAD_TOKENS)
         ]
         (tmp / "links-root").mkdir(exist_ok=True)
+        tls_links_port = free_port()
+        tls_links = f"""
+            server {{ listen {HOST}:{tls_links_port} ssl; ssl_certificate {cert}; ssl_certificate_key {key};
+                      ssl_protocols TLSv1.2 TLSv1.3; root {tmp / "links-root"};
+                      {links_server} }}
+        """
         with (
-            nginx_server(controller.firmware_dir, worker_processes=2, extra_http_config=tls_server) as plain,
+            nginx_server(
+                controller.firmware_dir,
+                worker_processes=2,
+                extra_http_config=tls_server + links_http + tls_links,
+            ) as plain,
             nginx_server(
                 controller.firmware_dir,
                 worker_processes=2,
@@ -184,14 +194,23 @@ def measure_downloads(args, tmp, controller, public_key, sha256, results) -> Non
             tls_targets = {
                 "controller": (tport, [get_request(HOST, tport, path, t) for t in tokens], True),
                 "nginx": (tls_port, [get_request(HOST, tls_port, f"/{sha256}.bin")], True),
+                "nginx_signed_link": (
+                    tls_links_port,
+                    [
+                        get_request(HOST, tls_links_port, link, t)
+                        for link, t in zip(signed, tokens, strict=True)
+                    ],
+                    True,
+                ),
             }
             server_pids = {
                 ("plain", "controller"): [controller.process.pid],
                 ("plain", "nginx"): [plain.process.pid],
                 ("plain", "nginx_x_accel_redirect"): [front.process.pid, offloaded.process.pid],
-                ("plain", "nginx_signed_link"): [links_front.process.pid, controller.process.pid],
+                ("plain", "nginx_signed_link"): [links_front.process.pid],
                 ("tls", "controller"): [controller_tls.process.pid],
                 ("tls", "nginx"): [plain.process.pid],
+                ("tls", "nginx_signed_link"): [plain.process.pid],
             }
             for transport, targets in (("plain", plain_targets), ("tls", tls_targets)):
                 for concurrency in CONCURRENCY_LEVELS:
@@ -206,10 +225,17 @@ def measure_downloads(args, tmp, controller, public_key, sha256, results) -> Non
                             )
                             pids = server_pids[transport, name]
                             cpu0 = tree_cpu_s(pids)
+                            # Signed links: the controller behind nginx should see none of it; its CPU
+                            # during the row (its background work included) is kept beside nginx's.
+                            upstream_cpu0 = tree_cpu_s([controller.process.pid])
                             measured[name] = closed_loop(
                                 HOST, target_port, requests, concurrency, args.duration, tls=tls
                             )
                             _add_server_cpu(measured[name], tree_cpu_s(pids) - cpu0)
+                            if name == "nginx_signed_link":
+                                measured[name]["controller_cpu_s"] = round(
+                                    tree_cpu_s([controller.process.pid]) - upstream_cpu0, 3
+                                )
                         rounds.append(measured)
                     results["downloads"][transport][str(concurrency)] = _median_row(rounds)
 
