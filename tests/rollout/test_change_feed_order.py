@@ -28,16 +28,22 @@ def postgres():
         yield server
 
 
-def test_a_change_that_commits_after_a_later_one_still_reaches_the_cache(tmp_path, postgres):
-    url = postgres.create_database("holes")
+def registry_with_two_devices(url: str):
+    """A migrated registry with change triggers and the devices "early" and "late"."""
     upgrade_database(url)
     engine = make_engine(url, pool_size=4)
+    install_triggers(engine)
+    sessions = session_factory(engine)
+    with session_scope(sessions) as session:
+        for device_id in ("early", "late"):
+            registry.register_device(session, device_id, tags=[], actor="test")
+    return engine, sessions
+
+
+def test_a_change_that_commits_after_a_later_one_still_reaches_the_cache(tmp_path, postgres):
+    url = postgres.create_database("holes")
+    engine, sessions = registry_with_two_devices(url)
     try:
-        install_triggers(engine)
-        sessions = session_factory(engine)
-        with session_scope(sessions) as session:
-            for device_id in ("early", "late"):
-                registry.register_device(session, device_id, tags=[], actor="test")
         cache = DeviceCache(engine, tmp_path / "firmware")
         cache.load()
         long_tick = engine.connect()  # the engine's tick: takes its change id first ...
@@ -60,14 +66,8 @@ def test_a_change_that_commits_after_a_later_one_still_reaches_the_cache(tmp_pat
 
 def test_a_change_in_flight_while_the_cache_loads_still_reaches_it(tmp_path, postgres):
     url = postgres.create_database("load_holes")
-    upgrade_database(url)
-    engine = make_engine(url, pool_size=4)
+    engine, sessions = registry_with_two_devices(url)
     try:
-        install_triggers(engine)
-        sessions = session_factory(engine)
-        with session_scope(sessions) as session:
-            for device_id in ("early", "late"):
-                registry.register_device(session, device_id, tags=[], actor="test")
         long_tick = engine.connect()  # an engine tick in flight takes its change id ...
         transaction = long_tick.begin()
         long_tick.execute(update(Device).where(Device.id == "early").values(tags=["a"]))
