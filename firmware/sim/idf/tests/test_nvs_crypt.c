@@ -37,6 +37,16 @@ static esp_err_t power_on(nvs_test_fixture_t *f, const nvs_crypt_t *crypt, bool 
     return nvs_storage_init(&f->st, &f->flash.io, f->pages);
 }
 
+/* A cipher keyed with key_of(first) and a fixture on its own flash file of `pages` pages. */
+static void crypt_fixture(nvs_crypt_t *crypt, uint8_t first, nvs_test_fixture_t *f,
+                          const char *name, uint32_t pages) {
+    uint8_t key[32];
+    key_of(key, first);
+    assert_true(nvs_crypt_init(crypt, key));
+    nvs_test_flash_path(f->path, sizeof(f->path), name);
+    f->pages = pages;
+}
+
 static void power_off(nvs_test_fixture_t *f) {
     nvs_storage_deinit(&f->st);
     nvs_test_flash_close(&f->flash);
@@ -91,13 +101,9 @@ static void expect_ciphertext(nvs_test_fixture_t *f, const char *const *needles,
 
 static void test_entries_are_encrypted_and_read_back(void **state) {
     (void)state;
-    uint8_t key[32];
-    key_of(key, 0x10);
     nvs_crypt_t crypt;
-    assert_true(nvs_crypt_init(&crypt, key));
     nvs_test_fixture_t f;
-    nvs_test_flash_path(f.path, sizeof(f.path), "nvs-crypt");
-    f.pages = PAGES;
+    crypt_fixture(&crypt, 0x10, &f, "nvs-crypt", PAGES);
     assert_int_equal(power_on(&f, &crypt, true), ESP_OK);
     uint8_t ns = 0;
     assert_int_equal(nvs_storage_open_namespace(&f.st, "csi_ota", true, &ns), ESP_OK);
@@ -163,14 +169,9 @@ static void test_reads_the_generator_encrypted_image(void **state) {
     fclose(in);
     assert_int_equal(len, sizeof(image));
     assert_null(memmem(image, len, "csi_sensor_042", 14));
-    uint8_t key[32];
-    key_of(key, 0x00);
     nvs_crypt_t crypt;
-    assert_true(nvs_crypt_init(&crypt, key));
-
     nvs_test_fixture_t f;
-    nvs_test_flash_path(f.path, sizeof(f.path), "nvs-crypt-gen");
-    f.pages = FIXTURE_PAGES;
+    crypt_fixture(&crypt, 0x00, &f, "nvs-crypt-gen", FIXTURE_PAGES);
     nvs_test_flash_open(&f.flash, f.path, true);
     assert_int_equal(sim_flash_write(f.flash.flash, NVS_TEST_BASE, image, len), SIM_FLASH_OK);
     nvs_test_flash_close(&f.flash);
