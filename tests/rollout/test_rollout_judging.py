@@ -103,6 +103,37 @@ def test_health_clock_starts_when_the_device_takes_the_offer(make_world):
     assert world.rollout(rollout_id).state == "completed"
 
 
+def test_a_device_never_heard_from_since_the_offer_is_not_reached_and_cannot_halt_the_rollout(make_world):
+    """An offline device (and one that never checked in) has no silence to judge: not reached, not failed."""
+    world = make_world(devices=5)
+    *healthy, offline = world.device_ids
+    with session_scope(world.sessions) as session:  # registered, never checked in, never heart-beat
+        registry.register_device(session, "never", actor="test")
+    rollout_id = world.create(
+        {"stages": [100], "batch_size": 6, "soak_s": 600, "failure_min_count": 1, "failure_percent": 10}
+    )
+    world.tick()
+    assert len(world.in_state(rollout_id, "offered")) == 6
+    for device in healthy:
+        world.check(device, "1.0.0")
+        world.install(device)
+    for _ in range(30):  # 2.5 h: past two hourly check intervals; `offline` is not heard again
+        world.advance(300)
+        for device in healthy:
+            world.heartbeat(device, "2.0.0")
+        world.tick()
+    states = world.states(rollout_id)
+    assert {d: (states[d].state, states[d].reason) for d in (offline, "never")} == {
+        offline: ("not_reached", "not_heard"),
+        "never": ("not_reached", "not_heard"),
+    }
+    detail = world.detail(rollout_id)
+    assert detail["state"] == "completed", [e["message"] for e in detail["events"]]
+    assert detail["counts"] == {"succeeded": 4, "not_reached": 2}
+    assert any("2 not reached" in e["message"] for e in detail["events"] if e["kind"] == "soak")
+    assert world.assigned(offline) is None and world.assigned("never") is None
+
+
 def test_stages_are_cut_by_rank_and_empty_stages_are_skipped_without_a_soak(make_world):
     """Item 2: 20 devices at 10/50/100 split 2/8/10; one device is offered at once, no empty-stage soak."""
     world = make_world(devices=20)

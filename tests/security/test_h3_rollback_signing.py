@@ -67,9 +67,11 @@ def test_a_rollout_of_the_current_release_cannot_mint_a_downgrade(tmp_path, crea
     rollout_id = world.create(POLICY, version="2.0.0", previous_release="1.0.0", actor=actor)
     world.tick()
     assert silent in world.in_state(rollout_id, "offered")
-    # The silent device never answers. It is judged once it is past the reach bound (two check
-    # intervals) and silent for three heartbeat intervals (issue 11), while the fleet keeps
-    # sending heartbeats (so the silence is not systemic): then the rollout halts.
+    # The extra device is heard once after the offer (a device never heard from since the offer
+    # is only "not reached" and halts nothing, issue 11), then never answers. It is judged once it
+    # is past the reach bound (two check intervals) and silent for three heartbeat intervals,
+    # while the fleet keeps sending heartbeats (so the silence is not systemic): the rollout halts.
+    world.heartbeat(silent, None)
     for _ in range(8):
         world.advance(1800)
         for device_id in fleet:

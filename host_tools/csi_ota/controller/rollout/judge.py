@@ -8,9 +8,11 @@ offer (its first version check that received the manifest, or its first
 download or report about it) — not after the offer was made: a device that
 checks hourly has not failed because it has not checked yet. A device that
 has not taken the offer within ``REACH_CHECK_INTERVALS`` of its own check
-interval is *not reached* (neither success nor failure) while it is alive;
-when it is also silent against its own heartbeat interval, that is a failure
-resting on silence. Silence verdicts carry ``silent=True``: the engine applies
+interval is *not reached* (neither success nor failure) while it is alive, and
+also when it has not been heard from at all since the offer (offline, never
+checked in: there is no silence to measure); when it was heard after the offer
+(or took an earlier attempt) and is silent against its own heartbeat interval,
+that is a failure resting on silence. Silence verdicts carry ``silent=True``: the engine applies
 them only when devices outside the update are not silent at the same time
 (engine.py), and all elapsed times leave out spans in which a controller was
 stalled (intake.py). The engine turns failed attempts into retries until
@@ -175,11 +177,16 @@ def judge_update(
     if rd.taken_real is None:  # has not picked the offer up yet: its own check interval decides
         if elapsed.since(rd.offered_real) <= intervals.reach_s:
             return None
+        heard_since_offer = contact is not None and contact > rd.offered_real
+        if not heard_since_offer and rd.attempts == 0:
+            # Never heard from since the first offer (offline, unplugged, never checked in): there is
+            # no silence to judge against its heartbeat interval and the release never reached it.
+            return Verdict("not_reached", "not_heard", silent=True)
         if is_silent(device, intervals, elapsed):
             return Verdict("failed", "silent", silent=True)
-        if contact is not None and contact > rd.offered_real:  # alive since the offer, never took it
+        if heard_since_offer:  # alive since the offer, never took it
             return Verdict("not_reached", "not_reached")
-        return None  # not heard since the offer, not silent for long enough yet: wait
+        return None  # not heard since the retry, not silent for long enough yet: wait
     if elapsed.since(rd.taken_real) > health_timeout_s:
         heard_since = contact is not None and contact > rd.taken_real
         return Verdict("failed", "timeout", silent=not heard_since)
