@@ -134,6 +134,39 @@ def test_a_device_never_heard_from_since_the_offer_is_not_reached_and_cannot_hal
     assert world.assigned(offline) is None and world.assigned("never") is None
 
 
+def test_a_not_reached_device_heard_from_again_is_offered_again_and_the_gate_waits_for_it(make_world):
+    world = make_world(devices=3)
+    *healthy, offline = world.device_ids
+    rollout_id = world.create({"stages": [100], "batch_size": 3, "soak_s": HOUR_S, "failure_min_count": 1})
+    world.tick()
+    for device in healthy:
+        world.check(device, "1.0.0")
+        world.install(device)
+    for _ in range(10):  # 2.5 h: `offline` is not reached
+        world.advance(900)
+        for device in healthy:
+            world.heartbeat(device, "2.0.0")
+        world.tick()
+    assert world.states(rollout_id)[offline].state == "not_reached"
+    assert world.detail(rollout_id)["stages"][0]["state"] == "soaking"
+    world.heartbeat(offline, "1.0.0")  # powered up again during the soak
+    world.tick()
+    assert world.in_state(rollout_id, "offered") == [offline]
+    assert world.assigned(offline) == world.releases["2.0.0"]
+    world.advance(3000)  # the soak is over, but the gate waits for the device offered again
+    for device in healthy:
+        world.heartbeat(device, "2.0.0")
+    world.tick()
+    assert world.rollout(rollout_id).state == "active"
+    assert world.check(offline, "1.0.0")
+    world.install(offline)
+    world.tick()
+    detail = world.detail(rollout_id)
+    assert detail["state"] == "completed", [e["message"] for e in detail["events"]]
+    assert detail["counts"] == {"succeeded": 3}
+    assert any(e["kind"] == "revised" and offline in e["message"] for e in detail["events"])
+
+
 def test_stages_are_cut_by_rank_and_empty_stages_are_skipped_without_a_soak(make_world):
     """Item 2: 20 devices at 10/50/100 split 2/8/10; one device is offered at once, no empty-stage soak."""
     world = make_world(devices=20)

@@ -124,6 +124,12 @@ def format_duration(seconds: float) -> str:
     return f"{seconds} s"
 
 
+def _some(items: list[str], shown: int = 5) -> str:
+    """The first few of a list, for an event message (all of them go in its details)."""
+    head = ", ".join(items[:shown])
+    return head if len(items) <= shown else f"{head} and {len(items) - shown} more"
+
+
 @dataclass
 class RolloutStep:
     """One tick's work on one rollout (all in the caller's transaction).
@@ -301,6 +307,7 @@ class RolloutStep:
         self.maybe_end_hold()
         state = self.rollout.state
         if state in ("active", "paused"):
+            self.offer_again_when_heard()
             self.judge_offered()
             self.watch_succeeded()
             if self.failure_threshold_crossed():
@@ -358,6 +365,29 @@ class RolloutStep:
                 continue
             self.apply_update_verdict(rd, device, verdict)
         self.apply_silence(silent, self.apply_update_verdict)
+
+    def offer_again_when_heard(self) -> None:
+        """Devices not reached because nothing was heard from them since the offer are offered again once heard."""
+        heard_again = self._rds(
+            RolloutDevice.state == "not_reached",
+            RolloutDevice.reason == "not_heard",
+            RolloutDevice.stage <= self.rollout.current_stage,
+            or_(
+                Device.last_seen > RolloutDevice.decided_real,
+                Device.last_heartbeat > RolloutDevice.decided_real,
+            ),
+            order=(RolloutDevice.stage, RolloutDevice.bucket),
+        )
+        for rd, _device in heard_again:
+            self.move(rd, "pending")
+            rd.reason = "heard_again"
+        if heard_again:
+            ids = [rd.device_id for rd, _device in heard_again]
+            self.event(
+                "revised",
+                f"{len(ids)} not-reached device(s) heard from again, offered again: {_some(ids)}",
+                devices=ids,
+            )
 
     def apply_update_verdict(self, rd: RolloutDevice, device: Device, verdict: Verdict) -> None:
         if verdict.outcome == "succeeded":
@@ -474,6 +504,8 @@ class RolloutStep:
         if stage.state != "soaking" or stage.soak_started_vt is None:
             return False
         if (self.now_vt - stage.soak_started_vt).total_seconds() < stage.soak_s:
+            return False
+        if counts["offered"] or counts["pending"]:  # not-reached devices heard again: wait for them
             return False
         p = self.policy
         needed = max(p.success_min_count, 1)
