@@ -242,6 +242,59 @@ def test_silence_shared_by_devices_outside_the_update_pauses_instead_of_failing(
     assert "hold" in kinds and "resumed" in kinds
 
 
+@pytest.mark.parametrize(
+    ("outside_silent", "inside_silent", "expected"),
+    [
+        (3, 3, "paused"),  # 30 % outside and 30 % inside: the same silence, not the release's
+        (0, 3, "halted"),  # everyone outside is heard: the updated devices' silence is theirs
+        (2, 7, "halted"),  # 20 % outside cannot explain 70 % inside
+    ],
+)
+def test_silence_inside_the_update_is_judged_against_the_rate_outside_it(
+    make_world, outside_silent, inside_silent, expected
+):
+    """Item 2: the engine compares silence rates inside and outside the update over the same window."""
+    world = make_world(devices=20)
+    rollout_id = world.create(
+        {
+            "stages": [50, 100],
+            "batch_size": 10,
+            "soak_s": DAY_S,
+            "health_timeout_s": 1800,
+            "max_retries": 0,
+            "failure_min_count": 3,
+            "rollback": "none",
+        }
+    )
+    world.tick()
+    inside = world.in_state(rollout_id, "offered")
+    outside = sorted(set(world.device_ids) - set(inside))
+    assert len(inside) == len(outside) == 10
+    for device in inside:
+        world.check(device, "1.0.0")
+        world.install(device)
+    world.tick()
+    assert sorted(world.in_state(rollout_id, "succeeded")) == inside
+    heard = inside[inside_silent:] + outside[outside_silent:]
+    for _ in range(7):  # 35 min: the silent ones pass both the silence bound and the health timeout
+        world.advance(300)
+        for device in heard:
+            world.heartbeat(device, "2.0.0" if device in inside else "1.0.0")
+        world.tick()
+    rollout = world.rollout(rollout_id)
+    failed = world.in_state(rollout_id, "failed")
+    assert rollout.state == expected, [e["message"] for e in world.detail(rollout_id)["events"]]
+    if expected == "paused":
+        assert failed == []
+        assert rollout.hold_reason.startswith(
+            f"{outside_silent} of 10 devices outside the update went silent too"
+        )
+        assert f"inside it {inside_silent} of 10" in rollout.hold_reason
+    else:
+        assert failed == sorted(inside[:inside_silent])
+        assert {world.states(rollout_id)[d].reason for d in failed} == {"silent_after_update"}
+
+
 def test_a_span_in_which_the_controller_was_stalled_never_counts_as_silence(make_world):
     world = make_world(devices=4)
     rollout_id = world.create(

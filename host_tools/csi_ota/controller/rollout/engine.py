@@ -8,8 +8,10 @@ controller processes on one database exactly one engine decides. A tick:
    status reports, heartbeats and the version check (csi_ota.controller.rollout.judge),
    its health clock running from when it took the offer and never through a span in
    which a controller was stalled (intake.py); verdicts that rest on silence apply only
-   if devices outside the update are heard meanwhile — otherwise the engine pauses the
-   rollout (a hold) and resumes it by itself when they are heard again;
+   if devices outside the update are not silent at a comparable rate (silence_is_systemic)
+   — otherwise the engine pauses the rollout (a hold) and resumes it by itself when they
+   are heard again; not-reached devices that were never heard since the offer are offered
+   again once heard;
 2. halts the rollout when the failure threshold is crossed (alert, and the
    signed rollback when the policy says so);
 3. moves the stage gate: a stage whose devices are all decided (or not reached)
@@ -54,6 +56,7 @@ from csi_ota.controller.rollout.judge import (
 )
 from csi_ota.controller.rollout.models import (
     DEVICE_STATES,
+    IN_FLIGHT_DEVICE_STATES,
     OPEN_ROLLOUT_STATES,
     Rollout,
     RolloutDevice,
@@ -78,8 +81,14 @@ OFFER_LOOKAHEAD = 50
 CONTROL_SAMPLE = 2000
 CONTROL_MIN_DEVICES = 3
 CONTROL_LOOKBACK_SILENCES = 10  # a device silent for longer than this many silence bounds is just gone
-HOLD_SILENT_SHARE = 0.5  # hold when at least this share of the control group is silent
-RESUME_SILENT_SHARE = 0.25  # resume when fewer than this share are
+# Silence inside the update (devices that took the release) is compared with silence outside it
+# (the control group), both judged the same way: nothing heard for SILENT_AFTER_HEARTBEATS of
+# the device's heartbeat intervals, controller stalls left out.
+CONTROL_MIN_SILENT = 2  # fewer silent devices outside the update is background, not an outage
+OUTSIDE_SILENT_MIN_SHARE = 0.10  # so is a smaller share of them: silence verdicts apply
+SILENCE_RATE_MARGIN = 0.15  # inside rate <= outside rate + this: the same silence, not the release's
+HOLD_SILENT_SHARE = 0.5  # hold whatever the inside rate when at least this share outside is silent
+RESUME_SILENT_SHARE = 0.05  # a hold ends when fewer than this share (or one device) outside are silent
 PRUNE_EVERY_TICKS = 600
 
 
@@ -165,6 +174,7 @@ class RolloutStep:
             self.ledger = StallLedger.load(s, self.clock, self.now_real)
         self.elapsed = Elapsed(self.ledger, self.now_real)
         self._control: tuple[int, int] | None = None
+        self._inside: tuple[int, int] = (0, 0)
         self.tally = Tally()
         for stage, state, count in s.execute(
             select(RolloutDevice.stage, RolloutDevice.state, func.count())
@@ -235,20 +245,51 @@ class RolloutStep:
         self._control = (silent, considered)
         return self._control
 
-    def silence_is_systemic(self) -> bool:
+    def inside_silence(self, verdicts: list[tuple[RolloutDevice, Device, Verdict]]) -> tuple[int, int]:
+        """(silent, considered) among devices inside the update: those that took the release.
+
+        In flight with the offer taken, or succeeded; plus this tick's silence verdicts. Silent by
+        the control group's measure, or because a silence verdict was reached on it.
+        """
+        took = or_(
+            and_(RolloutDevice.state.in_(IN_FLIGHT_DEVICE_STATES), RolloutDevice.taken_real.is_not(None)),
+            and_(RolloutDevice.state == "succeeded", RolloutDevice.reason != "already_current"),
+        )
+        silent = {rd.device_id for rd, _device, _verdict in verdicts}
+        considered = set(silent)
+        for rd, device in self._rds(took, order=(RolloutDevice.device_id,), limit=CONTROL_SAMPLE):
+            considered.add(rd.device_id)
+            if is_silent(device, self.intervals(device), self.elapsed):
+                silent.add(rd.device_id)
+        return len(silent), len(considered)
+
+    def silence_is_systemic(self, verdicts: list[tuple[RolloutDevice, Device, Verdict]]) -> bool:
+        """Devices outside the update are silent at a comparable rate: controller, network or fleet trouble."""
         silent, considered = self.control_group()
-        return considered >= CONTROL_MIN_DEVICES and silent >= HOLD_SILENT_SHARE * considered
+        if considered < CONTROL_MIN_DEVICES or silent < CONTROL_MIN_SILENT:
+            return False
+        outside = silent / considered
+        if outside < OUTSIDE_SILENT_MIN_SHARE:
+            return False
+        self._inside = self.inside_silence(verdicts)
+        inside_silent, inside_considered = self._inside
+        return (
+            outside >= HOLD_SILENT_SHARE
+            or inside_silent <= (outside + SILENCE_RATE_MARGIN) * inside_considered
+        )
 
     def apply_silence(self, verdicts: list[tuple[RolloutDevice, Device, Verdict]], apply) -> None:
-        """Silence verdicts count only when devices outside the update are heard meanwhile."""
+        """Silence verdicts count only when devices outside the update are not silent at a comparable rate."""
         if not verdicts:
             return
-        if self.silence_is_systemic():
+        if self.silence_is_systemic(verdicts):
             silent, considered = self.control_group()
+            inside_silent, inside_considered = self._inside
             if self.rollout.state == "active":
                 self.hold(
                     f"{silent} of {considered} devices outside the update went silent too "
-                    f"({len(verdicts)} updating devices silent): controller or network, not the release"
+                    f"({silent * 100 // considered} %; inside it {inside_silent} of {inside_considered}, "
+                    f"{len(verdicts)} of them judged silent): controller, network or fleet, not the release"
                 )
             return
         for rd, device, verdict in verdicts:
@@ -265,7 +306,11 @@ class RolloutStep:
         if rollout.state != "paused" or not rollout.hold_reason:
             return
         silent, considered = self.control_group()
-        if considered >= CONTROL_MIN_DEVICES and silent >= RESUME_SILENT_SHARE * considered:
+        if (
+            considered >= CONTROL_MIN_DEVICES
+            and silent >= CONTROL_MIN_SILENT
+            and silent >= RESUME_SILENT_SHARE * considered
+        ):
             return
         started = self.session.scalar(
             select(RolloutEvent.at_real)
@@ -716,6 +761,7 @@ class RolloutStep:
             outcome = "rolled_back" if verdict.outcome == "succeeded" else "rollback_failed"
             self.decide(rd, outcome, verdict.reason)
 
+        silent: list[tuple[RolloutDevice, Device, Verdict]] = []
         for rd, device in self._rds(RolloutDevice.state == "rolling_back"):
             verdict = judge_rollback(
                 rd,
@@ -726,10 +772,11 @@ class RolloutStep:
                 intervals=self.intervals(device),
                 elapsed=self.elapsed,
             )
-            if verdict is not None and verdict.silent and self.silence_is_systemic():
-                continue  # controller or network trouble: judge it when devices are heard again
-            if verdict is not None:
+            if verdict is not None and verdict.silent:
+                silent.append((rd, device, verdict))  # judged unless devices outside are silent too
+            elif verdict is not None:
                 apply(rd, device, verdict)
+        self.apply_silence(silent, apply)
         # Every device running the halted release (including late installers) gets the signed rollback.
         for rd, device in self._rds(
             RolloutDevice.state.not_in(("rolling_back", "rolled_back", "rollback_failed", "excluded")),

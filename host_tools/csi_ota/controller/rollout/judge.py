@@ -13,8 +13,8 @@ also when it has not been heard from at all since the offer (offline, never
 checked in: there is no silence to measure); when it was heard after the offer
 (or took an earlier attempt) and is silent against its own heartbeat interval,
 that is a failure resting on silence. Silence verdicts carry ``silent=True``: the engine applies
-them only when devices outside the update are not silent at the same time
-(engine.py), and all elapsed times leave out spans in which a controller was
+them only when devices outside the update are not silent at a comparable
+rate (engine.py), and all elapsed times leave out spans in which a controller was
 stalled (intake.py). The engine turns failed attempts into retries until
 UPDATE_RETRY_COUNT is used up.
 """
