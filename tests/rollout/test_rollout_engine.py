@@ -296,6 +296,74 @@ def test_a_device_still_verifying_at_the_halt_may_come_back_by_itself(make_world
     }
 
 
+def test_devices_that_come_back_after_the_rollback_finished_are_revised_to_rolled_back(make_world):
+    """Late returners: counted as rollback_failed, back on 1.0.0 and healthy later: verdicts and counts revised."""
+    world = make_world(devices=10)
+    policy = {**FAST, "stages": [100], "batch_size": 10, "failure_percent": 20, "failure_min_count": 2}
+    rollout_id = world.create(policy)
+    world.tick()
+    offered = world.in_state(rollout_id, "offered")
+    good, bad = offered[:3], offered[3:5]
+    world.settle(good, bad)
+    assert sorted(world.in_state(rollout_id, "rolling_back")) == sorted(good)
+    world.advance(7300)  # two hourly check intervals: none of them took the rollback, all silent
+    world.tick()
+    rollout = world.rollout(rollout_id)
+    assert rollout.state == "rolled_back" and sorted(world.in_state(rollout_id, "rollback_failed")) == good
+    assert "3 did not come back" in world.detail(rollout_id)["events"][-1]["message"]
+    for device in good[:2]:  # ... and then they come back: two install the rollback, one returns by itself
+        world.install(device, old="2.0.0", new="1.0.0")
+    world.heartbeat(good[2], "1.0.0")
+    world.tick()
+    world.tick()  # nothing more to revise
+    detail = world.detail(rollout_id)
+    assert detail["state"] == "rolled_back"
+    assert detail["counts"] == {"rolled_back": 3, "failed": 2, "pending": 5}
+    states = world.states(rollout_id)
+    assert {d: states[d].reason for d in good} == {
+        good[0]: "late_rollback_installed",
+        good[1]: "late_rollback_installed",
+        good[2]: "late_returned_by_itself",
+    }
+    revised = [e for e in detail["events"] if e["kind"] == "revised"]
+    assert len(revised) == 1 and sorted(revised[0]["details"]["devices"]) == good
+    message = revised[0]["message"]
+    assert message.startswith("3 devices: ") and "came back: back on 1.0.0, healthy" in message
+    assert "after being counted as rollback_failed (rollback_silent)" in message
+    assert "counts now: 2 failed, 3 rolled_back" in message and "the halt and the rollback stand" in message
+
+
+def test_a_device_failed_for_silence_that_reports_success_later_is_revised_and_the_halt_stands(make_world):
+    world = make_world(devices=10)
+    policy = {**FAST, "stages": [100], "batch_size": 10, "failure_percent": 20, "rollback": "none"}
+    rollout_id = world.create(policy)
+    world.tick()
+    offered = world.in_state(rollout_id, "offered")
+    good, quiet, rest = offered[:3], offered[3:6], offered[6:]
+    for device in good:
+        world.install(device)
+    for device in quiet:
+        assert world.check(device, "1.0.0")  # took the offer ... and is not heard again for a while
+    world.advance(700)
+    for device in [*good, *rest]:
+        world.heartbeat(device, "2.0.0" if device in good else "1.0.0")
+    world.tick()
+    rollout = world.rollout(rollout_id)
+    assert rollout.state == "halted" and "3 of 6 decided devices failed" in rollout.halt_reason
+    assert {world.states(rollout_id)[d].reason for d in quiet} == {"timeout"}
+    for device in quiet:  # it was installing all along
+        world.install(device)
+    world.tick()
+    detail = world.detail(rollout_id)
+    assert detail["state"] == "halted"  # a halt is not undone by itself
+    assert detail["counts"] == {"succeeded": 6, "pending": 4}
+    assert {world.states(rollout_id)[d].reason for d in quiet} == {"late_success"}
+    message = [e for e in detail["events"] if e["kind"] == "revised"][0]["message"]
+    assert "came back: runs 2.0.0, healthy, after being counted as failed (timeout)" in message
+    assert "the failure threshold no longer holds (0 of 6 decided devices failed)" in message
+    assert "the halt stands until an operator resumes" in message
+
+
 def test_devices_offered_before_their_first_check_in_still_get_the_rollback(make_world):
     """Registered devices not yet heard from: the old version is learnt from their reports."""
     world = make_world(devices=10, checked_in=False)

@@ -44,11 +44,13 @@ from csi_ota.controller.rollout import alerts, lease
 from csi_ota.controller.rollout.clock import VirtualClock
 from csi_ota.controller.rollout.intake import StallLedger, prune_stalls, record_stall
 from csi_ota.controller.rollout.judge import (
+    REVISABLE_FAILED_REASONS,
     UNHEALTHY_HEALTH_VALUES,
     DeviceIntervals,
     Elapsed,
     Verdict,
     is_silent,
+    judge_late_return,
     judge_rollback,
     judge_succeeded,
     judge_update,
@@ -58,6 +60,7 @@ from csi_ota.controller.rollout.models import (
     DEVICE_STATES,
     IN_FLIGHT_DEVICE_STATES,
     OPEN_ROLLOUT_STATES,
+    TERMINAL_ROLLOUT_STATES,
     Rollout,
     RolloutDevice,
     RolloutEvent,
@@ -90,6 +93,8 @@ SILENCE_RATE_MARGIN = 0.15  # inside rate <= outside rate + this: the same silen
 HOLD_SILENT_SHARE = 0.5  # hold whatever the inside rate when at least this share outside is silent
 RESUME_SILENT_SHARE = 0.05  # a hold ends when fewer than this share (or one device) outside are silent
 PRUNE_EVERY_TICKS = 600
+# A finished rollout's verdicts are still revised when its devices come back late, for this long (virtual).
+REVISE_AFTER_FINISH_S = 7 * 24 * 3600
 
 
 def add_event(
@@ -133,10 +138,29 @@ def format_duration(seconds: float) -> str:
     return f"{seconds} s"
 
 
-def _some(items: list[str], shown: int = 5) -> str:
+def _some(items: list[str], shown: int = 5, sep: str = ", ") -> str:
     """The first few of a list, for an event message (all of them go in its details)."""
-    head = ", ".join(items[:shown])
-    return head if len(items) <= shown else f"{head} and {len(items) - shown} more"
+    head = sep.join(items[:shown])
+    return head if len(items) <= shown else f"{head}{sep}and {len(items) - shown} more"
+
+
+def _version_of(release_id_column):
+    return select(Release.version).where(Release.id == release_id_column).scalar_subquery()
+
+
+def revisable_clause(release: Release, previous: Release | None):
+    """Rollout devices whose verdict may be revised: judge_late_return's candidates, narrowed in SQL."""
+    failed = and_(
+        RolloutDevice.state == "failed",
+        RolloutDevice.reason.in_(REVISABLE_FAILED_REASONS),
+        Device.version == release.version,
+    )
+    candidates = (
+        or_(failed, and_(RolloutDevice.state == "rollback_failed", Device.version == previous.version))
+        if previous is not None
+        else failed
+    )
+    return and_(candidates, Device.last_heartbeat > RolloutDevice.decided_real)
 
 
 @dataclass
@@ -349,6 +373,7 @@ class RolloutStep:
     # ------------------------------------------------------------------ the tick
 
     def run(self) -> None:
+        self.revise_late_returners()
         self.maybe_end_hold()
         state = self.rollout.state
         if state in ("active", "paused"):
@@ -410,6 +435,73 @@ class RolloutStep:
                 continue
             self.apply_update_verdict(rd, device, verdict)
         self.apply_silence(silent, self.apply_update_verdict)
+
+    def revise_late_returners(self) -> None:
+        """Devices counted as failed for silence, or as not back from the rollback, that came back fine.
+
+        Their verdicts and the rollout's counts are corrected, in every rollout state (a finished
+        rollout for REVISE_AFTER_FINISH_S); a halt, a rollback or a completion is not undone.
+        """
+        previous = (
+            self.session.get(Release, self.rollout.previous_release_id)
+            if self.rollout.previous_release_id
+            else None
+        )
+        rows = self._rds(revisable_clause(self.release, previous), order=(RolloutDevice.device_id,))
+        revised: list[tuple[str, str]] = []
+        for rd, device in rows:
+            verdict = judge_late_return(
+                rd,
+                device,
+                target_version=self.release.version,
+                previous_version=previous.version if previous is not None else None,
+            )
+            if verdict is None:
+                continue
+            was = f"{rd.state} ({rd.reason})"
+            if rd.state == "failed":
+                self.decide(rd, "succeeded", verdict.reason)
+                how = f"runs {self.release.version}, healthy"
+                if self.rollout.state in ("active", "paused"):  # like every succeeded device
+                    device.assigned_release_id = self.release.id
+            else:
+                self.decide(rd, "rolled_back", verdict.reason)
+                how = f"back on {previous.version}, healthy ({verdict.reason.removeprefix('late_')})"
+            revised.append((rd.device_id, f"{rd.device_id} came back: {how}, after being counted as {was}"))
+        if not revised:
+            return
+        entries = [entry for _device_id, entry in revised]
+        head = (
+            f"device {entries[0]}"
+            if len(entries) == 1
+            else f"{len(entries)} devices: {_some(entries, 3, '; ')}"
+        )
+        self.event(
+            "revised",
+            f"{head}; counts now: {self._count_text()}{self._halt_note()}",
+            devices=[device_id for device_id, _entry in revised],
+            counts=dict(self.counts()),
+        )
+
+    def _count_text(self) -> str:
+        counts = self.counts()
+        shown = ("succeeded", "failed", "not_reached", "rolled_back", "rollback_failed", "rolling_back")
+        return ", ".join(f"{counts[state]} {state}" for state in shown if counts[state])
+
+    def _halt_note(self) -> str:
+        """What a revision means for a halt: it stands; whether the failure threshold still holds."""
+        rollout = self.rollout
+        if rollout.state == "halted" and rollout.halt_reason.startswith("failure threshold crossed"):
+            counts = self.counts()
+            failed, decided = counts["failed"], counts["failed"] + counts["succeeded"]
+            holds = self.threshold_holds(failed, decided)
+            return (
+                f"; the failure threshold {'still holds' if holds else 'no longer holds'} "
+                f"({failed} of {decided} decided devices failed): the halt stands until an operator resumes"
+            )
+        if rollout.state in ("halted", "rolling_back", "rolled_back"):
+            return "; the halt and the rollback stand"
+        return ""
 
     def offer_again_when_heard(self) -> None:
         """Devices not reached because nothing was heard from them since the offer are offered again once heard."""
@@ -487,12 +579,16 @@ class RolloutStep:
                 self.decide(rd, "failed", verdict.reason)
         self.apply_silence(silent, lambda rd, _device, verdict: self.decide(rd, "failed", verdict.reason))
 
+    def threshold_holds(self, failed: int, decided: int) -> bool:
+        p = self.policy
+        return failed >= p.failure_min_count and failed * 100 >= p.failure_percent * decided
+
     def failure_threshold_crossed(self) -> bool:
         counts = self.counts()
         failed, succeeded = counts["failed"], counts["succeeded"]
         decided = failed + succeeded
         p = self.policy
-        if failed >= p.failure_min_count and failed * 100 >= p.failure_percent * decided:
+        if self.threshold_holds(failed, decided):
             reasons = Tally(
                 reason.split(":")[0]
                 for reason in self.session.scalars(
@@ -860,6 +956,7 @@ class RolloutEngine:
                         .order_by(Rollout.id)
                         .with_for_update()
                     ).all()
+                    rollouts = [*rollouts, *self._finished_with_late_returners(session, started_real)]
                     ledger = StallLedger.load(session, self.clock, started_real) if rollouts else None
                     for rollout in rollouts:
                         RolloutStep(
@@ -887,6 +984,40 @@ class RolloutEngine:
         if held:
             self.ticks += 1
         return held
+
+    def _finished_with_late_returners(self, session: Session, now_real: dt.datetime) -> list[Rollout]:
+        """Recently finished rollouts with a failed / rollback_failed device heard from since its verdict."""
+        since = now_real - dt.timedelta(seconds=self.clock.real_seconds(REVISE_AFTER_FINISH_S))
+        heard_since_verdict = (
+            select(RolloutDevice.device_id)
+            .join(Device, Device.id == RolloutDevice.device_id)
+            .where(
+                RolloutDevice.rollout_id == Rollout.id,
+                or_(
+                    and_(
+                        RolloutDevice.state == "failed",
+                        RolloutDevice.reason.in_(REVISABLE_FAILED_REASONS),
+                        Device.version == _version_of(Rollout.release_id),
+                    ),
+                    and_(
+                        RolloutDevice.state == "rollback_failed",
+                        Device.version == _version_of(Rollout.previous_release_id),
+                    ),
+                ),
+                Device.last_heartbeat > RolloutDevice.decided_real,
+            )
+            .exists()
+        )
+        return list(
+            session.scalars(
+                select(Rollout)
+                .where(
+                    Rollout.state.in_(TERMINAL_ROLLOUT_STATES), Rollout.finished > since, heard_since_verdict
+                )
+                .order_by(Rollout.id)
+                .with_for_update()
+            )
+        )
 
     def give_up_lease(self) -> None:
         with session_scope(self.sessions) as session:

@@ -38,6 +38,8 @@ UNHEALTHY_HEALTH_VALUES = ("degraded", "offline")
 REACH_CHECK_INTERVALS = 2
 # Silent = nothing heard for this many of its own heartbeat intervals (as registry.OFFLINE_AFTER_INTERVALS).
 SILENT_AFTER_HEARTBEATS = 3
+# Failures that rest on not hearing from the device in time: revised when it comes back fine.
+REVISABLE_FAILED_REASONS = ("silent", "timeout", "silent_after_update")
 
 
 @dataclass(frozen=True)
@@ -261,4 +263,36 @@ def judge_rollback(
         return Verdict("failed", "rollback_silent" if silent else "rollback_not_reached", silent=silent)
     if elapsed.since(rd.taken_real) > health_timeout_s:
         return Verdict("failed", "rollback_timeout")
+    return None
+
+
+def judge_late_return(
+    rd: RolloutDevice, device: Device, *, target_version: str, previous_version: str | None
+) -> Verdict | None:
+    """A device counted as failed for silence or a timeout, or as ``rollback_failed``, that came back fine.
+
+    It came back when a healthy heartbeat arrived after the decision while it runs, valid and
+    not between reports, the release (a failed device: ``late_success``) or the previous
+    release (a device that did not come back from the rollback: ``late_rollback_installed``
+    when it reported ``success`` after the rollback offer, else ``late_returned_by_itself``).
+    """
+    if (
+        rd.decided_real is None
+        or device.last_heartbeat is None
+        or device.last_heartbeat <= rd.decided_real
+        or device.health != "healthy"
+        or device.ota_state == "pending_verify"
+        or device.last_ota_state in IN_PROGRESS_REPORT_STATES
+    ):
+        return None
+    if rd.state == "failed" and rd.reason in REVISABLE_FAILED_REASONS and device.version == target_version:
+        return Verdict("succeeded", "late_success")
+    if rd.state == "rollback_failed" and previous_version is not None and device.version == previous_version:
+        installed = (
+            device.last_ota_state == "success"
+            and device.last_ota_at is not None
+            and rd.offered_real is not None
+            and device.last_ota_at > rd.offered_real
+        )
+        return Verdict("succeeded", "late_rollback_installed" if installed else "late_returned_by_itself")
     return None
