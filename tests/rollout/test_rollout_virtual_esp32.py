@@ -11,7 +11,7 @@ from rollout_harness import create_rollout, fleet_config, rollout_detail, start_
 
 from csi_ota.fleet.runner import run_fleet
 
-SCALE = 3600.0  # 1 h virtual per real second (within csi-ota-sim's --time-scale limit)
+SCALE = 1800.0  # 30 min virtual per real second
 SIMULATED = 20
 VIRTUAL = 2
 # Real seconds between checks and heartbeats: a device has two check intervals to take an offer,

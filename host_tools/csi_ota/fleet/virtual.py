@@ -6,7 +6,10 @@ URL, its device token, the trusted keys and CA, a short check interval and
 auto-update on, and runs the same OTA core as the real firmware. Timing:
 the sim's clock runs ``--time-scale`` times faster (capped at the sim's
 maximum), and its check / heartbeat intervals are chosen so that they take
-the same wall-clock time as the simulated devices' intervals.
+the same wall-clock time as the simulated devices' intervals. Network time
+does not scale (a 10 ms answer is 36 s of virtual time at 3600x), so each
+post-update self-test gets SELFTEST_WINDOW_REAL_S of wall-clock time: the
+Kconfig default (30 s) or more, within the option's range.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ SIM_MAX_TIME_SCALE = 10_000.0  # csi-ota-sim --time-scale limit (firmware/sim/id
 IMAGE_SIZE_BYTES = 24_000
 STOP_TIMEOUT_S = 3.0  # per process and step (exit, terminate, kill)
 VERSION_RE = re.compile(r"cpu_start: App version:\s+(\S+)")
+SELFTEST_WINDOW_REAL_S = 0.5  # wall-clock time each self-test may spend on network round trips
+SELFTEST_TIMEOUT_DEFAULT_MS = 30_000  # CONFIG_CSI_OTA_SELFTEST_TIMEOUT_MS default
+SELFTEST_TIMEOUT_MAX_MS = 600_000  # its Kconfig range (firmware/main/Kconfig.projbuild)
 REPORT_RE = re.compile(r"ota: report \d+ (\w+) \((\w+)\) acknowledged")
 
 
@@ -38,6 +44,13 @@ def sim_interval_s(interval_s: float, time_scale: float) -> tuple[int, float]:
     """
     sim_scale = min(time_scale, SIM_MAX_TIME_SCALE)
     return max(1, round(interval_s / time_scale * sim_scale)), sim_scale
+
+
+def sim_selftest_timeout_ms(sim_scale: float) -> int:
+    """CONFIG_CSI_OTA_SELFTEST_TIMEOUT_MS for a sim at ``sim_scale``: SELFTEST_WINDOW_REAL_S of wall-clock
+    time, at least the Kconfig default and at most the option's maximum."""
+    wanted_ms = round(SELFTEST_WINDOW_REAL_S * sim_scale * 1000)
+    return min(SELFTEST_TIMEOUT_MAX_MS, max(SELFTEST_TIMEOUT_DEFAULT_MS, wanted_ms))
 
 
 @dataclass
@@ -110,6 +123,7 @@ class VirtualEsp32Fleet:
                 check_interval_sec=check_sec,
                 auto_update_enabled=True,
                 heartbeat_interval_sec=heartbeat_sec,
+                selftest_timeout_ms=sim_selftest_timeout_ms(sim_scale),
             ).write(self.work_dir / f"esp32-{index}.conf")
             process = SimProcess(flash, config, binary=binary, time_scale=sim_scale)
             self.devices.append(VirtualEsp32(device_id, process))

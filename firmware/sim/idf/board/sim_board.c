@@ -39,6 +39,7 @@
 #include "esp_app_desc.h"
 #include "sim_board.h"
 #include "sim_bootloader.h"
+#include "sim_clock.h"
 #include "sim_device.h"
 #include "sim_flash.h"
 #include "sim_image.h"
@@ -74,7 +75,6 @@ static struct {
     sim_boot_result_t boot;
     esp_app_desc_t app_desc;
     uint32_t boot_count;
-    struct timespec boot_real;
     sim_config_entry_t config[SIM_CONFIG_MAX_ENTRIES];
     size_t config_count;
     char bundle_ca[SIM_PATH_MAX];
@@ -128,31 +128,10 @@ static void board_log(char level, const char *tag, const char *fmt, ...) {
 
 /* ---------------------------------------------------------------- clock -- */
 
+/* The board's clock is sim_clock.c: time-scaled, held back while a task that is due has not
+ * run. */
 int64_t sim_board_now_us(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double real_us = (double)(now.tv_sec - s_board.boot_real.tv_sec) * 1e6 +
-                     (double)(now.tv_nsec - s_board.boot_real.tv_nsec) / 1e3;
-    return (int64_t)(real_us * s_board.args.time_scale);
-}
-
-struct timespec sim_board_deadline(uint64_t virtual_ms) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    if (virtual_ms > 1000000000ull) {
-        virtual_ms = 1000000000ull;
-    }
-    double real_ns = (double)virtual_ms * 1e6 / s_board.args.time_scale;
-    uint64_t ns = (uint64_t)t.tv_nsec + (uint64_t)real_ns;
-    t.tv_sec += (time_t)(ns / 1000000000ull);
-    t.tv_nsec = (long)(ns % 1000000000ull);
-    return t;
-}
-
-void sim_board_sleep_ms(uint64_t virtual_ms) {
-    struct timespec deadline = sim_board_deadline(virtual_ms);
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) == EINTR) {
-    }
+    return sim_clock_now_us();
 }
 
 /* ---------------------------------------------------------- the board -- */
@@ -501,9 +480,9 @@ static void board_resume_state(void) {
 
 int sim_board_run(int argc, char **argv, void (*app_main_fn)(void)) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    clock_gettime(CLOCK_MONOTONIC, &s_board.boot_real);
     s_board.argv = argv;
     board_parse_args(argc, argv, &s_board.args);
+    sim_clock_start(s_board.args.time_scale);
     board_load_config(s_board.args.config_path);
     sim_flash_result_t fr = sim_flash_open(s_board.args.flash_path, &s_board.flash);
     if (fr != SIM_FLASH_OK) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "sim_board.h"
+#include "sim_clock.h"
 
 struct esp_timer {
     esp_timer_cb_t callback;
@@ -28,9 +29,14 @@ int64_t esp_timer_get_time(void) {
     return sim_board_now_us();
 }
 
+/* The task waits for the earliest alarm as a registered wait (sim_clock.h) that lasts until
+ * that alarm's callback has returned, so the clock does not run past an alarm whose callback
+ * has not run yet. */
 static void *timer_task(void *arg) {
     (void)arg;
     pthread_setname_np(pthread_self(), "esp_timer");
+    sim_clock_wait_t wait;
+    bool waiting = false;
     pthread_mutex_lock(&s_lock);
     for (;;) {
         struct esp_timer *due = NULL;
@@ -39,15 +45,21 @@ static void *timer_task(void *arg) {
                 due = t;
             }
         }
-        int64_t now_us = sim_board_now_us();
+        if (waiting && (due == NULL || due->alarm_us != wait.until_us)) {
+            sim_clock_wait_end(&wait); /* stopped, or an earlier alarm came */
+            waiting = false;
+        }
         if (due == NULL) {
             pthread_cond_wait(&s_changed, &s_lock);
             continue;
         }
-        if (due->alarm_us > now_us) {
-            struct timespec deadline =
-                sim_board_deadline((uint64_t)(due->alarm_us - now_us + 999) / 1000u);
-            pthread_cond_timedwait(&s_changed, &s_lock, &deadline);
+        if (!waiting) {
+            sim_clock_wait_begin(&wait, due->alarm_us);
+            waiting = true;
+        }
+        if (!sim_clock_wait_reached(&wait)) {
+            struct timespec recheck = sim_clock_wait_recheck(&wait);
+            pthread_cond_timedwait(&s_changed, &s_lock, &recheck);
             continue;
         }
         due->alarm_us = due->period_us > 0 ? due->alarm_us + (int64_t)due->period_us : -1;
@@ -55,6 +67,8 @@ static void *timer_task(void *arg) {
         void *cb_arg = due->arg;
         pthread_mutex_unlock(&s_lock);
         callback(cb_arg);
+        sim_clock_wait_end(&wait);
+        waiting = false;
         pthread_mutex_lock(&s_lock);
     }
     return NULL;

@@ -9,8 +9,12 @@
  * CSI: once esp_wifi_set_csi(true) is called with a callback, the "wifi" task delivers
  * SIM_CSI_RATE_HZ reports per second of virtual time while the station is connected: an
  * HT20 packet from the AP with 128 bytes (64 subcarriers of LLTF, int8 imaginary/real
- * pairs) shaped by a slowly moving multipath phase. An image with the hardware-layer
- * behaviour marker "fail_selftest" stands for a board whose radio captures no CSI.
+ * pairs) shaped by a slowly moving multipath phase. At high --time-scale the radio reports
+ * at most once per SIM_CSI_MIN_REAL_PERIOD_US of real time: at 3600x, 20 reports per virtual
+ * second would be 72,000 a real second, the task would spin a core and an HTTP-publishing
+ * board would send its controller a POST per frame (at 3600x: one per 18 s of virtual
+ * time, 200 a real second). An image with the hardware-layer behaviour marker "fail_selftest"
+ * stands for a board whose radio captures no CSI.
  */
 #define _GNU_SOURCE
 #include "esp_wifi.h"
@@ -24,6 +28,7 @@
 #include "esp_netif.h"
 #include "freertos/task.h"
 #include "sim_board.h"
+#include "sim_clock.h"
 
 ESP_EVENT_DEFINE_BASE(WIFI_EVENT);
 ESP_EVENT_DEFINE_BASE(IP_EVENT);
@@ -33,6 +38,7 @@ ESP_EVENT_DEFINE_BASE(IP_EVENT);
 #define SIM_WIFI_CHANNEL 6
 #define SIM_WIFI_DHCP_MS 50u
 #define SIM_CSI_RATE_HZ 20u
+#define SIM_CSI_MIN_REAL_PERIOD_US 5000.0
 #define SIM_CSI_BYTES 128u
 
 struct esp_netif_obj {
@@ -122,8 +128,11 @@ static void wifi_csi_report(uint32_t seq) {
 static void wifi_task(void *arg) {
     (void)arg;
     uint32_t seq = 0;
+    const double min_period_ms = SIM_CSI_MIN_REAL_PERIOD_US * sim_clock_time_scale() / 1000.0;
+    const uint32_t period_ms =
+        (uint32_t)fmax(1000.0 / SIM_CSI_RATE_HZ, fmin(min_period_ms, 60000.0));
     for (;;) {
-        vTaskDelay(pdMS_TO_TICKS(1000u / SIM_CSI_RATE_HZ));
+        vTaskDelay(pdMS_TO_TICKS(period_ms));
         pthread_mutex_lock(&s_wifi.lock);
         bool deliver = s_wifi.connected && s_wifi.csi_enabled && s_wifi.csi_cb != NULL &&
                        !sim_board_behaviour_is("fail_selftest");

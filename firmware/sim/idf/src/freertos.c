@@ -14,6 +14,7 @@
 #include "freertos/semphr.h"
 #include "freertos/task.h"
 #include "sim_board.h"
+#include "sim_clock.h"
 
 /* --------------------------------------------------------------- waiting -- */
 
@@ -25,14 +26,42 @@ static void wait_init(pthread_cond_t *cond) {
     pthread_condattr_destroy(&attr);
 }
 
-/* Waits on cond until woken or the deadline; false when the deadline passed. */
-static bool wait_until(pthread_cond_t *cond, pthread_mutex_t *mutex, TickType_t ticks,
-                       const struct timespec *deadline) {
-    if (ticks == portMAX_DELAY) {
+/* A wait of ticks_to_wait on the virtual clock (sim_clock.h): registered with the clock unless
+ * it is a poll (0) or forever (portMAX_DELAY), so the clock does not run past it before its
+ * task has run. */
+typedef struct {
+    sim_clock_wait_t clock;
+    bool timed;
+} rtos_wait_t;
+
+static void rtos_wait_begin(rtos_wait_t *wait, TickType_t ticks_to_wait) {
+    wait->timed = ticks_to_wait != 0 && ticks_to_wait != portMAX_DELAY;
+    if (wait->timed) {
+        sim_clock_wait_begin_ms(&wait->clock, ticks_to_wait);
+    }
+}
+
+static void rtos_wait_end(rtos_wait_t *wait) {
+    if (wait->timed) {
+        sim_clock_wait_end(&wait->clock);
+    }
+}
+
+/* Waits on cond until woken (true) or the wait's instant has come (false). */
+static bool wait_until(pthread_cond_t *cond, pthread_mutex_t *mutex, rtos_wait_t *wait) {
+    if (!wait->timed) {
         pthread_cond_wait(cond, mutex);
         return true;
     }
-    return pthread_cond_timedwait(cond, mutex, deadline) != ETIMEDOUT;
+    for (;;) {
+        if (sim_clock_wait_reached(&wait->clock)) {
+            return false;
+        }
+        struct timespec recheck = sim_clock_wait_recheck(&wait->clock);
+        if (pthread_cond_timedwait(cond, mutex, &recheck) != ETIMEDOUT) {
+            return true;
+        }
+    }
 }
 
 /* ----------------------------------------------------------------- tasks -- */
@@ -89,7 +118,7 @@ TaskHandle_t xTaskGetCurrentTaskHandle(void) {
 }
 
 void vTaskDelay(TickType_t ticks) {
-    sim_board_sleep_ms(ticks);
+    sim_clock_sleep_ms(ticks);
 }
 
 TickType_t xTaskGetTickCount(void) {
@@ -134,12 +163,14 @@ void vQueueDelete(QueueHandle_t queue) {
 }
 
 BaseType_t xQueueSend(QueueHandle_t q, const void *item, TickType_t ticks_to_wait) {
-    struct timespec deadline = sim_board_deadline(ticks_to_wait);
+    rtos_wait_t wait;
+    rtos_wait_begin(&wait, ticks_to_wait);
     pthread_mutex_lock(&q->lock);
     while (q->count == q->length) {
-        if (ticks_to_wait == 0 || !wait_until(&q->changed, &q->lock, ticks_to_wait, &deadline)) {
+        if (ticks_to_wait == 0 || !wait_until(&q->changed, &q->lock, &wait)) {
             if (q->count == q->length) {
                 pthread_mutex_unlock(&q->lock);
+                rtos_wait_end(&wait);
                 return pdFALSE;
             }
         }
@@ -148,16 +179,19 @@ BaseType_t xQueueSend(QueueHandle_t q, const void *item, TickType_t ticks_to_wai
     q->count++;
     pthread_cond_broadcast(&q->changed);
     pthread_mutex_unlock(&q->lock);
+    rtos_wait_end(&wait);
     return pdTRUE;
 }
 
 BaseType_t xQueueReceive(QueueHandle_t q, void *buffer, TickType_t ticks_to_wait) {
-    struct timespec deadline = sim_board_deadline(ticks_to_wait);
+    rtos_wait_t wait;
+    rtos_wait_begin(&wait, ticks_to_wait);
     pthread_mutex_lock(&q->lock);
     while (q->count == 0) {
-        if (ticks_to_wait == 0 || !wait_until(&q->changed, &q->lock, ticks_to_wait, &deadline)) {
+        if (ticks_to_wait == 0 || !wait_until(&q->changed, &q->lock, &wait)) {
             if (q->count == 0) {
                 pthread_mutex_unlock(&q->lock);
+                rtos_wait_end(&wait);
                 return pdFALSE;
             }
         }
@@ -167,6 +201,7 @@ BaseType_t xQueueReceive(QueueHandle_t q, void *buffer, TickType_t ticks_to_wait
     q->count--;
     pthread_cond_broadcast(&q->changed);
     pthread_mutex_unlock(&q->lock);
+    rtos_wait_end(&wait);
     return pdTRUE;
 }
 
@@ -188,18 +223,21 @@ SemaphoreHandle_t xSemaphoreCreateMutex(void) {
 }
 
 BaseType_t xSemaphoreTake(SemaphoreHandle_t m, TickType_t ticks_to_wait) {
-    struct timespec deadline = sim_board_deadline(ticks_to_wait);
+    rtos_wait_t wait;
+    rtos_wait_begin(&wait, ticks_to_wait);
     pthread_mutex_lock(&m->lock);
     while (m->mutex_taken) {
-        if (ticks_to_wait == 0 || !wait_until(&m->changed, &m->lock, ticks_to_wait, &deadline)) {
+        if (ticks_to_wait == 0 || !wait_until(&m->changed, &m->lock, &wait)) {
             if (m->mutex_taken) {
                 pthread_mutex_unlock(&m->lock);
+                rtos_wait_end(&wait);
                 return pdFALSE;
             }
         }
     }
     m->mutex_taken = true;
     pthread_mutex_unlock(&m->lock);
+    rtos_wait_end(&wait);
     return pdTRUE;
 }
 
@@ -260,13 +298,13 @@ EventBits_t xEventGroupGetBits(EventGroupHandle_t g) {
 EventBits_t xEventGroupWaitBits(EventGroupHandle_t g, EventBits_t bits_to_wait_for,
                                 BaseType_t clear_on_exit, BaseType_t wait_for_all_bits,
                                 TickType_t ticks_to_wait) {
-    struct timespec deadline = sim_board_deadline(ticks_to_wait);
+    rtos_wait_t wait;
+    rtos_wait_begin(&wait, ticks_to_wait);
     pthread_mutex_lock(&g->lock);
     for (;;) {
         EventBits_t have = g->bits & bits_to_wait_for;
         bool met = wait_for_all_bits ? have == bits_to_wait_for : have != 0;
-        if (met || ticks_to_wait == 0 ||
-            !wait_until(&g->changed, &g->lock, ticks_to_wait, &deadline)) {
+        if (met || ticks_to_wait == 0 || !wait_until(&g->changed, &g->lock, &wait)) {
             EventBits_t bits = g->bits;
             have = bits & bits_to_wait_for;
             met = wait_for_all_bits ? have == bits_to_wait_for : have != 0;
@@ -275,6 +313,7 @@ EventBits_t xEventGroupWaitBits(EventGroupHandle_t g, EventBits_t bits_to_wait_f
             }
             if (met || ticks_to_wait == 0 || ticks_to_wait != portMAX_DELAY) {
                 pthread_mutex_unlock(&g->lock);
+                rtos_wait_end(&wait);
                 return bits;
             }
         }

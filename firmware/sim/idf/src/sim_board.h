@@ -18,12 +18,9 @@ extern "C" {
 #endif
 
 /* --------------------------------------------------------------- clock -- */
-/* Microseconds since this boot on the virtual clock (--time-scale times real time). */
+/* Microseconds since this boot on the virtual clock (sim_clock.h: --time-scale times real
+ * time, held back while a task that is due has not run). Timed waits use sim_clock.h. */
 int64_t sim_board_now_us(void);
-/* The CLOCK_MONOTONIC instant at which virtual_ms from now will have passed. */
-struct timespec sim_board_deadline(uint64_t virtual_ms);
-/* Sleeps virtual_ms of virtual time. */
-void sim_board_sleep_ms(uint64_t virtual_ms);
 
 /* ---------------------------------------------------------- the board -- */
 sim_flash_t *sim_board_flash(void);
