@@ -531,6 +531,9 @@ def test_periodic_checks_update_by_themselves_and_back_off_on_failure(
             auth_token="tok-auto",
             auto_update_enabled=True,
             check_interval_sec=300,  # 0.3 s of real time at --time-scale 1000
+            # The Kconfig default: 30 ms of real time per self-test (SimConfig's 2 s would be 2 ms,
+            # and the radio reports once per 5 ms of real time at this scale: docs/sim.md).
+            selftest_timeout_ms=30_000,
         ).write(tmp_path / "device.conf")
         with SimProcess(flash, config, binary=sim_binary, time_scale=1000).start() as sim:
             sim.expect(V1_BOOT)
@@ -539,6 +542,9 @@ def test_periodic_checks_update_by_themselves_and_back_off_on_failure(
             server.publish(signer.release(app_image("2.0.0", size_bytes=IMAGE_BYTES)))
             sim.expect(V2_BOOT, timeout_s=20)  # no console command: the schedule did it
             sim.expect(r"ota: self-test passed; marking 2\.0\.0 valid")
+            # Written to otadata before this line: a stop before it is a power cut in
+            # pending_verify, and the next boot would roll back.
+            sim.expect(r"ota_client: boot complete: 2\.0\.0 valid")
             assert sim.stop() == 0
     # Controller gone: failed checks back off exponentially (200, 400, 800 ms …, capped).
     config_down = SimConfig(
