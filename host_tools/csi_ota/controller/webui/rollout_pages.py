@@ -32,6 +32,7 @@ BAR_STATES = (
     "pending",
     "failed",
     "rollback_failed",
+    "not_reached",
     "excluded",
 )
 CONTROLS = ("pause", "resume", "promote", "abort")
