@@ -254,13 +254,18 @@ def test_failure_threshold_halts_alerts_and_rolls_back_with_a_signed_manifest(ma
     assert sorted(world.in_state(rollout_id, "rolled_back")) == sorted(good)
 
 
-def test_a_device_still_verifying_at_the_halt_may_come_back_by_itself(make_world):
-    """The halt offers the rollback to a device verifying 2.0.0; its self-test takes it back first."""
+def offer_ten_at_once(make_world):
+    """10 devices, one 100 % stage, halt at 2 failures (20 %): (world, rollout id, the offered devices)."""
     world = make_world(devices=10)
     policy = {**FAST, "stages": [100], "batch_size": 10, "failure_percent": 20, "failure_min_count": 2}
     rollout_id = world.create(policy)
     world.tick()
-    offered = world.in_state(rollout_id, "offered")
+    return world, rollout_id, world.in_state(rollout_id, "offered")
+
+
+def test_a_device_still_verifying_at_the_halt_may_come_back_by_itself(make_world):
+    """The halt offers the rollback to a device verifying 2.0.0; its self-test takes it back first."""
+    world, rollout_id, offered = offer_ten_at_once(make_world)
     good, late, bad = offered[:3], offered[3], offered[4:6]
     for device in good:
         world.install(device)
@@ -298,11 +303,7 @@ def test_a_device_still_verifying_at_the_halt_may_come_back_by_itself(make_world
 
 def test_devices_that_come_back_after_the_rollback_finished_are_revised_to_rolled_back(make_world):
     """Late returners: counted as rollback_failed, back on 1.0.0 and healthy later: verdicts and counts revised."""
-    world = make_world(devices=10)
-    policy = {**FAST, "stages": [100], "batch_size": 10, "failure_percent": 20, "failure_min_count": 2}
-    rollout_id = world.create(policy)
-    world.tick()
-    offered = world.in_state(rollout_id, "offered")
+    world, rollout_id, offered = offer_ten_at_once(make_world)
     good, bad = offered[:3], offered[3:5]
     world.settle(good, bad)
     assert sorted(world.in_state(rollout_id, "rolling_back")) == sorted(good)
