@@ -531,3 +531,24 @@ def test_behaviour_mix_is_exact_and_deterministic():
     first = mix.assign(1000, seed="s")
     assert first.count("fail_selftest") == 300 and first.count("healthy") == 700
     assert first == mix.assign(1000, seed="s") and first != mix.assign(1000, seed="t")
+
+
+def test_a_device_installing_the_release_when_the_halt_cancels_its_offer_is_rolled_back_too(make_world):
+    """It took the offer, the halt cancelled it, and it installed 2.0.0 after: the rollback waits for it."""
+    world, rollout_id, offered = offer_ten_at_once(make_world)
+    installing, bad = offered[0], offered[1:3]
+    world.report(installing, "downloading", version="1.0.0")  # took the offer: still on 1.0.0
+    for device in bad:
+        world.fail_selftest(device)
+    world.tick()
+    assert world.rollout(rollout_id).state == "rolling_back", "the rollback waits for the installing device"
+    assert world.states(rollout_id)[installing].state == "rolling_back"
+    rollback_release = world.rollout(rollout_id).rollback_release_id
+    assert world.assigned(installing) == rollback_release
+    world.install(installing)  # the cancelled offer's 2.0.0 lands after the halt
+    world.tick()
+    assert world.rollout(rollout_id).state == "rolling_back"
+    world.install(installing, old="2.0.0", new="1.0.0")  # then the signed rollback
+    world.tick()
+    assert world.rollout(rollout_id).state == "rolled_back"
+    assert world.states(rollout_id)[installing].state == "rolled_back"

@@ -873,11 +873,16 @@ class RolloutStep:
             elif verdict is not None:
                 apply(rd, device, verdict)
         self.apply_silence(silent, apply)
-        # Every device running the halted release (including late installers) gets the signed rollback.
+        # Every device running the halted release (including late installers) gets the signed rollback,
+        # and so does one that took the offer before the halt cancelled it: it may be installing the
+        # halted release right now, and the rollback must not finish without it.
         for rd, device in self._rds(
             RolloutDevice.state.not_in(("rolling_back", "rolled_back", "rollback_failed", "excluded")),
             RolloutDevice.reason != "already_current",
-            Device.version == self.release.version,
+            or_(
+                Device.version == self.release.version,
+                and_(RolloutDevice.state == "pending", RolloutDevice.taken_real.is_not(None)),
+            ),
             replaced_devices_clause(rollout, previous),  # only back to what they ran before (H3)
         ):
             device.assigned_release_id = rollback_release.id
